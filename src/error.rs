@@ -1,0 +1,169 @@
+//! The store's error type: one variant per situation a caller can act on.
+
+use std::{fmt, io, path::PathBuf, sync::Arc};
+
+use uuid::Uuid;
+
+use crate::{format::CorruptionKind, types::ExpectedVersion};
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A named limit from [`Options`](crate::Options) that an append exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// [`Options::event_bytes_max`](crate::Options::event_bytes_max).
+    EventBytes,
+    /// [`Options::append_events_max`](crate::Options::append_events_max).
+    AppendEvents,
+    /// [`Options::append_bytes_max`](crate::Options::append_bytes_max).
+    AppendBytes,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::EventBytes => "event_bytes_max",
+            Limit::AppendEvents => "append_events_max",
+            Limit::AppendBytes => "append_bytes_max",
+        })
+    }
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Optimistic concurrency check failed; nothing was written.
+    #[error("wrong expected version for stream {stream:?}: expected {expected}, actual {}", describe_version(*.actual))]
+    WrongExpectedVersion {
+        /// The stream whose check failed.
+        stream: String,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The stream's last version at the time of the check (`None`: no events).
+        actual: Option<u64>,
+    },
+    /// The stream has no events.
+    #[error("stream {stream:?} not found")]
+    StreamNotFound {
+        /// The stream asked for.
+        stream: String,
+    },
+    /// Bytes on disk that were once durable fail their checks. Never silently dropped.
+    #[error("corruption in segment {segment} at offset {offset}: {kind}")]
+    Corruption {
+        /// File name of the damaged segment.
+        segment: String,
+        /// Byte offset of the damaged record or header within the segment.
+        offset: u64,
+        /// What check failed.
+        kind: CorruptionKind,
+    },
+    /// A segment was written by a format version this build does not read.
+    #[error("segment {segment} has format version {found}; this build reads version {supported}")]
+    UnsupportedFormat {
+        /// File name of the segment.
+        segment: String,
+        /// The version in its header.
+        found: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
+    /// Another open store (in this process or another) holds the directory.
+    #[error("store directory {} is locked by another open store", .dir.display())]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// An earlier write or fsync failed; the store accepts no more writes until it is reopened.
+    #[error("store is poisoned by a failed {op}; reopen it to recover from disk: {source}")]
+    Poisoned {
+        /// The operation that failed first.
+        op: &'static str,
+        /// Its error.
+        source: Arc<io::Error>,
+    },
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// A stream name breaks the naming rules.
+    #[error("invalid stream name {name:?}: {reason}")]
+    InvalidStreamName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// An event type breaks the naming rules.
+    #[error("invalid event type {event_type:?}: {reason}")]
+    InvalidEventType {
+        /// The rejected type.
+        event_type: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// An append exceeds a configured limit; nothing was written.
+    #[error("{limit} exceeded: {actual} > {max}")]
+    LimitExceeded {
+        /// The limit.
+        limit: Limit,
+        /// The size or count asked for.
+        actual: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// An append (or a part of a multi-stream append) has no events.
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// The same stream appears twice in one multi-stream append.
+    #[error("stream {stream:?} appears more than once in one append")]
+    DuplicateStream {
+        /// The repeated stream.
+        stream: String,
+    },
+    /// The same event id appears twice within one append.
+    #[error("event id {id} appears more than once in one append")]
+    DuplicateEventId {
+        /// The repeated id.
+        id: Uuid,
+    },
+    /// An event id was already committed, but not as a retry of the same append.
+    #[error("event id {id} was already committed at position {position} by a different append")]
+    EventIdConflict {
+        /// The id.
+        id: Uuid,
+        /// Where the earlier event with that id sits.
+        position: u64,
+    },
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The file system failed.
+    #[error("I/O error during {op} on {}: {source}", .path.display())]
+    Io {
+        /// What the store was doing.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+fn describe_version(v: Option<u64>) -> String {
+    match v {
+        None => "no stream".to_owned(),
+        Some(v) => format!("version {v}"),
+    }
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}

@@ -1,0 +1,139 @@
+//! The 32-byte header that opens every segment file, and the segment file names.
+
+use super::{CorruptionKind, FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_SUFFIX};
+
+/// The decoded header of a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    /// Position of the first record this segment holds (or would hold, when empty).
+    pub base_position: u64,
+    /// The group-commit bound in force when the segment was written: the most bytes that were
+    /// ever written to it without an fsync in between, and so the largest torn tail it can have.
+    pub group_bytes_max: u32,
+}
+
+/// Why a header could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderError {
+    /// The header is damaged.
+    Corrupt(CorruptionKind),
+    /// The header is intact but of another format version.
+    UnsupportedVersion(u16),
+}
+
+impl SegmentHeader {
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        b[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[10..12].copy_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
+        b[12..16].copy_from_slice(&self.group_bytes_max.to_le_bytes());
+        b[16..24].copy_from_slice(&self.base_position.to_le_bytes());
+        // 24..28 reserved, zero.
+        let crc = crc32fast::hash(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads and checks a header from the start of a segment file.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        if bytes.len() < SEGMENT_HEADER_LEN {
+            return Err(HeaderError::Corrupt(CorruptionKind::TruncatedHeader));
+        }
+        let b = &bytes[..SEGMENT_HEADER_LEN];
+        if b[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderError::Corrupt(CorruptionKind::BadMagic));
+        }
+        let stored_crc = u32::from_le_bytes(b[28..32].try_into().expect("4 bytes"));
+        if crc32fast::hash(&b[0..28]) != stored_crc {
+            return Err(HeaderError::Corrupt(CorruptionKind::HeaderChecksum));
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::UnsupportedVersion(version));
+        }
+        let header_len = u16::from_le_bytes([b[10], b[11]]);
+        if usize::from(header_len) != SEGMENT_HEADER_LEN || b[24..28] != [0; 4] {
+            return Err(HeaderError::Corrupt(CorruptionKind::HeaderChecksum));
+        }
+        Ok(SegmentHeader {
+            group_bytes_max: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
+            base_position: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// The file name of the segment whose first position is `base_position`: 20 zero-padded decimal
+/// digits, so that names sort in log order.
+pub(crate) fn segment_file_name(base_position: u64) -> String {
+    format!("{base_position:020}{SEGMENT_SUFFIX}")
+}
+
+/// The base position named by a segment file name, or `None` for any other file.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips() {
+        let h = SegmentHeader {
+            base_position: 42,
+            group_bytes_max: 1 << 20,
+        };
+        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn header_flipped_bit_is_corruption() {
+        let mut b = SegmentHeader {
+            base_position: 42,
+            group_bytes_max: 7,
+        }
+        .encode();
+        b[17] ^= 1;
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err(HeaderError::Corrupt(CorruptionKind::HeaderChecksum))
+        );
+    }
+
+    #[test]
+    fn header_other_version_is_unsupported() {
+        let mut b = SegmentHeader {
+            base_position: 0,
+            group_bytes_max: 7,
+        }
+        .encode();
+        b[8] = 9;
+        let crc = crc32fast::hash(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err(HeaderError::UnsupportedVersion(9))
+        );
+    }
+
+    #[test]
+    fn file_names_round_trip_and_sort() {
+        assert_eq!(segment_file_name(7), "00000000000000000007.seg");
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+        assert_eq!(parse_segment_file_name("7.seg"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000007.seg.tmp"),
+            None
+        );
+        assert!(segment_file_name(9) < segment_file_name(10));
+    }
+}

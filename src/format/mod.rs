@@ -1,0 +1,79 @@
+//! The bytes on disk: segment headers and record frames, their checksums, and the one list of
+//! ways those bytes can fail their checks. `docs/format.md` is the canonical description; a test
+//! checks this module against it.
+
+mod header;
+mod record;
+
+pub(crate) use header::{HeaderError, SegmentHeader, parse_segment_file_name, segment_file_name};
+pub(crate) use record::{
+    Record, RecordFields, decode_record, encode_record, own_records, record_len, seal_record,
+};
+
+/// The format version this build reads and writes. Bump it whenever a byte changes meaning.
+pub const FORMAT_VERSION: u16 = 1;
+/// The first eight bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"ANNALSEG";
+/// Length of the segment header in bytes.
+pub const SEGMENT_HEADER_LEN: usize = 32;
+/// Length of a record's fixed header in bytes (before stream name, type, metadata and data).
+pub const RECORD_HEADER_LEN: usize = 56;
+/// The file name suffix of segment files.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+
+/// What check a damaged header or record failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// The file is shorter than a segment header.
+    #[error("segment header is truncated")]
+    TruncatedHeader,
+    /// The file does not start with the segment magic.
+    #[error("segment header has the wrong magic")]
+    BadMagic,
+    /// The segment header fails its checksum.
+    #[error("segment header checksum mismatch")]
+    HeaderChecksum,
+    /// The header's base position does not match the file name or the previous segment's end.
+    #[error("segment base position {found} does not continue the log at {expected}")]
+    SegmentGap {
+        /// The position the log continues at.
+        expected: u64,
+        /// The position the segment claims.
+        found: u64,
+    },
+    /// A record runs past the end of the file.
+    #[error("record is truncated")]
+    Truncated,
+    /// A record's length field is impossible.
+    #[error("record length is invalid")]
+    BadLength,
+    /// A record fails its checksum.
+    #[error("record checksum mismatch")]
+    Checksum,
+    /// A record holds a different position than the one that belongs at its place.
+    #[error("record has position {found}, expected {expected}")]
+    PositionMismatch {
+        /// The position that belongs there.
+        expected: u64,
+        /// The position the record holds.
+        found: u64,
+    },
+    /// The records of one append are not framed as one complete batch.
+    #[error("append batch is incomplete or misframed")]
+    BadBatch,
+    /// A stream name or event type is not UTF-8.
+    #[error("record text is not UTF-8")]
+    InvalidUtf8,
+    /// A record's stream version does not continue its stream.
+    #[error("stream version {found} does not continue its stream at {expected}")]
+    VersionMismatch {
+        /// The version that belongs there.
+        expected: u64,
+        /// The version the record holds.
+        found: u64,
+    },
+    /// An index entry points at a record of another stream or version.
+    #[error("index points at a record that does not match it")]
+    IndexMismatch,
+}

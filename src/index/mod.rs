@@ -1,0 +1,10 @@
+//! In-memory indexes rebuilt from the segments on open: a sparse global index per segment
+//! (position → byte offset) and a per-stream index (stream → positions of its events).
+//!
+//! Both sit behind narrow interfaces so a later version can persist them per sealed segment.
+
+mod sparse;
+mod stream;
+
+pub(crate) use sparse::SparseIndex;
+pub(crate) use stream::StreamIndex;

@@ -1,0 +1,57 @@
+//! # annal — an embedded event store
+//!
+//! One durable, totally ordered log shared by many streams. Every event gets a global
+//! [`Position`] (dense, never reused, never changed) and a [`StreamVersion`] within its stream.
+//! A single writer thread batches concurrent appends into one `fdatasync` (group commit); an
+//! append returns only once its events are durable, and readers never see anything that is not.
+//!
+//! ```
+//! use annal::{ExpectedVersion, NewEvent, Position, Store, StreamVersion};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let r = store.append("order-1", ExpectedVersion::NoStream, [
+//!     NewEvent::new("OrderPlaced", br#"{"sku":"A1"}"#.to_vec()),
+//!     NewEvent::new("OrderPaid", br#"{"eur":12}"#.to_vec()),
+//! ])?;
+//! assert_eq!(r.last_version, StreamVersion(1));
+//!
+//! // Optimistic concurrency: this append expects the stream to be empty, so it fails.
+//! let stale = store.append("order-1", ExpectedVersion::NoStream, [NewEvent::new("X", vec![])]);
+//! assert!(matches!(stale, Err(annal::Error::WrongExpectedVersion { .. })));
+//!
+//! for event in store.read_stream_forward("order-1", StreamVersion::START, usize::MAX)? {
+//!     let event = event?;
+//!     println!("{} v{} {}", event.position(), event.version(), event.event_type());
+//! }
+//! assert_eq!(store.read_all_forward(Position::START, usize::MAX).count(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The byte layout is in `docs/format.md`, the write path and recovery rules in
+//! `docs/design.md`.
+
+mod error;
+pub mod format;
+mod index;
+pub mod io;
+mod options;
+mod read;
+mod recovery;
+mod segment;
+mod shared;
+mod store;
+mod types;
+mod writer;
+
+pub use error::{Error, Limit, Result};
+pub use format::CorruptionKind;
+pub use options::{APPEND_EVENTS_LIMIT, Durability, Options};
+pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
+pub use recovery::{RecoveryReport, TornTail};
+pub use store::{Stats, Store};
+pub use types::{
+    AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
+    StreamVersion,
+};
+pub use writer::{validate_event_type, validate_stream_name};

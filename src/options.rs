@@ -1,0 +1,118 @@
+//! Tunables and limits of a store, with the relations between them checked on open.
+
+use std::sync::Arc;
+
+use crate::{
+    error::{Error, Result},
+    format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN},
+    io::{StdStorage, Storage},
+};
+
+/// When an append counts as committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fdatasync` every group before acknowledging it (the default, and the only mode in
+    /// which an acknowledged event survives a crash or power loss).
+    #[default]
+    Fsync,
+    /// Never fsync. **For tests and benchmarks only**: acknowledged events may be lost, and
+    /// after a power loss any segment (not only the tail) may be torn.
+    None,
+}
+
+/// Options for [`Store::open_with`](crate::Store::open_with). Start from `Options::default()`.
+#[derive(Clone)]
+pub struct Options {
+    /// Whether commits are fsynced. Default [`Durability::Fsync`].
+    pub durability: Durability,
+    /// A segment is sealed and a new one started once the next append would push it past this
+    /// size. Default 256 MiB.
+    pub segment_bytes_max: u64,
+    /// Largest encoded event (header, stream name, type, metadata and data). Default 4 MiB.
+    pub event_bytes_max: u32,
+    /// Most events in one append. Default 10,000; at most 65,536 (the format's bound).
+    pub append_events_max: u32,
+    /// Largest encoded append. Default 8 MiB; at most `group_bytes_max`.
+    pub append_bytes_max: u32,
+    /// Most bytes the writer writes between two fsyncs (one group commit). It bounds the torn
+    /// tail recovery may cut. Default 8 MiB.
+    pub group_bytes_max: u32,
+    /// Most appends in one group commit. Default 4,096.
+    pub group_appends_max: u32,
+    /// Capacity of the channel from appending threads to the writer. Default 4,096.
+    pub queue_capacity: u32,
+    /// The global index keeps one entry per this many records. Default 4.
+    pub index_stride: u32,
+    /// How many of the most recent events' ids are remembered to make retried appends
+    /// idempotent (see `docs/design.md`). Default 100,000.
+    pub idempotency_window_events: u32,
+    /// The file system behind the store. Default: `std::fs`.
+    pub storage: Arc<dyn Storage>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Fsync,
+            segment_bytes_max: 256 << 20,
+            event_bytes_max: 4 << 20,
+            append_events_max: 10_000,
+            append_bytes_max: 8 << 20,
+            group_bytes_max: 8 << 20,
+            group_appends_max: 4096,
+            queue_capacity: 4096,
+            index_stride: 4,
+            idempotency_window_events: 100_000,
+            storage: Arc::new(StdStorage),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("durability", &self.durability)
+            .field("segment_bytes_max", &self.segment_bytes_max)
+            .field("event_bytes_max", &self.event_bytes_max)
+            .field("append_events_max", &self.append_events_max)
+            .field("append_bytes_max", &self.append_bytes_max)
+            .field("group_bytes_max", &self.group_bytes_max)
+            .field("group_appends_max", &self.group_appends_max)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("index_stride", &self.index_stride)
+            .field("idempotency_window_events", &self.idempotency_window_events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The format stores "records left in this append" in 16 bits.
+pub const APPEND_EVENTS_LIMIT: u32 = 1 << 16;
+
+impl Options {
+    /// Checks that the limits fit each other and the format.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: &str| Err(Error::InvalidOptions(msg.to_owned()));
+        if self.event_bytes_max < RECORD_HEADER_LEN as u32 + 2 {
+            return fail("event_bytes_max is smaller than the smallest record");
+        }
+        if self.append_events_max == 0 || self.append_events_max > APPEND_EVENTS_LIMIT {
+            return fail("append_events_max must be within 1..=65536");
+        }
+        if self.append_bytes_max < self.event_bytes_max {
+            return fail("append_bytes_max must be at least event_bytes_max");
+        }
+        if self.group_bytes_max < self.append_bytes_max {
+            return fail("group_bytes_max must be at least append_bytes_max");
+        }
+        if self.segment_bytes_max < SEGMENT_HEADER_LEN as u64 + u64::from(self.append_bytes_max) {
+            return fail("segment_bytes_max must hold a header and the largest append");
+        }
+        if self.segment_bytes_max > u64::from(u32::MAX) {
+            return fail("segment_bytes_max must be below 4 GiB (offsets are 32-bit)");
+        }
+        if self.group_appends_max == 0 || self.queue_capacity == 0 || self.index_stride == 0 {
+            return fail("group_appends_max, queue_capacity and index_stride must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! A recorded event: a handle onto its verified bytes in a segment view.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use uuid::Uuid;
+
+use crate::{
+    format::Record,
+    io::ReadView,
+    types::{Position, StreamVersion},
+};
+
+/// An event as recorded in the log. Cloning it is cheap (it shares the segment's mapped bytes;
+/// nothing is copied), and its bytes were verified against their checksum when it was read.
+#[derive(Clone)]
+pub struct RecordedEvent {
+    view: Arc<dyn ReadView>,
+    offset: usize,
+    len: usize,
+}
+
+impl RecordedEvent {
+    /// Wraps a record of `view` that was verified at `offset`.
+    pub(crate) fn new(view: Arc<dyn ReadView>, offset: usize, len: usize) -> RecordedEvent {
+        RecordedEvent { view, offset, len }
+    }
+
+    pub(crate) fn record(&self) -> Record<'_> {
+        Record::verified(&self.view.bytes()[self.offset..self.offset + self.len])
+    }
+
+    /// Global position in the log.
+    pub fn position(&self) -> Position {
+        Position(self.record().position())
+    }
+
+    /// Version within its stream.
+    pub fn version(&self) -> StreamVersion {
+        StreamVersion(self.record().version())
+    }
+
+    /// The stream it belongs to.
+    pub fn stream(&self) -> &str {
+        self.record().stream()
+    }
+
+    /// The event id.
+    pub fn id(&self) -> Uuid {
+        self.record().id()
+    }
+
+    /// The event type.
+    pub fn event_type(&self) -> &str {
+        self.record().event_type()
+    }
+
+    /// The payload.
+    pub fn data(&self) -> &[u8] {
+        self.record().data()
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &[u8] {
+        self.record().metadata()
+    }
+
+    /// Commit time in microseconds since the Unix epoch (the same for every event of a group).
+    pub fn timestamp_us(&self) -> u64 {
+        self.record().timestamp_us()
+    }
+
+    /// Commit time.
+    pub fn timestamp(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.timestamp_us())
+    }
+
+    /// Bytes the event takes in its segment (header and all).
+    pub fn encoded_len(&self) -> usize {
+        self.len
+    }
+}
+
+impl fmt::Debug for RecordedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordedEvent")
+            .field("position", &self.position().get())
+            .field("stream", &self.stream())
+            .field("version", &self.version().get())
+            .field("id", &self.id())
+            .field("event_type", &self.event_type())
+            .field("data_len", &self.data().len())
+            .field("metadata_len", &self.metadata().len())
+            .finish()
+    }
+}

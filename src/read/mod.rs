@@ -1,0 +1,14 @@
+//! Reading the committed log: events as cheap handles onto mapped segment bytes, and the
+//! iterators over `$all` and over one stream. Readers take no lock the writer waits on for
+//! longer than a copy of a few index entries, and see only what the writer has published.
+
+mod all;
+mod event;
+mod locator;
+mod stream;
+
+pub use all::{ReadAll, ReadAllBackward};
+pub use event::RecordedEvent;
+pub use stream::ReadStream;
+
+pub(crate) use locator::Locator;

@@ -1,0 +1,187 @@
+//! Segment files: creating one (header, fsync, directory fsync), publishing what the writer
+//! committed to it, and giving readers verified-on-decode views of its committed bytes.
+
+mod set;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+pub(crate) use set::SegmentSet;
+
+use crate::{
+    error::{Error, Result},
+    format::{SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
+    index::SparseIndex,
+    io::{ReadView, Storage, StorageFile},
+};
+
+/// One segment file of the log.
+pub(crate) struct Segment {
+    base_position: u64,
+    name: String,
+    path: PathBuf,
+    file: Box<dyn StorageFile>,
+    /// Bytes readers may see: the header and every committed record. Only grows.
+    committed_len: AtomicU64,
+    /// One past the position of the last committed record (the base when empty).
+    end_position: AtomicU64,
+    /// The latest read view; replaced by a longer one when a reader needs more.
+    view: Mutex<Arc<dyn ReadView>>,
+    index: RwLock<SparseIndex>,
+}
+
+impl Segment {
+    /// Creates the segment that starts at `base_position`: writes its header, makes the header
+    /// and the directory entry durable (when `sync`), so that no record is ever written to a
+    /// segment whose header could still be lost.
+    pub fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_position: u64,
+        group_bytes_max: u32,
+        index_stride: u32,
+        sync: bool,
+    ) -> Result<Segment> {
+        let name = segment_file_name(base_position);
+        let path = dir.join(&name);
+        let file = storage
+            .create(&path)
+            .map_err(Error::io("create segment", &path))?;
+        let header = SegmentHeader {
+            base_position,
+            group_bytes_max,
+        }
+        .encode();
+        file.write_at(0, &header)
+            .map_err(Error::io("write segment header", &path))?;
+        if sync {
+            file.sync_data()
+                .map_err(Error::io("fsync segment header", &path))?;
+            storage
+                .sync_dir(dir)
+                .map_err(Error::io("fsync directory", dir))?;
+        }
+        let index = SparseIndex::new(base_position, index_stride);
+        let len = SEGMENT_HEADER_LEN as u64;
+        Ok(Segment::recovered(
+            base_position,
+            name,
+            path,
+            file,
+            len,
+            base_position,
+            index,
+        ))
+    }
+
+    /// A segment found on disk whose committed bytes and index recovery has established.
+    pub fn recovered(
+        base_position: u64,
+        name: String,
+        path: PathBuf,
+        file: Box<dyn StorageFile>,
+        committed_len: u64,
+        end_position: u64,
+        index: SparseIndex,
+    ) -> Segment {
+        Segment {
+            base_position,
+            name,
+            path,
+            file,
+            committed_len: AtomicU64::new(committed_len),
+            end_position: AtomicU64::new(end_position),
+            view: Mutex::new(Arc::new(Vec::new())),
+            index: RwLock::new(index),
+        }
+    }
+
+    /// Position of the segment's first record.
+    pub fn base_position(&self) -> u64 {
+        self.base_position
+    }
+
+    /// File name, for errors and reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes committed (header included).
+    pub fn committed_len(&self) -> u64 {
+        self.committed_len.load(Ordering::Acquire)
+    }
+
+    /// One past the last committed position.
+    pub fn end_position(&self) -> u64 {
+        self.end_position.load(Ordering::Acquire)
+    }
+
+    /// The file, for the writer.
+    pub fn file(&self) -> &dyn StorageFile {
+        &*self.file
+    }
+
+    /// Makes durable records visible: notes their offsets in the index, then moves the
+    /// committed length and end position. Called by the writer only, after the fsync.
+    pub fn publish(&self, records: impl Iterator<Item = (u64, u32)>, len: u64, end: u64) {
+        debug_assert!(len >= self.committed_len() && end >= self.end_position());
+        {
+            let mut index = self.index.write().expect("segment index lock");
+            for (position, offset) in records {
+                index.note(position, offset);
+            }
+        }
+        self.committed_len.store(len, Ordering::Release);
+        self.end_position.store(end, Ordering::Release);
+    }
+
+    /// Called once the writer has moved on to the next segment.
+    pub fn seal(&self) {
+        self.index.write().expect("segment index lock").shrink();
+    }
+
+    /// A view holding at least the first `min_len` committed bytes.
+    pub fn view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
+        let mut view = self.view.lock().expect("segment view lock");
+        if (view.bytes().len() as u64) < min_len {
+            let len = self.committed_len();
+            debug_assert!(len >= min_len);
+            *view = self
+                .file
+                .view(len)
+                .map_err(Error::io("map segment", &self.path))?;
+        }
+        Ok(Arc::clone(&view))
+    }
+
+    /// Byte offset of the record at `position` within `bytes` (a view of this segment), found
+    /// through the sparse index and hops over record lengths. The caller verifies the record
+    /// it finds there, so a wrong hop over damaged bytes cannot go unnoticed.
+    pub fn locate(&self, bytes: &[u8], position: u64) -> Option<usize> {
+        let (mut at_position, offset) = self
+            .index
+            .read()
+            .expect("segment index lock")
+            .floor(position)?;
+        let mut offset = offset as usize;
+        while at_position < position {
+            let len = crate::format::record_len(bytes.get(offset..)?)?;
+            offset = offset.checked_add(len.max(1))?;
+            at_position += 1;
+        }
+        Some(offset)
+    }
+
+    /// Heap bytes held by this segment's index.
+    pub fn index_memory_bytes(&self) -> usize {
+        self.index
+            .read()
+            .expect("segment index lock")
+            .memory_bytes()
+    }
+}

@@ -1,0 +1,330 @@
+//! The single writer thread and its group commit.
+//!
+//! Appending threads send checked, pre-encoded appends through a bounded channel. The writer
+//! takes what is queued (bounded by count and bytes), checks each append in order against the
+//! log's state, seals its records (positions, versions, timestamp, checksums) into one buffer,
+//! writes the buffer, calls `fdatasync` once, and only then publishes the records to readers and
+//! answers every caller. A failed write or fsync poisons the store; it is never retried.
+
+mod idempotency;
+mod request;
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+pub(crate) use idempotency::IdWindow;
+pub(crate) use request::AppendRequest;
+pub use request::{validate_event_type, validate_stream_name};
+
+use crate::{
+    error::{Error, Result},
+    format::{RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
+    options::Durability,
+    segment::Segment,
+    shared::Shared,
+    types::{AppendResult, MultiAppendResult, Position, StreamVersion},
+};
+
+/// What appending threads send the writer.
+pub(crate) enum Message {
+    /// Append this.
+    Append(AppendRequest),
+    /// Commit what is queued before this message, answer the rest with `Closed`, and stop.
+    Shutdown,
+}
+
+type Reply = Sender<Result<MultiAppendResult>>;
+
+/// The group being assembled: sealed records and the answers they wait on.
+#[derive(Default)]
+struct Group {
+    bytes: Vec<u8>,
+    answers: Vec<(Reply, MultiAppendResult)>,
+    /// Last versions of the streams this group appends to, ahead of the stream index.
+    versions: HashMap<String, u64>,
+    next_position: u64,
+    timestamp_us: u64,
+}
+
+/// The writer thread's state. Only it writes to segments or changes the indexes.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Message>,
+    active: Arc<Segment>,
+    /// Committed length of the active segment: where the next group goes.
+    segment_len: u64,
+    group: Group,
+    window: IdWindow,
+}
+
+impl Writer {
+    /// A writer continuing the log in `active`, whose committed length is `segment_len`.
+    pub fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Message>,
+        active: Arc<Segment>,
+        window: IdWindow,
+    ) -> Writer {
+        let segment_len = active.committed_len();
+        let group = Group {
+            next_position: shared.head(),
+            ..Group::default()
+        };
+        Writer {
+            shared,
+            rx,
+            active,
+            segment_len,
+            group,
+            window,
+        }
+    }
+
+    /// The writer thread's loop.
+    pub fn run(mut self) {
+        let appends_max = self.shared.options.group_appends_max as usize;
+        let bytes_max = self.shared.options.group_bytes_max as usize;
+        let mut carried: Option<AppendRequest> = None;
+        loop {
+            let first = match carried.take() {
+                Some(request) => request,
+                None => match self.rx.recv() {
+                    Ok(Message::Append(request)) => request,
+                    Ok(Message::Shutdown) | Err(_) => break,
+                },
+            };
+            self.group.timestamp_us = now_us();
+            let (mut count, mut bytes) = (1, first.records.len());
+            self.accept(first);
+            let mut shutdown = false;
+            while count < appends_max {
+                match self.rx.try_recv() {
+                    Ok(Message::Append(request)) if bytes + request.records.len() > bytes_max => {
+                        carried = Some(request);
+                        break;
+                    }
+                    Ok(Message::Append(request)) => {
+                        count += 1;
+                        bytes += request.records.len();
+                        self.accept(request);
+                    }
+                    Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        shutdown = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            self.flush();
+            if shutdown {
+                break;
+            }
+        }
+        self.stop();
+    }
+
+    /// Checks one append against the log and seals it into the group, or answers it at once.
+    fn accept(&mut self, request: AppendRequest) {
+        if let Some(error) = self.shared.poisoned() {
+            let _ = request.reply.send(Err(error));
+            return;
+        }
+        match self.window.check(&request.ids, &request.parts) {
+            idempotency::Verdict::New => {}
+            idempotency::Verdict::Retry(original) => {
+                // Answered with the group, so never before the original is durable.
+                self.group.answers.push((request.reply, original));
+                return;
+            }
+            idempotency::Verdict::Conflict(error) => {
+                let _ = request.reply.send(Err(error));
+                return;
+            }
+        }
+        let mut currents = Vec::with_capacity(request.parts.len());
+        for part in &request.parts {
+            let current = self.current_version(&part.stream);
+            if !part.expected.admits(current) {
+                let _ = request.reply.send(Err(Error::WrongExpectedVersion {
+                    stream: part.stream.clone(),
+                    expected: part.expected,
+                    actual: current,
+                }));
+                return;
+            }
+            currents.push(current);
+        }
+        let room = self.shared.options.segment_bytes_max;
+        if self.segment_len + (self.group.bytes.len() + request.records.len()) as u64 > room {
+            self.flush();
+            self.rotate();
+            if let Some(error) = self.shared.poisoned() {
+                let _ = request.reply.send(Err(error));
+                return;
+            }
+        }
+        let result = self.seal(&request, &currents);
+        self.window.insert(&request.ids, result.clone());
+        self.group.answers.push((request.reply, result));
+    }
+
+    /// The stream's last version as of the group so far.
+    fn current_version(&self, stream: &str) -> Option<u64> {
+        match self.group.versions.get(stream) {
+            Some(&v) => Some(v),
+            None => self.shared.streams.last_version(stream),
+        }
+    }
+
+    /// Copies the append's records into the group and fills in their commit-time fields.
+    fn seal(&mut self, request: &AppendRequest, currents: &[Option<u64>]) -> MultiAppendResult {
+        let group = &mut self.group;
+        let mut offset = group.bytes.len();
+        group.bytes.extend_from_slice(&request.records);
+        let first_position = group.next_position;
+        let last_position = first_position + request.ids.len() as u64 - 1;
+        let mut position = first_position;
+        let mut streams = Vec::with_capacity(request.parts.len());
+        for (part, current) in request.parts.iter().zip(currents) {
+            let first_version = current.map_or(0, |v| v + 1);
+            let part_first = position;
+            for version in first_version..first_version + u64::from(part.events) {
+                let len = record_len(&group.bytes[offset..]).expect("encoded record");
+                let batch_left = u16::try_from(last_position - position).expect("bounded append");
+                let fields = RecordFields {
+                    position,
+                    version,
+                    timestamp_us: group.timestamp_us,
+                    batch_left,
+                };
+                seal_record(&mut group.bytes[offset..offset + len], fields);
+                offset += len;
+                position += 1;
+            }
+            let last_version = first_version + u64::from(part.events) - 1;
+            group.versions.insert(part.stream.clone(), last_version);
+            let result = AppendResult {
+                first_position: Position(part_first),
+                last_position: Position(position - 1),
+                first_version: StreamVersion(first_version),
+                last_version: StreamVersion(last_version),
+            };
+            streams.push((part.stream.clone(), result));
+        }
+        debug_assert_eq!(offset, group.bytes.len());
+        group.next_position = position;
+        MultiAppendResult {
+            first_position: Position(first_position),
+            last_position: Position(last_position),
+            streams,
+        }
+    }
+
+    /// Writes and fsyncs the group, publishes it, and answers its callers.
+    fn flush(&mut self) {
+        let outcome = self.commit();
+        if let Err((op, error)) = outcome {
+            self.shared.poison(op, error);
+        }
+        let poisoned = self.shared.poisoned();
+        for (reply, result) in self.group.answers.drain(..) {
+            let answer = match &poisoned {
+                None => Ok(result),
+                Some(_) => Err(self.shared.poisoned().expect("poisoned")),
+            };
+            let _ = reply.send(answer);
+        }
+        self.group.bytes.clear();
+        self.group.versions.clear();
+    }
+
+    fn commit(&mut self) -> Result<(), (&'static str, io::Error)> {
+        if self.shared.poisoned().is_some() || self.group.bytes.is_empty() {
+            return Ok(());
+        }
+        let file = self.active.file();
+        file.write_at(self.segment_len, &self.group.bytes)
+            .map_err(|e| ("write", e))?;
+        if self.shared.options.durability == Durability::Fsync {
+            file.sync_data().map_err(|e| ("fsync", e))?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Makes the durable group visible: segment index and length, stream index, then head.
+    fn publish(&mut self) {
+        let base = self.segment_len;
+        let new_len = base + self.group.bytes.len() as u64;
+        let end = self.group.next_position;
+        let offsets = own_records(&self.group.bytes).map(|(offset, r)| {
+            (
+                r.position(),
+                u32::try_from(base + offset as u64).expect("<4GiB"),
+            )
+        });
+        self.active.publish(offsets, new_len, end);
+        let mut streams = self.shared.streams.write();
+        for (_, record) in own_records(&self.group.bytes) {
+            let pushed = streams.push(record.stream(), record.version(), record.position());
+            debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
+        }
+        self.shared.set_head(end);
+        drop(streams);
+        self.segment_len = new_len;
+    }
+
+    /// Seals the active segment and starts the next one at the head.
+    fn rotate(&mut self) {
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        let options = &self.shared.options;
+        let created = Segment::create(
+            &*options.storage,
+            &self.shared.dir,
+            self.group.next_position,
+            options.group_bytes_max,
+            options.index_stride,
+            options.durability == Durability::Fsync,
+        );
+        match created {
+            Ok(segment) => {
+                self.active.seal();
+                let segment = Arc::new(segment);
+                self.shared.segments.push(Arc::clone(&segment));
+                self.active = segment;
+                self.segment_len = SEGMENT_HEADER_LEN as u64;
+            }
+            Err(Error::Io { op, source, .. }) => self.shared.poison(op, source),
+            Err(other) => self
+                .shared
+                .poison("create segment", io::Error::other(other.to_string())),
+        }
+    }
+
+    /// Answers whatever is still queued with `Closed`.
+    fn stop(self) {
+        if self.shared.options.durability == Durability::None && self.shared.poisoned().is_none() {
+            // Not a promise (this mode makes none), just fewer losses after a clean close.
+            let _ = self.active.file().sync_data();
+        }
+        while let Ok(message) = self.rx.try_recv() {
+            if let Message::Append(request) = message {
+                let _ = request.reply.send(Err(Error::Closed));
+            }
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}

@@ -1,0 +1,193 @@
+//! What an appending thread hands the writer: a checked, pre-encoded append. Everything that
+//! can be checked without the log's state is checked here, on the caller's thread, so that bad
+//! input never reaches the writer and the writer's work per event stays small.
+
+use std::collections::HashSet;
+
+use crossbeam_channel::{Receiver, Sender};
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Limit, Result},
+    format::{RECORD_HEADER_LEN, encode_record},
+    options::Options,
+    types::{ExpectedVersion, MultiAppendResult, StreamAppend},
+};
+
+/// Longest stream name or event type, in bytes (the format stores the length in one byte).
+pub const NAME_BYTES_MAX: usize = 255;
+
+/// One stream's share of an append request.
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: u32,
+}
+
+/// A checked append on its way to the writer.
+pub(crate) struct AppendRequest {
+    pub parts: Vec<Part>,
+    /// Every event's id, in log order.
+    pub ids: Vec<Uuid>,
+    /// The encoded records, in log order, awaiting their commit-time fields.
+    pub records: Vec<u8>,
+    pub reply: Sender<Result<MultiAppendResult>>,
+}
+
+impl AppendRequest {
+    /// Checks `parts` against the limits and encodes them.
+    pub fn build(
+        parts: Vec<StreamAppend>,
+        options: &Options,
+    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
+        check_shape(&parts, options)?;
+        let total_events: usize = parts.iter().map(|p| p.events.len()).sum();
+        let mut ids = Vec::with_capacity(total_events);
+        let mut records = Vec::new();
+        let mut request_parts = Vec::with_capacity(parts.len());
+        for part in parts {
+            for event in &part.events {
+                let id = event.id.unwrap_or_else(Uuid::new_v4);
+                ids.push(id);
+                let before = records.len();
+                encode_record(
+                    &mut records,
+                    &part.stream,
+                    id,
+                    &event.event_type,
+                    &event.metadata,
+                    &event.data,
+                );
+                debug_assert!(records.len() - before <= options.event_bytes_max as usize);
+            }
+            let events = part.events.len() as u32;
+            request_parts.push(Part {
+                stream: part.stream,
+                expected: part.expected,
+                events,
+            });
+        }
+        check_unique_ids(&ids)?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        Ok((
+            AppendRequest {
+                parts: request_parts,
+                ids,
+                records,
+                reply,
+            },
+            answer,
+        ))
+    }
+}
+
+/// Checks names, counts and sizes before anything is encoded.
+fn check_shape(parts: &[StreamAppend], options: &Options) -> Result<()> {
+    if parts.is_empty() {
+        return Err(Error::EmptyAppend);
+    }
+    let mut events = 0u64;
+    let mut bytes = 0u64;
+    for (i, part) in parts.iter().enumerate() {
+        validate_stream_name(&part.stream)?;
+        if parts[..i].iter().any(|p| p.stream == part.stream) {
+            return Err(Error::DuplicateStream {
+                stream: part.stream.clone(),
+            });
+        }
+        if part.events.is_empty() {
+            return Err(Error::EmptyAppend);
+        }
+        for event in &part.events {
+            validate_event_type(&event.event_type)?;
+            let len = (RECORD_HEADER_LEN
+                + part.stream.len()
+                + event.event_type.len()
+                + event.metadata.len()
+                + event.data.len()) as u64;
+            let max = u64::from(options.event_bytes_max);
+            if len > max {
+                return Err(Error::LimitExceeded {
+                    limit: Limit::EventBytes,
+                    actual: len,
+                    max,
+                });
+            }
+            bytes += len;
+        }
+        events += part.events.len() as u64;
+    }
+    let max = u64::from(options.append_events_max);
+    if events > max {
+        return Err(Error::LimitExceeded {
+            limit: Limit::AppendEvents,
+            actual: events,
+            max,
+        });
+    }
+    let max = u64::from(options.append_bytes_max);
+    if bytes > max {
+        return Err(Error::LimitExceeded {
+            limit: Limit::AppendBytes,
+            actual: bytes,
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn check_unique_ids(ids: &[Uuid]) -> Result<()> {
+    if ids.len() <= 16 {
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(Error::DuplicateEventId { id: *id });
+            }
+        }
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(Error::DuplicateEventId { id: *id });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a stream name a caller may append to: 1..=255 bytes of UTF-8 without control
+/// characters, not starting with `$` (reserved for the store's own streams).
+pub fn validate_stream_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "must not be empty"
+    } else if name.len() > NAME_BYTES_MAX {
+        "must be at most 255 bytes"
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else if name.starts_with('$') {
+        "names starting with '$' are reserved for the store"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidStreamName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Checks an event type: 1..=255 bytes of UTF-8 without control characters.
+pub fn validate_event_type(event_type: &str) -> Result<()> {
+    let reason = if event_type.is_empty() {
+        "must not be empty"
+    } else if event_type.len() > NAME_BYTES_MAX {
+        "must be at most 255 bytes"
+    } else if event_type.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidEventType {
+        event_type: event_type.to_owned(),
+        reason,
+    })
+}
