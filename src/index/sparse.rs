@@ -26,7 +26,7 @@ impl SparseIndex {
     /// in ascending order without gaps.
     pub fn note(&mut self, position: u64, offset: u32) {
         let rel = position - self.base;
-        if rel % self.stride == 0 {
+        if rel.is_multiple_of(self.stride) {
             debug_assert_eq!(self.offsets.len() as u64, rel / self.stride);
             self.offsets.push(offset);
         }

@@ -8,10 +8,12 @@
 //! unknown, so the writer treats it as fatal and never retries.
 
 mod mmap;
+mod sim;
 mod std_fs;
 
 use std::{any::Any, io, path::Path, sync::Arc};
 
+pub use sim::SimDisk;
 pub use std_fs::StdStorage;
 
 /// A file system as the engine uses it.

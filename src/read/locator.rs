@@ -74,10 +74,11 @@ impl Locator {
 
     /// The segment holding `position`, switching (and forgetting the cached view) if needed.
     fn segment_for(&mut self, position: u64) -> Result<Arc<Segment>> {
-        if let Some(segment) = &self.segment {
-            if position >= segment.base_position() && position < segment.end_position() {
-                return Ok(Arc::clone(segment));
-            }
+        if let Some(segment) = &self.segment
+            && position >= segment.base_position()
+            && position < segment.end_position()
+        {
+            return Ok(Arc::clone(segment));
         }
         let segment = self
             .shared
