@@ -12,12 +12,14 @@ pub(crate) struct SegmentHeader {
     pub group_bytes_max: u32,
 }
 
-/// Why a header could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum HeaderError {
+/// Why a segment header could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
     /// The header is damaged.
+    #[error("{0}")]
     Corrupt(CorruptionKind),
     /// The header is intact but of another format version.
+    #[error("unsupported format version {0}")]
     UnsupportedVersion(u16),
 }
 

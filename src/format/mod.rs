@@ -2,13 +2,18 @@
 //! ways those bytes can fail their checks. `docs/format.md` is the canonical description; a test
 //! checks this module against it.
 
+mod check;
 mod header;
 mod record;
+mod scan;
 
-pub(crate) use header::{HeaderError, SegmentHeader, parse_segment_file_name, segment_file_name};
+pub use check::{SegmentCheck, check_segment};
+pub use header::HeaderError;
+pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_name};
 pub(crate) use record::{
     Record, RecordFields, decode_record, encode_record, own_records, record_len, seal_record,
 };
+pub(crate) use scan::{Damage, scan_segment};
 
 /// The format version this build reads and writes. Bump it whenever a byte changes meaning.
 pub const FORMAT_VERSION: u16 = 1;

@@ -1,13 +1,17 @@
-//! The sparse global index of one segment: the byte offset of every `stride`-th position.
+//! The sparse global index of one segment: the byte offset of every `stride`-th record.
 
-/// Offsets of positions `base`, `base + stride`, `base + 2·stride`, … within one segment.
+/// Every `stride`-th record of one segment: its position (relative to the segment's base) and
+/// its byte offset. Positions need not be dense (a salvaged or scavenged segment has gaps).
 ///
-/// Memory: 4 bytes per `stride` events. A lookup lands at most `stride - 1` records before the
-/// one asked for; the reader hops forward from there by record lengths.
+/// Memory: 8 bytes per `stride` records. A lookup lands at most `stride - 1` records before
+/// the one asked for; the reader hops forward from there by record lengths.
 #[derive(Debug)]
 pub(crate) struct SparseIndex {
     base: u64,
-    stride: u64,
+    stride: u32,
+    /// Records noted since the last entry.
+    since_entry: u32,
+    positions: Vec<u32>,
     offsets: Vec<u32>,
 }
 
@@ -17,35 +21,44 @@ impl SparseIndex {
         debug_assert!(stride > 0);
         SparseIndex {
             base,
-            stride: u64::from(stride),
+            stride,
+            since_entry: 0,
+            positions: Vec::new(),
             offsets: Vec::new(),
         }
     }
 
-    /// Records that the record at `position` starts at byte `offset`. Positions must be noted
-    /// in ascending order without gaps.
+    /// Records that the record at `position` starts at byte `offset`. Records must be noted in
+    /// file order, with ascending positions.
     pub fn note(&mut self, position: u64, offset: u32) {
-        let rel = position - self.base;
-        if rel.is_multiple_of(self.stride) {
-            debug_assert_eq!(self.offsets.len() as u64, rel / self.stride);
+        let rel = u32::try_from(position - self.base).expect("a segment spans < 2^32 positions");
+        debug_assert!(self.positions.last().is_none_or(|&p| p < rel));
+        if self.since_entry == 0 {
+            self.positions.push(rel);
             self.offsets.push(offset);
         }
+        self.since_entry = (self.since_entry + 1) % self.stride;
     }
 
-    /// The nearest indexed record at or before `position`: its position and byte offset.
+    /// The last indexed record at or before `position`: its position and byte offset.
     pub fn floor(&self, position: u64) -> Option<(u64, u32)> {
-        let rel = position.checked_sub(self.base)?;
-        let k = (rel / self.stride).min(self.offsets.len().checked_sub(1)? as u64);
-        Some((self.base + k * self.stride, self.offsets[k as usize]))
+        let rel = u32::try_from(position.checked_sub(self.base)?).unwrap_or(u32::MAX);
+        let k = self
+            .positions
+            .partition_point(|&p| p <= rel)
+            .checked_sub(1)?;
+        Some((self.base + u64::from(self.positions[k]), self.offsets[k]))
     }
+
 
     /// Bytes of heap this index holds.
     pub fn memory_bytes(&self) -> usize {
-        self.offsets.capacity() * size_of::<u32>()
+        (self.positions.capacity() + self.offsets.capacity()) * size_of::<u32>()
     }
 
     /// Gives back spare capacity once the segment is sealed.
     pub fn shrink(&mut self) {
+        self.positions.shrink_to_fit();
         self.offsets.shrink_to_fit();
     }
 }
@@ -66,6 +79,19 @@ mod tests {
         assert_eq!(idx.floor(105), Some((104, 40)));
         assert_eq!(idx.floor(109), Some((108, 80)));
         assert_eq!(idx.floor(500), Some((108, 80)));
+    }
+
+    #[test]
+    fn floor_handles_gaps_in_positions() {
+        let mut idx = SparseIndex::new(0, 2);
+        for (i, pos) in [0u64, 1, 10, 11, 50].into_iter().enumerate() {
+            idx.note(pos, i as u32);
+        }
+        assert_eq!(idx.floor(9), Some((0, 0)));
+        assert_eq!(idx.floor(10), Some((10, 2)));
+        assert_eq!(idx.floor(49), Some((10, 2)));
+        assert_eq!(idx.floor(60), Some((50, 4)));
+
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Finding and verifying the record at a position, with the current segment and view cached so
-//! that consecutive reads cost a decode and nothing else.
+//! Finding and verifying the record at (or nearest below) a position, with the current segment
+//! and view cached so that nearby reads cost a decode and little else.
 
 use std::sync::Arc;
 
@@ -20,19 +20,11 @@ pub(crate) struct Locator {
     view: Arc<dyn ReadView>,
     /// Positions below this are inside `view`.
     view_end: u64,
-    /// Where the record after the last one read starts, if it is in the same segment.
-    next: Option<(u64, usize)>,
 }
 
 impl Locator {
     pub fn new(shared: Arc<Shared>) -> Locator {
-        Locator {
-            shared,
-            segment: None,
-            view: Arc::new(Vec::new()),
-            view_end: 0,
-            next: None,
-        }
+        Locator { shared, segment: None, view: Arc::new(Vec::new()), view_end: 0 }
     }
 
     /// The store this reads from.
@@ -40,59 +32,68 @@ impl Locator {
         &self.shared
     }
 
-    /// Reads and verifies the record at `position`, which must be committed.
-    pub fn read(&mut self, position: u64) -> Result<RecordedEvent> {
-        let segment = self.segment_for(position)?;
-        if position >= self.view_end {
-            // End position before length: the writer publishes them in the other order.
-            self.view_end = segment.end_position();
-            self.view = segment.view(segment.committed_len())?;
+    /// Reads and verifies the committed record at `position`; `None` if no event has it (a
+    /// position left empty by a salvaging open).
+    pub fn read(&mut self, position: u64) -> Result<Option<RecordedEvent>> {
+        let Some(segment) = self.segment_for(position)? else { return Ok(None) };
+        match segment.locate(self.view.bytes(), position) {
+            Some(offset) => decode_at(&segment, &self.view, offset, Some(position)).map(Some),
+            None => Ok(None),
         }
-        let bytes = self.view.bytes();
-        let offset = match self.next {
-            Some((p, offset)) if p == position => Some(offset),
-            _ => segment.locate(bytes, position),
-        };
-        let corrupt = |offset: usize, kind| Error::Corruption {
-            segment: segment.name().to_owned(),
-            offset: offset as u64,
-            kind,
-        };
-        let offset = offset.ok_or_else(|| corrupt(0, CorruptionKind::IndexMismatch))?;
-        let record = decode_record(bytes, offset).map_err(|kind| corrupt(offset, kind))?;
-        if record.position() != position {
-            let kind = CorruptionKind::PositionMismatch {
-                expected: position,
-                found: record.position(),
-            };
-            return Err(corrupt(offset, kind));
-        }
-        let len = record.len();
-        self.next = Some((position + 1, offset + len));
-        Ok(RecordedEvent::new(Arc::clone(&self.view), offset, len))
     }
 
-    /// The segment holding `position`, switching (and forgetting the cached view) if needed.
-    fn segment_for(&mut self, position: u64) -> Result<Arc<Segment>> {
+    /// Reads and verifies the last committed record at or before `position`.
+    pub fn read_floor(&mut self, position: u64) -> Result<Option<RecordedEvent>> {
+        let mut segment = self.segment_for(position)?;
+        while let Some(s) = segment {
+            if let Some(offset) = s.locate_floor(self.view.bytes(), position) {
+                return decode_at(&s, &self.view, offset, None).map(Some);
+            }
+            segment = self.shared.segments.prev_before(s.base_position());
+            if let Some(prev) = &segment {
+                self.switch_to(prev)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The segment holding `position` with a view covering it.
+    fn segment_for(&mut self, position: u64) -> Result<Option<Arc<Segment>>> {
         if let Some(segment) = &self.segment
             && position >= segment.base_position()
-            && position < segment.end_position()
+            && position < self.view_end
         {
-            return Ok(Arc::clone(segment));
+            return Ok(Some(Arc::clone(segment)));
         }
-        let segment = self
-            .shared
-            .segments
-            .find(position)
-            .filter(|s| position < s.end_position())
-            .ok_or_else(|| Error::Corruption {
-                segment: String::from("(none)"),
-                offset: 0,
-                kind: CorruptionKind::IndexMismatch,
-            })?;
-        self.segment = Some(Arc::clone(&segment));
-        self.view_end = 0;
-        self.next = None;
-        Ok(segment)
+        let Some(segment) = self.shared.segments.find(position) else { return Ok(None) };
+        self.switch_to(&segment)?;
+        Ok(Some(segment))
     }
+
+    fn switch_to(&mut self, segment: &Arc<Segment>) -> Result<()> {
+        // End position before length: the writer publishes them in the other order.
+        self.view_end = segment.end_position();
+        self.view = segment.view(segment.committed_len())?;
+        self.segment = Some(Arc::clone(segment));
+        Ok(())
+    }
+}
+
+/// Decodes and verifies the record at `offset` of `view`, which must hold `expected` if given.
+pub(crate) fn decode_at(
+    segment: &Segment,
+    view: &Arc<dyn ReadView>,
+    offset: usize,
+    expected: Option<u64>,
+) -> Result<RecordedEvent> {
+    let corrupt = |kind| Error::Corruption {
+        segment: segment.name().to_owned(),
+        offset: offset as u64,
+        kind,
+    };
+    let record = decode_record(view.bytes(), offset).map_err(corrupt)?;
+    if let Some(expected) = expected.filter(|&p| p != record.position()) {
+        return Err(corrupt(CorruptionKind::PositionMismatch { expected, found: record.position() }));
+    }
+    Ok(RecordedEvent::new(Arc::clone(view), offset, record.len()))
 }

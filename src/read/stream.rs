@@ -79,16 +79,13 @@ impl Iterator for ReadStream {
             self.next_version = None;
             return None;
         };
-        let read = self.locator.read(position).and_then(|event| {
-            if event.stream() == self.stream && event.version().get() == version {
-                Ok(event)
-            } else {
-                Err(Error::Corruption {
-                    segment: String::from("(stream index)"),
-                    offset: position,
-                    kind: CorruptionKind::IndexMismatch,
-                })
-            }
+        let read = self.locator.read(position).and_then(|event| match event {
+            Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(e),
+            _ => Err(Error::Corruption {
+                segment: String::from("(stream index)"),
+                offset: position,
+                kind: CorruptionKind::IndexMismatch,
+            }),
         });
         self.remaining -= 1;
         self.next_version = match (&read, self.forward) {

@@ -5,7 +5,6 @@
 //! The stages are separate functions (list → open headers → scan and index → rebuild window);
 //! only [`recover`] decides between them.
 
-mod scan;
 mod window;
 
 use std::{path::Path, sync::Arc};
@@ -13,7 +12,8 @@ use std::{path::Path, sync::Arc};
 use crate::{
     error::{Error, Result},
     format::{
-        CorruptionKind, HeaderError, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_file_name,
+        CorruptionKind, Damage, HeaderError, SEGMENT_HEADER_LEN, SegmentHeader,
+        parse_segment_file_name, scan_segment,
     },
     index::{SparseIndex, StreamIndex},
     io::StorageFile,
@@ -21,8 +21,6 @@ use crate::{
     segment::Segment,
     writer::IdWindow,
 };
-
-use scan::{Damage, scan_segment};
 
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -13,9 +13,17 @@ use std::{
 
 pub(crate) use set::SegmentSet;
 
+/// The position field of the record at `offset`, unverified, if the bytes hold a header.
+fn peek_position(bytes: &[u8], offset: usize) -> Option<u64> {
+    let field = bytes.get(offset.checked_add(8)?..offset.checked_add(16)?)?;
+    let len = crate::format::record_len(&bytes[offset..])?;
+    let whole = len >= RECORD_HEADER_LEN && offset.checked_add(len)? <= bytes.len();
+    whole.then(|| u64::from_le_bytes(field.try_into().expect("8 bytes")))
+}
+
 use crate::{
     error::{Error, Result},
-    format::{SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
+    format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
     index::SparseIndex,
     io::{ReadView, Storage, StorageFile},
 };
@@ -33,6 +41,8 @@ pub(crate) struct Segment {
     /// The latest read view; replaced by a longer one when a reader needs more.
     view: Mutex<Arc<dyn ReadView>>,
     index: RwLock<SparseIndex>,
+    /// Damaged byte ranges `[start, end)` that a salvaging open skips; empty otherwise.
+    holes: Vec<(usize, usize)>,
 }
 
 impl Segment {
@@ -98,7 +108,15 @@ impl Segment {
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
             index: RwLock::new(index),
+            holes: Vec::new(),
         }
+    }
+
+    /// Marks damaged byte ranges that readers must step over (salvage only).
+    pub fn with_holes(mut self, holes: Vec<(usize, usize)>) -> Segment {
+        debug_assert!(holes.windows(2).all(|w| w[0].1 <= w[1].0));
+        self.holes = holes;
+        self
     }
 
     /// Position of the segment's first record.
@@ -159,22 +177,62 @@ impl Segment {
         Ok(Arc::clone(&view))
     }
 
-    /// Byte offset of the record at `position` within `bytes` (a view of this segment), found
-    /// through the sparse index and hops over record lengths. The caller verifies the record
-    /// it finds there, so a wrong hop over damaged bytes cannot go unnoticed.
-    pub fn locate(&self, bytes: &[u8], position: u64) -> Option<usize> {
-        let (mut at_position, offset) = self
-            .index
-            .read()
-            .expect("segment index lock")
-            .floor(position)?;
-        let mut offset = offset as usize;
-        while at_position < position {
-            let len = crate::format::record_len(bytes.get(offset..)?)?;
-            offset = offset.checked_add(len.max(1))?;
-            at_position += 1;
+    /// Offset of the first record.
+    pub fn first_offset(&self) -> usize {
+        self.skip_holes(SEGMENT_HEADER_LEN)
+    }
+
+    /// `offset`, or the end of the damaged range that starts there (salvage only).
+    pub fn skip_holes(&self, mut offset: usize) -> usize {
+        for &(start, end) in &self.holes {
+            if start == offset {
+                offset = end;
+            }
         }
-        Some(offset)
+        offset
+    }
+
+    /// Offset of the record that holds exactly `position`, `None` if there is none (a gap).
+    pub fn locate(&self, bytes: &[u8], position: u64) -> Option<usize> {
+        let offset = self.hop_to(bytes, position)?;
+        (peek_position(bytes, offset)? == position).then_some(offset)
+    }
+
+    /// Offset of the first record at or after `position`, `None` if none is in `bytes`.
+    pub fn locate_ceil(&self, bytes: &[u8], position: u64) -> Option<usize> {
+        let offset = self.hop_to(bytes, position)?;
+        if peek_position(bytes, offset)? >= position {
+            return Some(offset);
+        }
+        let next = self.skip_holes(offset + crate::format::record_len(&bytes[offset..])?);
+        peek_position(bytes, next).map(|_| next)
+    }
+
+    /// Offset of the last record at or before `position`, `None` if there is none here.
+    pub fn locate_floor(&self, bytes: &[u8], position: u64) -> Option<usize> {
+        let offset = self.hop_to(bytes, position)?;
+        (peek_position(bytes, offset)? <= position).then_some(offset)
+    }
+
+    /// Hops from the nearest index entry at or before `position` over record lengths. Lands
+    /// on the record holding `position` if there is one, else on the last record before it,
+    /// else (no record here is at or before it) on the first record. Lengths and positions are
+    /// read unverified: the caller decodes and checks the record it lands on, so a hop over
+    /// damaged bytes cannot go unnoticed.
+    fn hop_to(&self, bytes: &[u8], position: u64) -> Option<usize> {
+        let floor = self.index.read().expect("segment index lock").floor(position);
+        let mut offset = floor.map_or_else(|| self.first_offset(), |(_, offset)| offset as usize);
+        loop {
+            if peek_position(bytes, offset)? >= position {
+                return Some(offset);
+            }
+            let len = crate::format::record_len(&bytes[offset..])?;
+            let next = self.skip_holes(offset + len);
+            match peek_position(bytes, next) {
+                Some(p) if p <= position => offset = next,
+                _ => return Some(offset),
+            }
+        }
     }
 
     /// Heap bytes held by this segment's index.

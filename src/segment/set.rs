@@ -41,6 +41,20 @@ impl SegmentSet {
         i.checked_sub(1).map(|i| Arc::clone(&segments[i]))
     }
 
+    /// The segment after the one starting at `base_position`.
+    pub fn next_after(&self, base_position: u64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().expect("segment set lock");
+        let i = segments.partition_point(|s| s.base_position() <= base_position);
+        segments.get(i).cloned()
+    }
+
+    /// The segment before the one starting at `base_position`.
+    pub fn prev_before(&self, base_position: u64) -> Option<Arc<Segment>> {
+        let segments = self.segments.read().expect("segment set lock");
+        let i = segments.partition_point(|s| s.base_position() < base_position);
+        i.checked_sub(1).map(|i| Arc::clone(&segments[i]))
+    }
+
     /// The position the log starts at: the base of the first segment.
     pub fn first_position(&self) -> u64 {
         let segments = self.segments.read().expect("segment set lock");

@@ -1,7 +1,7 @@
-//! Stage two of recovery: walk one segment's records batch by batch, verifying every record and
-//! every batch frame, and hand the records of each complete batch to a visitor.
+//! Walking one segment's records batch by batch, verifying every record and every batch frame,
+//! and handing the records of each complete batch to a visitor (recovery, verification).
 
-use crate::format::{CorruptionKind, Record, SEGMENT_HEADER_LEN, decode_record};
+use super::{CorruptionKind, Record, SEGMENT_HEADER_LEN, decode_record};
 
 /// Where a scan found the first bad batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

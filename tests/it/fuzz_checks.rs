@@ -1,0 +1,136 @@
+//! The checks behind the cargo-fuzz targets, shared with `cargo test` (which runs them over
+//! the committed corpus in `fuzz/corpus/`). The fuzz targets include this file by path.
+//!
+//! Each check takes arbitrary bytes and panics only when annal breaks a promise: a panic in
+//! the library, a store that opens but returns a damaged event, an acknowledged event lost.
+
+use std::{io, path::Path};
+
+use annal::{
+    Error, ExpectedVersion, NewEvent, Position, Store,
+    format::check_segment,
+    io::{SimDisk, Storage},
+};
+
+use crate::sim_model::{FromBytes, dir, options, reopen_and_check, run_workload};
+
+/// `decode_record`: arbitrary bytes as a segment file, as they are and behind a valid header.
+pub fn check_decode(data: &[u8]) {
+    for bytes in [data.to_vec(), with_valid_header(data)] {
+        if let Ok(check) = check_segment(&bytes) {
+            assert!(check.valid_len <= bytes.len() as u64);
+            assert_eq!(check.next_position - check.base_position, check.records);
+            assert_eq!(
+                check.damage.is_none(),
+                check.valid_len == bytes.len() as u64
+            );
+        }
+    }
+}
+
+/// A valid segment header for base position 0 followed by `data`.
+fn with_valid_header(data: &[u8]) -> Vec<u8> {
+    let disk = SimDisk::new();
+    let store = Store::open_with(dir(), options(&disk)).expect("open empty sim store");
+    store.close();
+    let mut bytes = disk
+        .file_bytes(&dir().join(segment_name(0)))
+        .expect("first segment");
+    bytes.truncate(annal::format::SEGMENT_HEADER_LEN);
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+fn segment_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+/// Splits fuzz input into segment files: `[base u64 LE][len u16 LE][len bytes]`, repeated.
+pub fn split_files(mut data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut files = Vec::new();
+    while data.len() >= 10 && files.len() < 8 {
+        let base = u64::from_le_bytes(data[..8].try_into().unwrap()) % 1_000_000;
+        let len = usize::from(u16::from_le_bytes([data[8], data[9]])).min(data.len() - 10);
+        files.push((base, data[10..10 + len].to_vec()));
+        data = &data[10 + len..];
+    }
+    files
+}
+
+/// The inverse of [`split_files`], for building corpus entries from real stores.
+pub fn join_files(files: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (base, bytes) in files {
+        out.extend_from_slice(&base.to_le_bytes());
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+fn write_durably(disk: &SimDisk, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file = disk.create(path)?;
+    file.write_at(0, bytes)?;
+    file.sync_data()?;
+    disk.sync_dir(path.parent().unwrap())
+}
+
+/// `open_segments`: a directory whose segment files are arbitrary bytes. Opening must give a
+/// typed error, or a store whose every event reads back verified and which takes appends.
+pub fn check_open(data: &[u8]) {
+    let disk = SimDisk::new();
+    for (base, bytes) in split_files(data) {
+        let _ = write_durably(&disk, &dir().join(segment_name(base)), &bytes);
+    }
+    let store = match Store::open_with(dir(), options(&disk)) {
+        Ok(store) => store,
+        Err(Error::Corruption { .. } | Error::UnsupportedFormat { .. }) => return,
+        Err(other) => panic!("unexpected error opening fuzzed segments: {other}"),
+    };
+    let head = store.head().get();
+    let mut count = 0u64;
+    for event in store.read_all_forward(Position::START, usize::MAX) {
+        let event = event.expect("a recovered store reads back without errors");
+        assert!(event.position().get() < head);
+        count += 1;
+        let stream = store
+            .read_stream_forward(event.stream(), event.version(), 1)
+            .unwrap();
+        assert_eq!(stream.map(|e| e.unwrap().id()).next(), Some(event.id()));
+    }
+    assert_eq!(count, store.stats().events);
+    let r = store.append(
+        "fuzz-probe",
+        ExpectedVersion::Any,
+        [NewEvent::new("P", vec![1])],
+    );
+    assert_eq!(
+        r.expect("a recovered store takes appends")
+            .first_position
+            .get(),
+        head
+    );
+}
+
+/// `crash_ops`: `[crash op u16 LE][damage seed u8][workload decisions…]`. The workload runs on
+/// a simulated disk that loses power at the given operation; the crashed disk must reopen with
+/// every acknowledged append intact.
+pub fn check_crash_ops(data: &[u8]) {
+    if data.len() < 3 {
+        return;
+    }
+    let crash_at = u64::from(u16::from_le_bytes([data[0], data[1]]));
+    let seed = u64::from(data[2]);
+    let decisions = &data[3..];
+    let disk = SimDisk::new();
+    disk.fail_at(crash_at, io::ErrorKind::Other, true);
+    let model = run_workload(
+        &disk,
+        &mut FromBytes(decisions),
+        (decisions.len() / 3).min(40),
+    );
+    let crashed = disk.crash(seed);
+    if let Err(e) = reopen_and_check(&crashed, &model) {
+        panic!("crash at op {crash_at}, damage seed {seed}: {e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Runs the fuzz targets' checks over the committed corpus, so `cargo test` keeps every
+//! corpus entry (and every past finding) passing without cargo-fuzz installed.
+
+use std::{fs, path::PathBuf};
+
+use annal::{ExpectedVersion, NewEvent, Store, io::SimDisk};
+
+use crate::{
+    fuzz_checks::{check_crash_ops, check_decode, check_open, join_files},
+    sim_model::{dir, options},
+};
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut entries: Vec<_> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn run(target: &str, check: fn(&[u8])) {
+    let entries = corpus(target);
+    assert!(
+        entries.len() >= 3,
+        "corpus of {target} has {} entries",
+        entries.len()
+    );
+    for (path, bytes) in entries {
+        let outcome = std::panic::catch_unwind(|| check(&bytes));
+        assert!(
+            outcome.is_ok(),
+            "{target}: corpus entry {} fails",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn fuzz_corpus_decode_record_passes() {
+    run("decode_record", check_decode);
+}
+
+#[test]
+fn fuzz_corpus_open_segments_passes() {
+    run("open_segments", check_open);
+}
+
+#[test]
+fn fuzz_corpus_crash_ops_passes() {
+    run("crash_ops", check_crash_ops);
+}
+
+/// The segment files of a small simulated store with a few rotations.
+fn sample_segments() -> Vec<(u64, Vec<u8>)> {
+    let disk = SimDisk::new();
+    let store = Store::open_with(dir(), options(&disk)).unwrap();
+    for n in 0..40u64 {
+        let events = (0..1 + n % 3).map(|i| NewEvent::new("Seed", vec![i as u8; 30]));
+        store
+            .append(&format!("s-{}", n % 4), ExpectedVersion::Any, events)
+            .unwrap();
+    }
+    store.close();
+    let mut files = Vec::new();
+    for base in 0..200u64 {
+        if let Some(bytes) = disk.file_bytes(&dir().join(format!("{base:020}.seg"))) {
+            files.push((base, bytes));
+        }
+    }
+    files
+}
+
+/// Writes the seed corpus. Run by hand: `cargo test --release --test it -- --ignored regenerate`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn fuzz_corpus_regenerate() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        fs::create_dir_all(root.join(target)).unwrap();
+        fs::write(root.join(target).join(name), bytes).unwrap();
+    };
+    let files = sample_segments();
+    assert!(files.len() >= 3);
+    let header = annal::format::SEGMENT_HEADER_LEN;
+    write("decode_record", "seed-records", &files[0].1[header..]);
+    write("decode_record", "seed-segment", &files[0].1);
+    let last = &files[files.len() - 1].1;
+    write("decode_record", "seed-torn", &last[header..last.len() - 7]);
+    write("open_segments", "seed-store", &join_files(&files));
+    write("open_segments", "seed-first-two", &join_files(&files[..2]));
+    let mut torn = files.clone();
+    let n = torn.len() - 1;
+    let cut = torn[n].1.len() - 11;
+    torn[n].1.truncate(cut);
+    write("open_segments", "seed-torn-tail", &join_files(&torn));
+    for (i, crash_at) in [5u16, 23, 61, 140].into_iter().enumerate() {
+        let mut input = crash_at.to_le_bytes().to_vec();
+        input.push(i as u8);
+        input.extend((0..120u32).map(|k| (k.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i as u8));
+        write("crash_ops", &format!("seed-{i}"), &input);
+    }
+}
