@@ -1,0 +1,383 @@
+//! `docs/format.md` checked against real bytes: both layout tables are parsed out of the page,
+//! and every documented field of a store's segment files must hold the expected value at the
+//! documented offset. The README's example is held to the crate-root doctest, which compiles it.
+
+use std::{
+    collections::BTreeSet,
+    ops::Range,
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use annal::{
+    ExpectedVersion, NewEvent, Options, Store,
+    format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC},
+};
+use uuid::Uuid;
+
+const FORMAT_MD: &str = include_str!("../../docs/format.md");
+const README_MD: &str = include_str!("../../README.md");
+const LIB_RS: &str = include_str!("../../src/lib.rs");
+
+/// The header row every layout table in `docs/format.md` uses.
+const TABLE_HEADER: &str = "| offset | size | field | meaning |";
+
+/// A distinctive group bound, so that the header field cannot match by accident.
+const GROUP_BYTES_MAX: u32 = 4096 + 123;
+
+/// One row of a layout table.
+#[derive(Debug)]
+struct Row {
+    offset: usize,
+    size: usize,
+    field: String,
+    meaning: String,
+}
+
+impl Row {
+    fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.size
+    }
+
+    /// The first `code` span of the meaning: the value the page documents for the field.
+    fn documented_value(&self) -> &str {
+        let mut parts = self.meaning.split('`');
+        parts.next();
+        parts
+            .next()
+            .unwrap_or_else(|| panic!("field {} documents no `value`", self.field))
+    }
+}
+
+/// The layout table of the section titled `heading`.
+fn table(heading: &str) -> Vec<Row> {
+    let mut lines = FORMAT_MD.lines().skip_while(|l| l.trim() != heading);
+    assert!(lines.next().is_some(), "docs/format.md has no {heading:?}");
+    let mut lines = lines
+        .take_while(|l| !l.starts_with("## "))
+        .skip_while(|l| l.trim() != TABLE_HEADER);
+    assert!(lines.next().is_some(), "{heading:?} has no layout table");
+    assert!(lines.next().is_some_and(|l| l.starts_with("|---")));
+    let rows: Vec<Row> = lines
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.splitn(5, '|').map(str::trim).collect();
+            let number = |cell: &str| {
+                cell.parse()
+                    .unwrap_or_else(|_| panic!("not a decimal number in {line:?}"))
+            };
+            Row {
+                offset: number(cells[1]),
+                size: number(cells[2]),
+                field: cells[3].to_owned(),
+                meaning: cells[4].trim_end_matches('|').trim().to_owned(),
+            }
+        })
+        .collect();
+    let mut end = 0;
+    for row in &rows {
+        assert_eq!(row.offset, end, "{heading}: {} leaves a gap", row.field);
+        assert!(row.size > 0, "{heading}: {} is empty", row.field);
+        end += row.size;
+    }
+    rows
+}
+
+/// The bytes of one header or record, read through the documented table. Remembers which
+/// fields were checked, so that a documented field without a check fails the test.
+struct Fields<'a> {
+    rows: &'a [Row],
+    bytes: &'a [u8],
+    checked: BTreeSet<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(rows: &'a [Row], bytes: &'a [u8]) -> Fields<'a> {
+        Fields {
+            rows,
+            bytes,
+            checked: BTreeSet::new(),
+        }
+    }
+
+    fn row(&self, field: &str) -> &'a Row {
+        let rows: &'a [Row] = self.rows;
+        rows.iter()
+            .find(|r| r.field == field)
+            .unwrap_or_else(|| panic!("field {field} is not documented"))
+    }
+
+    fn raw(&mut self, field: &str) -> &'a [u8] {
+        let row = self.row(field);
+        self.checked.insert(row.field.as_str());
+        let bytes: &'a [u8] = self.bytes;
+        &bytes[row.range()]
+    }
+
+    fn uint(&mut self, field: &str, size: usize) -> u64 {
+        let raw = self.raw(field);
+        assert_eq!(raw.len(), size, "documented size of {field}");
+        let mut le = [0u8; 8];
+        le[..size].copy_from_slice(raw);
+        u64::from_le_bytes(le)
+    }
+
+    fn u8(&mut self, field: &str) -> u64 {
+        self.uint(field, 1)
+    }
+    fn u16(&mut self, field: &str) -> u64 {
+        self.uint(field, 2)
+    }
+    fn u32(&mut self, field: &str) -> u64 {
+        self.uint(field, 4)
+    }
+    fn u64(&mut self, field: &str) -> u64 {
+        self.uint(field, 8)
+    }
+
+    /// CRC-32 of every byte of `bytes` except the documented checksum field.
+    fn crc_without(&self, field: &str, bytes: &[u8]) -> u64 {
+        let skip = self.row(field).range();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&bytes[..skip.start]);
+        hasher.update(&bytes[skip.end..]);
+        u64::from(hasher.finalize())
+    }
+
+    fn assert_all_checked(&self, what: &str) {
+        let documented: BTreeSet<&str> = self.rows.iter().map(|r| r.field.as_str()).collect();
+        assert_eq!(
+            self.checked, documented,
+            "{what}: documented fields vs checked"
+        );
+    }
+}
+
+/// An event as the test appended it, to compare against its record.
+struct Expected {
+    stream: &'static str,
+    id: Uuid,
+    event_type: &'static str,
+    metadata: Vec<u8>,
+    data: Vec<u8>,
+    position: u64,
+    version: u64,
+    batch_left: u64,
+}
+
+impl Expected {
+    fn new_event(&self) -> NewEvent {
+        NewEvent::new(self.event_type, self.data.clone())
+            .with_id(self.id)
+            .with_metadata(self.metadata.clone())
+    }
+}
+
+fn now_us() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    u64::try_from(since.as_micros()).unwrap()
+}
+
+/// Checks the segment header at the start of `file` and returns its length.
+fn check_segment_header(rows: &[Row], file: &[u8], base_position: u64) -> usize {
+    let mut f = Fields::new(rows, file);
+    assert_eq!(f.raw("magic"), b"ANNALSEG");
+    assert_eq!(f.u16("version"), 1);
+    assert_eq!(f.u16("header_len"), 32);
+    assert_eq!(f.u32("group_bytes_max"), u64::from(GROUP_BYTES_MAX));
+    assert_eq!(f.u64("base_position"), base_position);
+    assert_eq!(f.raw("reserved"), [0u8; 4]);
+    let header_len = rows.iter().map(|r| r.size).sum();
+    let crc = f.crc_without("header_crc", &file[..header_len]);
+    assert_eq!(
+        f.u32("header_crc"),
+        crc,
+        "header CRC covers what the page says"
+    );
+    f.assert_all_checked("segment header");
+    header_len
+}
+
+/// Checks the record at `file[at..]` against `e` and returns its length.
+fn check_record(rows: &[Row], file: &[u8], at: usize, e: &Expected, time: Range<u64>) -> usize {
+    let mut f = Fields::new(rows, &file[at..]);
+    let header_len: usize = rows.iter().map(|r| r.size).sum();
+    let body = [
+        e.stream.as_bytes(),
+        e.event_type.as_bytes(),
+        &e.metadata,
+        &e.data,
+    ];
+    let len = header_len + body.iter().map(|part| part.len()).sum::<usize>();
+    assert_eq!(f.u32("length"), len as u64, "record at {at}");
+    let record = &file[at..at + len];
+    assert_eq!(
+        f.u32("crc"),
+        f.crc_without("crc", record),
+        "record CRC at {at}"
+    );
+    assert_eq!(f.u64("position"), e.position);
+    assert_eq!(f.u64("version"), e.version);
+    let timestamp = f.u64("timestamp_us");
+    assert!(
+        time.contains(&timestamp),
+        "timestamp {timestamp} outside {time:?}"
+    );
+    assert_eq!(f.raw("id"), e.id.as_bytes(), "id in RFC 9562 byte order");
+    assert_eq!(f.u16("batch_left"), e.batch_left);
+    assert_eq!(f.u8("stream_len"), e.stream.len() as u64);
+    assert_eq!(f.u8("type_len"), e.event_type.len() as u64);
+    assert_eq!(f.u32("metadata_len"), e.metadata.len() as u64);
+    f.assert_all_checked("record header");
+    // The body: stream name, type, metadata, data, back to back after the header.
+    let mut rest = &record[header_len..];
+    for part in body {
+        let (head, tail) = rest.split_at(part.len());
+        assert_eq!(head, part, "record body at {at}");
+        rest = tail;
+    }
+    assert!(rest.is_empty());
+    len
+}
+
+/// Options whose segments are small enough that the second append starts a new segment.
+fn doc_options() -> Options {
+    Options {
+        segment_bytes_max: 32 + 4096,
+        event_bytes_max: 1400,
+        append_bytes_max: 4096,
+        group_bytes_max: GROUP_BYTES_MAX,
+        ..Options::default()
+    }
+}
+
+/// One event to `doc-a`, then a 3-event append to `doc-b` that does not fit in the first
+/// segment, so it opens segment `…01.seg`.
+fn expected_events() -> (Expected, Vec<Expected>) {
+    let single = Expected {
+        stream: "doc-a",
+        id: Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff),
+        event_type: "Documented",
+        metadata: b"meta-bytes".to_vec(),
+        data: b"data-bytes-of-the-single-event".to_vec(),
+        position: 0,
+        version: 0,
+        batch_left: 0,
+    };
+    let batch = (0..3u8)
+        .map(|i| Expected {
+            stream: "doc-b",
+            id: Uuid::from_u128(0xb000 + u128::from(i)),
+            event_type: "Batched",
+            metadata: vec![b'm'; usize::from(i)],
+            data: vec![b'a' + i; 1270],
+            position: 1 + u64::from(i),
+            version: u64::from(i),
+            batch_left: u64::from(2 - i),
+        })
+        .collect();
+    (single, batch)
+}
+
+fn read_segment(dir: &Path, base: u64) -> Vec<u8> {
+    std::fs::read(dir.join(format!("{base:020}.seg"))).expect("segment named by its base")
+}
+
+#[test]
+fn format_doc_tables_match_the_bytes_of_a_real_store() {
+    let (single, batch) = expected_events();
+    let dir = tempfile::tempdir().unwrap();
+    let before = now_us();
+    {
+        let store = Store::open_with(dir.path(), doc_options()).unwrap();
+        store
+            .append("doc-a", ExpectedVersion::NoStream, [single.new_event()])
+            .unwrap();
+        let r = store
+            .append(
+                "doc-b",
+                ExpectedVersion::NoStream,
+                batch.iter().map(Expected::new_event),
+            )
+            .unwrap();
+        assert_eq!(r.first_position.get(), 1);
+        assert_eq!(
+            store.stats().segments,
+            2,
+            "the batch must open a second segment"
+        );
+        store.close();
+    }
+    let time = before..now_us() + 1;
+    let (header_rows, record_rows) = (table("## Segment header"), table("## Record frame"));
+
+    let first = read_segment(dir.path(), 0);
+    let at = check_segment_header(&header_rows, &first, 0);
+    let len = check_record(&record_rows, &first, at, &single, time.clone());
+    assert_eq!(first.len(), at + len, "nothing follows the last batch");
+
+    let second = read_segment(dir.path(), 1);
+    let mut at = check_segment_header(&header_rows, &second, 1);
+    for e in &batch {
+        at += check_record(&record_rows, &second, at, e, time.clone());
+    }
+    assert_eq!(second.len(), at, "nothing follows the last batch");
+}
+
+#[test]
+fn format_doc_tables_add_up_and_match_the_constants() {
+    let header = table("## Segment header");
+    let record = table("## Record frame");
+    assert_eq!(header.iter().map(|r| r.size).sum::<usize>(), 32);
+    assert_eq!(record.iter().map(|r| r.size).sum::<usize>(), 56);
+    assert_eq!(SEGMENT_HEADER_LEN, 32);
+    assert_eq!(RECORD_HEADER_LEN, 56);
+    let field = |field: &str| header.iter().find(|r| r.field == field).unwrap();
+    assert_eq!(field("magic").documented_value().as_bytes(), SEGMENT_MAGIC);
+    assert_eq!(
+        field("version").documented_value(),
+        FORMAT_VERSION.to_string()
+    );
+    assert_eq!(
+        field("header_len").documented_value(),
+        SEGMENT_HEADER_LEN.to_string()
+    );
+    assert!(
+        FORMAT_MD.contains(&format!("| {FORMAT_VERSION} | 0.1.0 |")),
+        "the version history lists the current format version"
+    );
+}
+
+/// The code lines of the first ```rust block of `markdown`.
+fn readme_example(markdown: &str) -> Vec<&str> {
+    markdown
+        .lines()
+        .skip_while(|l| l.trim() != "```rust")
+        .skip(1)
+        .take_while(|l| l.trim() != "```")
+        .collect()
+}
+
+/// The crate-root doctest of `src/lib.rs` as rustdoc shows it (hidden `# ` lines removed).
+fn crate_doctest(lib_rs: &str) -> Vec<&str> {
+    lib_rs
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| !l.starts_with("```"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .filter(|l| !l.starts_with("# ") && *l != "#")
+        .collect()
+}
+
+#[test]
+fn readme_example_is_the_compiled_crate_doctest() {
+    let readme = readme_example(README_MD);
+    assert!(!readme.is_empty(), "README.md has a ```rust example");
+    assert_eq!(
+        readme,
+        crate_doctest(LIB_RS),
+        "README.md's example must stay the crate-root doctest of src/lib.rs, which compiles it"
+    );
+}
