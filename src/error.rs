@@ -87,6 +87,9 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// The store was opened read-only (or to salvage it) and takes no appends.
+    #[error("store is open read-only")]
+    ReadOnly,
     /// A stream name breaks the naming rules.
     #[error("invalid stream name {name:?}: {reason}")]
     InvalidStreamName {

@@ -46,9 +46,9 @@ mod writer;
 
 pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
-pub use options::{APPEND_EVENTS_LIMIT, Durability, Options};
+pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
 pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
-pub use recovery::{RecoveryReport, TornTail};
+pub use recovery::{Dropped, RecoveryReport, TornTail};
 pub use store::{Stats, Store};
 pub use types::{
     AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,

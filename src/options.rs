@@ -20,6 +20,22 @@ pub enum Durability {
     None,
 }
 
+/// What opening a store does with damage it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Cut a torn tail (a bad batch within one group write of the end of the last segment,
+    /// which was never acknowledged); refuse any other damage with [`Error::Corruption`].
+    #[default]
+    TolerateTornTail,
+    /// Refuse any damage, a torn tail included: nothing on disk is changed.
+    Strict,
+    /// Disaster recovery: keep every batch that can be proven complete and valid, step over
+    /// everything else, and list what was stepped over in the
+    /// [`RecoveryReport`](crate::RecoveryReport). The store opens read-only and no file is
+    /// changed; copy what it reads into a new store.
+    Salvage,
+}
+
 /// Options for [`Store::open_with`](crate::Store::open_with). Start from `Options::default()`.
 #[derive(Clone)]
 pub struct Options {
@@ -46,6 +62,8 @@ pub struct Options {
     /// How many of the most recent events' ids are remembered to make retried appends
     /// idempotent (see `docs/design.md`). Default 100,000.
     pub idempotency_window_events: u32,
+    /// What opening does with damage. Default [`RecoveryMode::TolerateTornTail`].
+    pub recovery_mode: RecoveryMode,
     /// The file system behind the store. Default: `std::fs`.
     pub storage: Arc<dyn Storage>,
 }
@@ -63,6 +81,7 @@ impl Default for Options {
             queue_capacity: 4096,
             index_stride: 4,
             idempotency_window_events: 100_000,
+            recovery_mode: RecoveryMode::TolerateTornTail,
             storage: Arc::new(StdStorage),
         }
     }
@@ -81,6 +100,7 @@ impl std::fmt::Debug for Options {
             .field("queue_capacity", &self.queue_capacity)
             .field("index_stride", &self.index_stride)
             .field("idempotency_window_events", &self.idempotency_window_events)
+            .field("recovery_mode", &self.recovery_mode)
             .finish_non_exhaustive()
     }
 }

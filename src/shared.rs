@@ -60,9 +60,6 @@ impl Shared {
 
     /// The error every append gets once the store is poisoned.
     pub fn poisoned(&self) -> Option<Error> {
-        self.poison.get().map(|(op, source)| Error::Poisoned {
-            op,
-            source: Arc::clone(source),
-        })
+        self.poison.get().map(|(op, source)| Error::Poisoned { op, source: Arc::clone(source) })
     }
 }

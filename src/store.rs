@@ -3,7 +3,7 @@
 use std::{
     any::Any,
     io,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     thread::JoinHandle,
 };
@@ -13,8 +13,9 @@ use crossbeam_channel::Sender;
 use crate::{
     error::{Error, Result},
     options::Options,
+    options::RecoveryMode,
     read::{ReadAll, ReadAllBackward, ReadStream},
-    recovery::{RecoveryReport, recover},
+    recovery::{Access, RecoveryReport, recover},
     segment::SegmentSet,
     shared::Shared,
     types::{
@@ -33,11 +34,12 @@ pub struct Store {
 
 struct Inner {
     shared: Arc<Shared>,
-    tx: Sender<Message>,
+    /// To the writer; `None` when the store is read-only.
+    tx: Option<Sender<Message>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
-    /// Released only after the writer has stopped (fields drop after `Drop::drop`).
-    _lock: Box<dyn Any + Send + Sync>,
+    /// The directory lock (none when read-only), released once the writer has stopped.
+    lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
 }
 
 /// Sizes and counts of an open store.
@@ -64,30 +66,37 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store in `dir`: locks the directory, recovers the log
-    /// (cutting a torn tail, refusing corruption), rebuilds the indexes and starts the writer.
+    /// as [`Options::recovery_mode`] says, rebuilds the indexes and starts the writer. With
+    /// [`RecoveryMode::Salvage`](crate::RecoveryMode::Salvage) the store is read-only.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_as(dir.as_ref(), options, Access::ReadWrite)
+    }
+
+    /// Opens an existing store for reading only: takes no lock (so it works while another
+    /// process has the store open), changes nothing on disk (a torn tail is ignored, not cut),
+    /// and sees the log as it was when opened. Appends fail with [`Error::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_as(dir.as_ref(), options, Access::ReadOnly)
+    }
+
+    fn open_as(dir: &Path, options: Options, access: Access) -> Result<Store> {
         options.validate()?;
-        let dir: PathBuf = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         let storage = Arc::clone(&options.storage);
-        storage
-            .create_dir_all(&dir)
-            .map_err(Error::io("create directory", &dir))?;
-        let lock = storage.lock_dir(&dir).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
-            _ => Error::Io {
-                op: "lock directory",
-                path: dir.clone(),
-                source: e,
-            },
-        })?;
-        let recovered = recover(&dir, &options)?;
-        let active = Arc::clone(
-            recovered
-                .segments
-                .last()
-                .expect("recovery leaves a segment"),
-        );
-        let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity as usize);
+        let lock = match access {
+            Access::ReadOnly => None,
+            Access::ReadWrite => {
+                storage.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
+                Some(storage.lock_dir(&dir).map_err(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
+                    _ => Error::Io { op: "lock directory", path: dir.clone(), source: e },
+                })?)
+            }
+        };
+        let writable =
+            access == Access::ReadWrite && options.recovery_mode != RecoveryMode::Salvage;
+        let recovered = recover(&dir, &options, access)?;
+        let active = recovered.segments.last().cloned();
         let segments = SegmentSet::new(recovered.segments);
         let shared = Arc::new(Shared::new(
             dir.clone(),
@@ -96,21 +105,27 @@ impl Store {
             recovered.streams,
             recovered.head,
         ));
-        let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window);
-        let handle = std::thread::Builder::new()
-            .name("annal-writer".into())
-            .spawn(move || writer.run())
-            .map_err(Error::io("spawn writer thread", &dir))?;
+        let (tx, handle) = match active.filter(|_| writable) {
+            Some(active) => {
+                let capacity = shared.options.queue_capacity as usize;
+                let (tx, rx) = crossbeam_channel::bounded(capacity);
+                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window);
+                let handle = std::thread::Builder::new()
+                    .name("annal-writer".into())
+                    .spawn(move || writer.run())
+                    .map_err(Error::io("spawn writer thread", &dir))?;
+                (Some(tx), Some(handle))
+            }
+            None => (None, None),
+        };
         let inner = Inner {
             shared,
             tx,
-            writer: Mutex::new(Some(handle)),
+            writer: Mutex::new(handle),
             report: recovered.report,
-            _lock: lock,
+            lock: Mutex::new(lock),
         };
-        Ok(Store {
-            inner: Arc::new(inner),
-        })
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     /// Appends `events` to `stream` if the stream is at `expected`, atomically: all of them
@@ -136,11 +151,9 @@ impl Store {
         if let Some(error) = shared.poisoned() {
             return Err(error);
         }
+        let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
         let (request, answer) = AppendRequest::build(parts.into_iter().collect(), &shared.options)?;
-        self.inner
-            .tx
-            .send(Message::Append(request))
-            .map_err(|_| Error::Closed)?;
+        tx.send(Message::Append(request)).map_err(|_| Error::Closed)?;
         answer.recv().map_err(|_| Error::Closed)?
     }
 
@@ -151,13 +164,7 @@ impl Store {
         from: StreamVersion,
         limit: usize,
     ) -> Result<ReadStream> {
-        ReadStream::new(
-            Arc::clone(&self.inner.shared),
-            stream,
-            from.get(),
-            true,
-            limit,
-        )
+        ReadStream::new(Arc::clone(&self.inner.shared), stream, from.get(), true, limit)
     }
 
     /// Reads `stream` backward from version `from` ([`StreamVersion::END`] for its last
@@ -168,13 +175,7 @@ impl Store {
         from: StreamVersion,
         limit: usize,
     ) -> Result<ReadStream> {
-        ReadStream::new(
-            Arc::clone(&self.inner.shared),
-            stream,
-            from.get(),
-            false,
-            limit,
-        )
+        ReadStream::new(Arc::clone(&self.inner.shared), stream, from.get(), false, limit)
     }
 
     /// Reads `$all` forward from position `from`, at most `limit` events, up to the events
@@ -191,11 +192,7 @@ impl Store {
 
     /// The version of the stream's last event, `None` if it has none.
     pub fn stream_version(&self, stream: &str) -> Option<StreamVersion> {
-        self.inner
-            .shared
-            .streams
-            .last_version(stream)
-            .map(StreamVersion)
+        self.inner.shared.streams.last_version(stream).map(StreamVersion)
     }
 
     /// The position the next committed event will get (so the number of positions used).
@@ -220,10 +217,7 @@ impl Store {
             head: Position(head),
             disk_bytes: segments.iter().map(|s| s.committed_len()).sum(),
             index_memory_bytes: shared.streams.memory_bytes()
-                + segments
-                    .iter()
-                    .map(|s| s.index_memory_bytes())
-                    .sum::<usize>(),
+                + segments.iter().map(|s| s.index_memory_bytes()).sum::<usize>(),
         }
     }
 
@@ -232,8 +226,8 @@ impl Store {
         &self.inner.shared.dir
     }
 
-    /// Stops the writer: appends queued before this call are committed and answered, later
-    /// ones get [`Error::Closed`]. Reads keep working on handles already made. Idempotent.
+    /// Stops the writer and releases the directory lock: appends queued before this call are
+    /// committed and answered, later ones get [`Error::Closed`]. Reads keep working. Idempotent.
     pub fn close(&self) {
         self.inner.shutdown();
     }
@@ -242,10 +236,11 @@ impl Store {
 impl Inner {
     fn shutdown(&self) {
         let handle = self.writer.lock().expect("writer handle lock").take();
-        if let Some(handle) = handle {
-            let _ = self.tx.send(Message::Shutdown);
+        if let (Some(handle), Some(tx)) = (handle, &self.tx) {
+            let _ = tx.send(Message::Shutdown);
             let _ = handle.join();
         }
+        self.lock.lock().expect("directory lock").take();
     }
 }
 
@@ -257,9 +252,6 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("dir", &self.dir())
-            .field("head", &self.head())
-            .finish()
+        f.debug_struct("Store").field("dir", &self.dir()).field("head", &self.head()).finish()
     }
 }

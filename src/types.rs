@@ -154,11 +154,7 @@ impl StreamAppend {
         expected: ExpectedVersion,
         events: impl IntoIterator<Item = NewEvent>,
     ) -> Self {
-        StreamAppend {
-            stream: stream.into(),
-            expected,
-            events: events.into_iter().collect(),
-        }
+        StreamAppend { stream: stream.into(), expected, events: events.into_iter().collect() }
     }
 }
 

@@ -87,20 +87,13 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = SegmentHeader {
-            base_position: 42,
-            group_bytes_max: 1 << 20,
-        };
+        let h = SegmentHeader { base_position: 42, group_bytes_max: 1 << 20 };
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 
     #[test]
     fn header_flipped_bit_is_corruption() {
-        let mut b = SegmentHeader {
-            base_position: 42,
-            group_bytes_max: 7,
-        }
-        .encode();
+        let mut b = SegmentHeader { base_position: 42, group_bytes_max: 7 }.encode();
         b[17] ^= 1;
         assert_eq!(
             SegmentHeader::decode(&b),
@@ -110,32 +103,19 @@ mod tests {
 
     #[test]
     fn header_other_version_is_unsupported() {
-        let mut b = SegmentHeader {
-            base_position: 0,
-            group_bytes_max: 7,
-        }
-        .encode();
+        let mut b = SegmentHeader { base_position: 0, group_bytes_max: 7 }.encode();
         b[8] = 9;
         let crc = crc32fast::hash(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            SegmentHeader::decode(&b),
-            Err(HeaderError::UnsupportedVersion(9))
-        );
+        assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::UnsupportedVersion(9)));
     }
 
     #[test]
     fn file_names_round_trip_and_sort() {
         assert_eq!(segment_file_name(7), "00000000000000000007.seg");
-        assert_eq!(
-            parse_segment_file_name(&segment_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_file_name("7.seg"), None);
-        assert_eq!(
-            parse_segment_file_name("00000000000000000007.seg.tmp"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000007.seg.tmp"), None);
         assert!(segment_file_name(9) < segment_file_name(10));
     }
 }

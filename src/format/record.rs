@@ -108,9 +108,7 @@ pub(crate) fn own_records(buf: &[u8]) -> impl Iterator<Item = (usize, Record<'_>
     let mut at = 0;
     std::iter::from_fn(move || {
         let len = record_len(buf.get(at..)?)?;
-        let record = Record {
-            bytes: &buf[at..at + len],
-        };
+        let record = Record { bytes: &buf[at..at + len] };
         let offset = at;
         at += len;
         Some((offset, record))
@@ -195,20 +193,8 @@ mod tests {
 
     fn sealed(stream: &str, data: &[u8]) -> Vec<u8> {
         let mut buf = Vec::new();
-        encode_record(
-            &mut buf,
-            stream,
-            Uuid::from_u128(7),
-            "Created",
-            b"meta",
-            data,
-        );
-        let fields = RecordFields {
-            position: 9,
-            version: 3,
-            timestamp_us: 11,
-            batch_left: 2,
-        };
+        encode_record(&mut buf, stream, Uuid::from_u128(7), "Created", b"meta", data);
+        let fields = RecordFields { position: 9, version: 3, timestamp_us: 11, batch_left: 2 };
         seal_record(&mut buf, fields);
         buf
     }
@@ -218,10 +204,7 @@ mod tests {
         let buf = sealed("order-1", b"payload");
         let r = decode_record(&buf, 0).unwrap();
         assert_eq!(r.len(), buf.len());
-        assert_eq!(
-            (r.position(), r.version(), r.timestamp_us(), r.batch_left()),
-            (9, 3, 11, 2)
-        );
+        assert_eq!((r.position(), r.version(), r.timestamp_us(), r.batch_left()), (9, 3, 11, 2));
         assert_eq!(r.id(), Uuid::from_u128(7));
         assert_eq!((r.stream(), r.event_type()), ("order-1", "Created"));
         assert_eq!((r.metadata(), r.data()), (&b"meta"[..], &b"payload"[..]));
@@ -234,10 +217,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
-                assert!(
-                    decode_record(&bad, 0).is_err(),
-                    "flip at byte {i} bit {bit} undetected"
-                );
+                assert!(decode_record(&bad, 0).is_err(), "flip at byte {i} bit {bit} undetected");
             }
         }
     }
@@ -246,18 +226,12 @@ mod tests {
     fn record_every_truncation_is_detected() {
         let buf = sealed("s", b"0123456789");
         for cut in 0..buf.len() {
-            assert!(
-                decode_record(&buf[..cut], 0).is_err(),
-                "cut at {cut} undetected"
-            );
+            assert!(decode_record(&buf[..cut], 0).is_err(), "cut at {cut} undetected");
         }
     }
 
     #[test]
     fn zeroed_record_is_bad_length() {
-        assert_eq!(
-            decode_record(&[0u8; 100], 0).unwrap_err(),
-            CorruptionKind::BadLength
-        );
+        assert_eq!(decode_record(&[0u8; 100], 0).unwrap_err(), CorruptionKind::BadLength);
     }
 }

@@ -36,17 +36,9 @@ pub(crate) fn scan_segment(
     let mut at = SEGMENT_HEADER_LEN;
     let mut batch: Vec<(usize, usize)> = Vec::new();
     while at < bytes.len() {
-        if let Err((record_offset, kind)) = read_batch(bytes, at, position, &mut batch) {
-            let damage = Damage {
-                batch_offset: at,
-                record_offset,
-                kind,
-            };
-            return Ok(ScanEnd {
-                valid_len: at,
-                next_position: position,
-                damage: Some(damage),
-            });
+        if let Err((record_offset, kind)) = read_batch(bytes, at, Some(position), &mut batch) {
+            let damage = Damage { batch_offset: at, record_offset, kind };
+            return Ok(ScanEnd { valid_len: at, next_position: position, damage: Some(damage) });
         }
         for &(offset, len) in &batch {
             visit(offset, Record::verified(&bytes[offset..offset + len]))
@@ -55,32 +47,25 @@ pub(crate) fn scan_segment(
             position += 1;
         }
     }
-    Ok(ScanEnd {
-        valid_len: at,
-        next_position: position,
-        damage: None,
-    })
+    Ok(ScanEnd { valid_len: at, next_position: position, damage: None })
 }
 
-/// Verifies the batch starting at `at`, whose first record must hold `position`, and fills
-/// `batch` with its records' offsets and lengths.
-fn read_batch(
+/// Verifies the batch starting at `at`, whose first record must hold `first_position` (any
+/// position when `None`), and fills `batch` with its records' offsets and lengths.
+pub(super) fn read_batch(
     bytes: &[u8],
     at: usize,
-    position: u64,
+    first_position: Option<u64>,
     batch: &mut Vec<(usize, usize)>,
 ) -> Result<(), (usize, CorruptionKind)> {
     batch.clear();
     let mut offset = at;
     let mut expected_left: Option<u16> = None;
+    let mut expected_position = first_position;
     loop {
         let record = decode_record(bytes, offset).map_err(|kind| (offset, kind))?;
-        let expected_position = position + batch.len() as u64;
-        if record.position() != expected_position {
-            let kind = CorruptionKind::PositionMismatch {
-                expected: expected_position,
-                found: record.position(),
-            };
+        if let Some(expected) = expected_position.filter(|&p| p != record.position()) {
+            let kind = CorruptionKind::PositionMismatch { expected, found: record.position() };
             return Err((offset, kind));
         }
         let left = record.batch_left();
@@ -93,6 +78,7 @@ fn read_batch(
             return Ok(());
         }
         expected_left = Some(left - 1);
+        expected_position = record.position().checked_add(1);
     }
 }
 
@@ -105,24 +91,13 @@ mod tests {
 
     /// A segment holding batches of the given sizes, starting at position 0.
     fn segment(batches: &[u16]) -> Vec<u8> {
-        let mut bytes = SegmentHeader {
-            base_position: 0,
-            group_bytes_max: 1 << 20,
-        }
-        .encode()
-        .to_vec();
+        let mut bytes =
+            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20 }.encode().to_vec();
         let mut position = 0;
         for &n in batches {
             for i in 0..n {
                 let start = bytes.len();
-                encode_record(
-                    &mut bytes,
-                    "s",
-                    Uuid::from_u128(position.into()),
-                    "T",
-                    b"",
-                    b"x",
-                );
+                encode_record(&mut bytes, "s", Uuid::from_u128(position.into()), "T", b"", b"x");
                 let fields = RecordFields {
                     position,
                     version: position,
@@ -146,14 +121,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
-        assert_eq!(
-            end,
-            ScanEnd {
-                valid_len: bytes.len(),
-                next_position: 6,
-                damage: None
-            }
-        );
+        assert_eq!(end, ScanEnd { valid_len: bytes.len(), next_position: 6, damage: None });
     }
 
     #[test]
@@ -177,11 +145,7 @@ mod tests {
     fn scan_reports_a_refused_record() {
         let bytes = segment(&[1, 1]);
         let err = scan_segment(&bytes, 0, |_, r| {
-            if r.position() == 1 {
-                Err(CorruptionKind::IndexMismatch)
-            } else {
-                Ok(())
-            }
+            if r.position() == 1 { Err(CorruptionKind::IndexMismatch) } else { Ok(()) }
         })
         .unwrap_err();
         assert_eq!(err.1, CorruptionKind::IndexMismatch);
@@ -192,13 +156,7 @@ mod tests {
         let bytes = segment(&[1, 1]);
         let end = scan_segment(&bytes, 5, |_, _| Ok(())).unwrap();
         let damage = end.damage.unwrap();
-        assert_eq!(
-            damage.kind,
-            CorruptionKind::PositionMismatch {
-                expected: 5,
-                found: 0
-            }
-        );
+        assert_eq!(damage.kind, CorruptionKind::PositionMismatch { expected: 5, found: 0 });
         assert_eq!(damage.batch_offset, SEGMENT_HEADER_LEN);
     }
 }

@@ -7,4 +7,4 @@ mod sparse;
 mod stream;
 
 pub(crate) use sparse::SparseIndex;
-pub(crate) use stream::StreamIndex;
+pub(crate) use stream::{MISSING, StreamIndex};

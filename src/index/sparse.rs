@@ -19,13 +19,7 @@ impl SparseIndex {
     /// An empty index for a segment whose first position is `base`.
     pub fn new(base: u64, stride: u32) -> SparseIndex {
         debug_assert!(stride > 0);
-        SparseIndex {
-            base,
-            stride,
-            since_entry: 0,
-            positions: Vec::new(),
-            offsets: Vec::new(),
-        }
+        SparseIndex { base, stride, since_entry: 0, positions: Vec::new(), offsets: Vec::new() }
     }
 
     /// Records that the record at `position` starts at byte `offset`. Records must be noted in
@@ -43,13 +37,9 @@ impl SparseIndex {
     /// The last indexed record at or before `position`: its position and byte offset.
     pub fn floor(&self, position: u64) -> Option<(u64, u32)> {
         let rel = u32::try_from(position.checked_sub(self.base)?).unwrap_or(u32::MAX);
-        let k = self
-            .positions
-            .partition_point(|&p| p <= rel)
-            .checked_sub(1)?;
+        let k = self.positions.partition_point(|&p| p <= rel).checked_sub(1)?;
         Some((self.base + u64::from(self.positions[k]), self.offsets[k]))
     }
-
 
     /// Bytes of heap this index holds.
     pub fn memory_bytes(&self) -> usize {
@@ -91,7 +81,6 @@ mod tests {
         assert_eq!(idx.floor(10), Some((10, 2)));
         assert_eq!(idx.floor(49), Some((10, 2)));
         assert_eq!(idx.floor(60), Some((50, 4)));
-
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::{
     sync::{RwLock, RwLockWriteGuard},
 };
 
+/// Stands in the index for a version whose event a salvaging open could not keep.
+pub(crate) const MISSING: u64 = u64::MAX;
+
 /// Stream name → positions of its events; the position of version `v` is `positions[v]`.
 ///
 /// Memory: 8 bytes per event (plus the vector's spare capacity) and, per stream, its name, a
@@ -23,8 +26,7 @@ impl StreamIndex {
     /// The version of the stream's last event, `None` if it has none.
     pub fn last_version(&self, stream: &str) -> Option<u64> {
         let map = self.map.read().expect("stream index lock");
-        map.get(stream)
-            .and_then(|p| (p.len() as u64).checked_sub(1))
+        map.get(stream).and_then(|p| (p.len() as u64).checked_sub(1))
     }
 
     /// Copies into `out` up to `max` positions of `stream`, starting at version `from` and going
@@ -69,22 +71,30 @@ impl StreamIndex {
 
     /// Locks the index for the writer.
     pub fn write(&self) -> StreamIndexWriter<'_> {
-        StreamIndexWriter {
-            map: self.map.write().expect("stream index lock"),
-        }
+        StreamIndexWriter { map: self.map.write().expect("stream index lock") }
     }
 }
 
 impl StreamIndexWriter<'_> {
-    /// Appends the event with `version` of `stream` at `position`.
-    pub fn push(&mut self, stream: &str, version: u64, position: u64) -> Result<(), u64> {
+    /// Appends the event with `version` of `stream` at `position`. The version must be the
+    /// stream's next one, or (with `allow_holes`, for salvage) any later one: the versions in
+    /// between are marked [`MISSING`]. On error, returns the version that was due.
+    pub fn push(
+        &mut self,
+        stream: &str,
+        version: u64,
+        position: u64,
+        allow_holes: bool,
+    ) -> Result<(), u64> {
         let positions = match self.map.get_mut(stream) {
             Some(p) => p,
             None => self.map.entry(stream.into()).or_default(),
         };
-        if positions.len() as u64 != version {
-            return Err(positions.len() as u64);
+        let due = positions.len() as u64;
+        if version != due && !(allow_holes && version > due) {
+            return Err(due);
         }
+        positions.resize(version as usize, MISSING);
         positions.push(position);
         Ok(())
     }
@@ -100,9 +110,10 @@ mod tests {
         {
             let mut w = idx.write();
             for v in 0..5 {
-                w.push("s", v, v * 10).unwrap();
+                w.push("s", v, v * 10, false).unwrap();
             }
-            assert_eq!(w.push("s", 9, 90), Err(5));
+            assert_eq!(w.push("s", 9, 90, false), Err(5));
+            w.push("h", 2, 7, true).unwrap();
         }
         let mut out = Vec::new();
         idx.chunk("s", 1, true, 2, &mut out).unwrap();

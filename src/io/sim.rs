@@ -101,11 +101,7 @@ impl SimDisk {
     /// Makes operation number `op` fail with `kind`, and every later one too when `sticky`
     /// (a power cut at that operation).
     pub fn fail_at(&self, op: u64, kind: io::ErrorKind, sticky: bool) {
-        self.lock().fault = Some(Fault {
-            at_op: op,
-            kind,
-            sticky,
-        });
+        self.lock().fault = Some(Fault { at_op: op, kind, sticky });
     }
 
     /// Removes any planned failure.
@@ -155,14 +151,7 @@ impl SimDisk {
                 apply_after_crash(&mut data, op, &mut rng);
             }
             let _ = path;
-            inodes.insert(
-                ino,
-                Inode {
-                    durable: data.clone(),
-                    data,
-                    unsynced: Vec::new(),
-                },
-            );
+            inodes.insert(ino, Inode { durable: data.clone(), data, unsynced: Vec::new() });
         }
         let new = State {
             entries: state.durable_entries.clone(),
@@ -171,9 +160,7 @@ impl SimDisk {
             next_inode: state.next_inode,
             ..State::default()
         };
-        SimDisk {
-            state: Arc::new(Mutex::new(new)),
-        }
+        SimDisk { state: Arc::new(Mutex::new(new)) }
     }
 }
 
@@ -219,10 +206,9 @@ impl State {
         let n = self.ops;
         self.ops += 1;
         match self.fault {
-            Some(f) if n == f.at_op || (f.sticky && n > f.at_op) => Err(io::Error::new(
-                f.kind,
-                format!("simulated failure at operation {n}"),
-            )),
+            Some(f) if n == f.at_op || (f.sticky && n > f.at_op) => {
+                Err(io::Error::new(f.kind, format!("simulated failure at operation {n}")))
+            }
             _ => Ok(()),
         }
     }
@@ -253,18 +239,13 @@ impl Storage for SimDisk {
         if !self.lock().locks.insert(dir.to_path_buf()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(Box::new(LockGuard {
-            disk: self.clone(),
-            dir: dir.to_path_buf(),
-        }))
+        Ok(Box::new(LockGuard { disk: self.clone(), dir: dir.to_path_buf() }))
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let state = self.lock();
         let names = state.entries.keys().filter(|p| p.parent() == Some(dir));
-        Ok(names
-            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
-            .collect())
+        Ok(names.filter_map(|p| p.file_name()?.to_str().map(str::to_owned)).collect())
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
@@ -277,29 +258,19 @@ impl Storage for SimDisk {
         state.next_inode += 1;
         state.inodes.insert(ino, Inode::default());
         state.entries.insert(path.to_path_buf(), ino);
-        Ok(Box::new(SimFile {
-            disk: self.clone(),
-            ino,
-        }))
+        Ok(Box::new(SimFile { disk: self.clone(), ino }))
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let state = self.lock();
         let ino = *state.entries.get(path).ok_or(io::ErrorKind::NotFound)?;
-        Ok(Box::new(SimFile {
-            disk: self.clone(),
-            ino,
-        }))
+        Ok(Box::new(SimFile { disk: self.clone(), ino }))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         state.tick(Op::Remove)?;
-        state
-            .entries
-            .remove(path)
-            .map(|_| ())
-            .ok_or(io::ErrorKind::NotFound.into())
+        state.entries.remove(path).map(|_| ()).ok_or(io::ErrorKind::NotFound.into())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -347,9 +318,7 @@ impl StorageFile for SimFile {
         self.with(|s, ino| {
             let data = &s.inodes[&ino].data;
             let end = offset as usize + buf.len();
-            let src = data
-                .get(offset as usize..end)
-                .ok_or(io::ErrorKind::UnexpectedEof)?;
+            let src = data.get(offset as usize..end).ok_or(io::ErrorKind::UnexpectedEof)?;
             buf.copy_from_slice(src);
             Ok(())
         })
@@ -364,10 +333,7 @@ impl StorageFile for SimFile {
             };
             let inode = s.inodes.get_mut(&ino).expect("open inode");
             write_into(&mut inode.data, offset, buf);
-            inode.unsynced.push(Unsynced::Write {
-                offset,
-                bytes: buf.to_vec(),
-            });
+            inode.unsynced.push(Unsynced::Write { offset, bytes: buf.to_vec() });
             Ok(())
         })
     }
@@ -395,9 +361,7 @@ impl StorageFile for SimFile {
     fn view(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
         self.with(|s, ino| {
             let data = &s.inodes[&ino].data;
-            let bytes = data
-                .get(..len as usize)
-                .ok_or(io::ErrorKind::UnexpectedEof)?;
+            let bytes = data.get(..len as usize).ok_or(io::ErrorKind::UnexpectedEof)?;
             Ok(Arc::new(bytes.to_vec()) as Arc<dyn ReadView>)
         })
     }

@@ -17,6 +17,8 @@ pub struct StdStorage;
 
 /// The name of the lock file inside a store directory.
 const LOCK_FILE: &str = "LOCK";
+/// Extra tries, 2 ms apart, before a held lock counts as held (see `lock_dir`).
+const LOCK_ATTEMPTS: u32 = 25;
 
 impl Storage for StdStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -24,16 +26,21 @@ impl Storage for StdStorage {
     }
 
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
-            Err(TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(TryLockError::Error(e)) => Err(e),
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        // A process being spawned by another thread shares our open files until it execs, so
+        // a lock just released in this process can look held for a moment: ask a few times.
+        for attempt in 0..=LOCK_ATTEMPTS {
+            match file.try_lock() {
+                Ok(()) => return Ok(Box::new(file)),
+                Err(TryLockError::WouldBlock) if attempt < LOCK_ATTEMPTS => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(TryLockError::WouldBlock) => break,
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
         }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -47,11 +54,7 @@ impl Storage for StdStorage {
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         Ok(Box::new(StdFile { file }))
     }
 

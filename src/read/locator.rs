@@ -93,7 +93,10 @@ pub(crate) fn decode_at(
     };
     let record = decode_record(view.bytes(), offset).map_err(corrupt)?;
     if let Some(expected) = expected.filter(|&p| p != record.position()) {
-        return Err(corrupt(CorruptionKind::PositionMismatch { expected, found: record.position() }));
+        return Err(corrupt(CorruptionKind::PositionMismatch {
+            expected,
+            found: record.position(),
+        }));
     }
     Ok(RecordedEvent::new(Arc::clone(view), offset, record.len()))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     error::{Error, Result},
     format::CorruptionKind,
+    index::MISSING,
     shared::Shared,
 };
 
@@ -37,14 +38,8 @@ impl ReadStream {
         let last = shared
             .streams
             .last_version(stream)
-            .ok_or_else(|| Error::StreamNotFound {
-                stream: stream.to_owned(),
-            })?;
-        let next_version = if forward {
-            Some(from)
-        } else {
-            Some(from.min(last))
-        };
+            .ok_or_else(|| Error::StreamNotFound { stream: stream.to_owned() })?;
+        let next_version = if forward { Some(from) } else { Some(from.min(last)) };
         Ok(ReadStream {
             locator: Locator::new(shared),
             stream: stream.to_owned(),
@@ -74,10 +69,18 @@ impl Iterator for ReadStream {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let version = self.next_version.filter(|_| self.remaining > 0)?;
-        let Some(position) = self.next_position(version) else {
-            self.next_version = None;
-            return None;
+        let (version, position) = loop {
+            let version = self.next_version.filter(|_| self.remaining > 0)?;
+            let Some(position) = self.next_position(version) else {
+                self.next_version = None;
+                return None;
+            };
+            if position != MISSING {
+                break (version, position);
+            }
+            // A version a salvaging open could not keep: step over it.
+            self.next_version =
+                if self.forward { version.checked_add(1) } else { version.checked_sub(1) };
         };
         let read = self.locator.read(position).and_then(|event| match event {
             Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(e),

@@ -22,17 +22,16 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
         return Ok(window);
     }
     let mut batch = Batch::default();
-    // Until a batch ends, a start in the middle of one must not be taken for its beginning.
+    // A record begins an append if the one before it ended one: so start one record early,
+    // and take nothing until a batch has ended.
     let mut aligned = start == first;
-    let from = segments.partition_point(|s| s.base_position() <= start) - 1;
+    let scan_from = if aligned { start } else { start - 1 };
+    let from = segments.partition_point(|s| s.base_position() <= scan_from) - 1;
     for segment in &segments[from..] {
         let view = segment.view(segment.committed_len())?;
         let bytes = view.bytes();
-        let mut position = start.max(segment.base_position());
-        let Some(mut at) = segment.locate(bytes, position) else {
-            continue;
-        };
-        while position < segment.end_position() {
+        let Some(mut at) = segment.locate_ceil(bytes, scan_from) else { continue };
+        while at < bytes.len() {
             let record = decode_record(bytes, at).map_err(|kind| Error::Corruption {
                 segment: segment.name().to_owned(),
                 offset: at as u64,
@@ -46,8 +45,7 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
                 }
             }
             aligned |= record.batch_left() == 0;
-            at += record.len();
-            position += 1;
+            at = segment.skip_holes(at + record.len());
         }
     }
     Ok(window)
@@ -84,18 +82,10 @@ impl Batch {
     fn take(&mut self) -> (Vec<Uuid>, MultiAppendResult) {
         let streams = std::mem::take(&mut self.streams);
         let first_position = streams[0].1.first_position;
-        let last_position = streams
-            .iter()
-            .map(|(_, r)| r.last_position)
-            .max()
-            .expect("one");
+        let last_position = streams.iter().map(|(_, r)| r.last_position).max().expect("one");
         (
             std::mem::take(&mut self.ids),
-            MultiAppendResult {
-                first_position,
-                last_position,
-                streams,
-            },
+            MultiAppendResult { first_position, last_position, streams },
         )
     }
 }

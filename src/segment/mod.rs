@@ -31,6 +31,8 @@ use crate::{
 /// One segment file of the log.
 pub(crate) struct Segment {
     base_position: u64,
+    /// The torn-tail bound stated in the header.
+    group_bytes_max: u32,
     name: String,
     path: PathBuf,
     file: Box<dyn StorageFile>,
@@ -59,39 +61,21 @@ impl Segment {
     ) -> Result<Segment> {
         let name = segment_file_name(base_position);
         let path = dir.join(&name);
-        let file = storage
-            .create(&path)
-            .map_err(Error::io("create segment", &path))?;
-        let header = SegmentHeader {
-            base_position,
-            group_bytes_max,
-        }
-        .encode();
-        file.write_at(0, &header)
-            .map_err(Error::io("write segment header", &path))?;
+        let file = storage.create(&path).map_err(Error::io("create segment", &path))?;
+        let header = SegmentHeader { base_position, group_bytes_max };
+        file.write_at(0, &header.encode()).map_err(Error::io("write segment header", &path))?;
         if sync {
-            file.sync_data()
-                .map_err(Error::io("fsync segment header", &path))?;
-            storage
-                .sync_dir(dir)
-                .map_err(Error::io("fsync directory", dir))?;
+            file.sync_data().map_err(Error::io("fsync segment header", &path))?;
+            storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
         }
         let index = SparseIndex::new(base_position, index_stride);
         let len = SEGMENT_HEADER_LEN as u64;
-        Ok(Segment::recovered(
-            base_position,
-            name,
-            path,
-            file,
-            len,
-            base_position,
-            index,
-        ))
+        Ok(Segment::recovered(header, name, path, file, len, base_position, index))
     }
 
     /// A segment found on disk whose committed bytes and index recovery has established.
     pub fn recovered(
-        base_position: u64,
+        header: SegmentHeader,
         name: String,
         path: PathBuf,
         file: Box<dyn StorageFile>,
@@ -100,7 +84,8 @@ impl Segment {
         index: SparseIndex,
     ) -> Segment {
         Segment {
-            base_position,
+            base_position: header.base_position,
+            group_bytes_max: header.group_bytes_max,
             name,
             path,
             file,
@@ -122,6 +107,16 @@ impl Segment {
     /// Position of the segment's first record.
     pub fn base_position(&self) -> u64 {
         self.base_position
+    }
+
+    /// The torn-tail bound stated in the header.
+    pub fn group_bytes_max(&self) -> u32 {
+        self.group_bytes_max
+    }
+
+    /// Full path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// File name, for errors and reports.
@@ -169,10 +164,7 @@ impl Segment {
         if (view.bytes().len() as u64) < min_len {
             let len = self.committed_len();
             debug_assert!(len >= min_len);
-            *view = self
-                .file
-                .view(len)
-                .map_err(Error::io("map segment", &self.path))?;
+            *view = self.file.view(len).map_err(Error::io("map segment", &self.path))?;
         }
         Ok(Arc::clone(&view))
     }
@@ -237,9 +229,6 @@ impl Segment {
 
     /// Heap bytes held by this segment's index.
     pub fn index_memory_bytes(&self) -> usize {
-        self.index
-            .read()
-            .expect("segment index lock")
-            .memory_bytes()
+        self.index.read().expect("segment index lock").memory_bytes()
     }
 }

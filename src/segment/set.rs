@@ -13,24 +13,14 @@ pub(crate) struct SegmentSet {
 impl SegmentSet {
     /// A set holding `segments`, which must be in log order.
     pub fn new(segments: Vec<Arc<Segment>>) -> SegmentSet {
-        debug_assert!(
-            segments
-                .windows(2)
-                .all(|w| w[0].base_position() < w[1].base_position())
-        );
-        SegmentSet {
-            segments: RwLock::new(segments),
-        }
+        debug_assert!(segments.windows(2).all(|w| w[0].base_position() < w[1].base_position()));
+        SegmentSet { segments: RwLock::new(segments) }
     }
 
     /// Adds a new last segment.
     pub fn push(&self, segment: Arc<Segment>) {
         let mut segments = self.segments.write().expect("segment set lock");
-        debug_assert!(
-            segments
-                .last()
-                .is_none_or(|s| s.base_position() < segment.base_position())
-        );
+        debug_assert!(segments.last().is_none_or(|s| s.base_position() < segment.base_position()));
         segments.push(segment);
     }
 

@@ -36,12 +36,7 @@ pub(crate) struct IdWindow {
 impl IdWindow {
     /// A window remembering about `capacity` events.
     pub fn new(capacity: usize) -> IdWindow {
-        IdWindow {
-            capacity,
-            events: 0,
-            positions: HashMap::new(),
-            appends: VecDeque::new(),
-        }
+        IdWindow { capacity, events: 0, positions: HashMap::new(), appends: VecDeque::new() }
     }
 
     /// Judges an append of `ids` to the streams of `parts`.
@@ -67,10 +62,7 @@ impl IdWindow {
                 return Verdict::Retry(original.result.clone());
             }
         }
-        Verdict::Conflict(Error::EventIdConflict {
-            id: ids[0],
-            position: first_position,
-        })
+        Verdict::Conflict(Error::EventIdConflict { id: ids[0], position: first_position })
     }
 
     /// Remembers a committed (or about to be committed) append, evicting the oldest.
@@ -79,20 +71,12 @@ impl IdWindow {
             return;
         }
         let first_position = result.first_position.get();
-        debug_assert!(
-            self.appends
-                .back()
-                .is_none_or(|a| a.first_position < first_position)
-        );
+        debug_assert!(self.appends.back().is_none_or(|a| a.first_position < first_position));
         for (i, id) in ids.iter().enumerate() {
             self.positions.insert(*id, first_position + i as u64);
         }
         self.events += ids.len();
-        self.appends.push_back(Remembered {
-            first_position,
-            ids: ids.into(),
-            result,
-        });
+        self.appends.push_back(Remembered { first_position, ids: ids.into(), result });
         while self.events > self.capacity {
             let Some(old) = self.appends.pop_front() else {
                 break;
@@ -113,11 +97,7 @@ mod tests {
     use crate::types::{AppendResult, ExpectedVersion, Position, StreamVersion};
 
     fn on(stream: &str) -> Vec<Part> {
-        vec![Part {
-            stream: stream.into(),
-            expected: ExpectedVersion::Any,
-            events: 1,
-        }]
+        vec![Part { stream: stream.into(), expected: ExpectedVersion::Any, events: 1 }]
     }
 
     fn result(first: u64, n: u64) -> MultiAppendResult {
@@ -143,14 +123,8 @@ mod tests {
         let mut w = IdWindow::new(100);
         w.insert(&ids(1..4), result(0, 3));
         assert!(matches!(w.check(&ids(1..4), &on("s")), Verdict::Retry(r) if r == result(0, 3)));
-        assert!(matches!(
-            w.check(&ids(1..4), &on("t")),
-            Verdict::Conflict(_)
-        ));
-        assert!(matches!(
-            w.check(&ids(1..3), &on("s")),
-            Verdict::Conflict(_)
-        ));
+        assert!(matches!(w.check(&ids(1..4), &on("t")), Verdict::Conflict(_)));
+        assert!(matches!(w.check(&ids(1..3), &on("s")), Verdict::Conflict(_)));
         assert!(matches!(
             w.check(&ids(3..5), &on("s")),
             Verdict::Conflict(Error::EventIdConflict { position: 2, .. })

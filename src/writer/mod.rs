@@ -72,18 +72,8 @@ impl Writer {
         window: IdWindow,
     ) -> Writer {
         let segment_len = active.committed_len();
-        let group = Group {
-            next_position: shared.head(),
-            ..Group::default()
-        };
-        Writer {
-            shared,
-            rx,
-            active,
-            segment_len,
-            group,
-            window,
-        }
+        let group = Group { next_position: shared.head(), ..Group::default() };
+        Writer { shared, rx, active, segment_len, group, window }
     }
 
     /// The writer thread's loop.
@@ -249,8 +239,7 @@ impl Writer {
             return Ok(());
         }
         let file = self.active.file();
-        file.write_at(self.segment_len, &self.group.bytes)
-            .map_err(|e| ("write", e))?;
+        file.write_at(self.segment_len, &self.group.bytes).map_err(|e| ("write", e))?;
         if self.shared.options.durability == Durability::Fsync {
             file.sync_data().map_err(|e| ("fsync", e))?;
         }
@@ -263,16 +252,12 @@ impl Writer {
         let base = self.segment_len;
         let new_len = base + self.group.bytes.len() as u64;
         let end = self.group.next_position;
-        let offsets = own_records(&self.group.bytes).map(|(offset, r)| {
-            (
-                r.position(),
-                u32::try_from(base + offset as u64).expect("<4GiB"),
-            )
-        });
+        let offsets = own_records(&self.group.bytes)
+            .map(|(offset, r)| (r.position(), u32::try_from(base + offset as u64).expect("<4GiB")));
         self.active.publish(offsets, new_len, end);
         let mut streams = self.shared.streams.write();
         for (_, record) in own_records(&self.group.bytes) {
-            let pushed = streams.push(record.stream(), record.version(), record.position());
+            let pushed = streams.push(record.stream(), record.version(), record.position(), false);
             debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
         }
         self.shared.set_head(end);
@@ -303,9 +288,7 @@ impl Writer {
                 self.segment_len = SEGMENT_HEADER_LEN as u64;
             }
             Err(Error::Io { op, source, .. }) => self.shared.poison(op, source),
-            Err(other) => self
-                .shared
-                .poison("create segment", io::Error::other(other.to_string())),
+            Err(other) => self.shared.poison("create segment", io::Error::other(other.to_string())),
         }
     }
 
@@ -324,7 +307,5 @@ impl Writer {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }

@@ -62,23 +62,11 @@ impl AppendRequest {
                 debug_assert!(records.len() - before <= options.event_bytes_max as usize);
             }
             let events = part.events.len() as u32;
-            request_parts.push(Part {
-                stream: part.stream,
-                expected: part.expected,
-                events,
-            });
+            request_parts.push(Part { stream: part.stream, expected: part.expected, events });
         }
         check_unique_ids(&ids)?;
         let (reply, answer) = crossbeam_channel::bounded(1);
-        Ok((
-            AppendRequest {
-                parts: request_parts,
-                ids,
-                records,
-                reply,
-            },
-            answer,
-        ))
+        Ok((AppendRequest { parts: request_parts, ids, records, reply }, answer))
     }
 }
 
@@ -92,9 +80,7 @@ fn check_shape(parts: &[StreamAppend], options: &Options) -> Result<()> {
     for (i, part) in parts.iter().enumerate() {
         validate_stream_name(&part.stream)?;
         if parts[..i].iter().any(|p| p.stream == part.stream) {
-            return Err(Error::DuplicateStream {
-                stream: part.stream.clone(),
-            });
+            return Err(Error::DuplicateStream { stream: part.stream.clone() });
         }
         if part.events.is_empty() {
             return Err(Error::EmptyAppend);
@@ -108,11 +94,7 @@ fn check_shape(parts: &[StreamAppend], options: &Options) -> Result<()> {
                 + event.data.len()) as u64;
             let max = u64::from(options.event_bytes_max);
             if len > max {
-                return Err(Error::LimitExceeded {
-                    limit: Limit::EventBytes,
-                    actual: len,
-                    max,
-                });
+                return Err(Error::LimitExceeded { limit: Limit::EventBytes, actual: len, max });
             }
             bytes += len;
         }
@@ -120,19 +102,11 @@ fn check_shape(parts: &[StreamAppend], options: &Options) -> Result<()> {
     }
     let max = u64::from(options.append_events_max);
     if events > max {
-        return Err(Error::LimitExceeded {
-            limit: Limit::AppendEvents,
-            actual: events,
-            max,
-        });
+        return Err(Error::LimitExceeded { limit: Limit::AppendEvents, actual: events, max });
     }
     let max = u64::from(options.append_bytes_max);
     if bytes > max {
-        return Err(Error::LimitExceeded {
-            limit: Limit::AppendBytes,
-            actual: bytes,
-            max,
-        });
+        return Err(Error::LimitExceeded { limit: Limit::AppendBytes, actual: bytes, max });
     }
     Ok(())
 }
@@ -169,10 +143,7 @@ pub fn validate_stream_name(name: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidStreamName {
-        name: name.to_owned(),
-        reason,
-    })
+    Err(Error::InvalidStreamName { name: name.to_owned(), reason })
 }
 
 /// Checks an event type: 1..=255 bytes of UTF-8 without control characters.
@@ -186,8 +157,5 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidEventType {
-        event_type: event_type.to_owned(),
-        reason,
-    })
+    Err(Error::InvalidEventType { event_type: event_type.to_owned(), reason })
 }

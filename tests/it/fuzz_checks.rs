@@ -4,7 +4,7 @@
 //! Each check takes arbitrary bytes and panics only when annal breaks a promise: a panic in
 //! the library, a store that opens but returns a damaged event, an acknowledged event lost.
 
-use std::{io, path::Path};
+use std::{io, path::Path, sync::OnceLock};
 
 use annal::{
     Error, ExpectedVersion, NewEvent, Position, Store,
@@ -20,23 +20,23 @@ pub fn check_decode(data: &[u8]) {
         if let Ok(check) = check_segment(&bytes) {
             assert!(check.valid_len <= bytes.len() as u64);
             assert_eq!(check.next_position - check.base_position, check.records);
-            assert_eq!(
-                check.damage.is_none(),
-                check.valid_len == bytes.len() as u64
-            );
+            assert_eq!(check.damage.is_none(), check.valid_len == bytes.len() as u64);
         }
     }
 }
 
 /// A valid segment header for base position 0 followed by `data`.
 fn with_valid_header(data: &[u8]) -> Vec<u8> {
-    let disk = SimDisk::new();
-    let store = Store::open_with(dir(), options(&disk)).expect("open empty sim store");
-    store.close();
-    let mut bytes = disk
-        .file_bytes(&dir().join(segment_name(0)))
-        .expect("first segment");
-    bytes.truncate(annal::format::SEGMENT_HEADER_LEN);
+    static HEADER: OnceLock<Vec<u8>> = OnceLock::new();
+    let header = HEADER.get_or_init(|| {
+        let disk = SimDisk::new();
+        let store = Store::open_with(dir(), options(&disk)).expect("open empty sim store");
+        store.close();
+        let mut bytes = disk.file_bytes(&dir().join(segment_name(0))).expect("first segment");
+        bytes.truncate(annal::format::SEGMENT_HEADER_LEN);
+        bytes
+    });
+    let mut bytes = header.clone();
     bytes.extend_from_slice(data);
     bytes
 }
@@ -93,23 +93,12 @@ pub fn check_open(data: &[u8]) {
         let event = event.expect("a recovered store reads back without errors");
         assert!(event.position().get() < head);
         count += 1;
-        let stream = store
-            .read_stream_forward(event.stream(), event.version(), 1)
-            .unwrap();
+        let stream = store.read_stream_forward(event.stream(), event.version(), 1).unwrap();
         assert_eq!(stream.map(|e| e.unwrap().id()).next(), Some(event.id()));
     }
     assert_eq!(count, store.stats().events);
-    let r = store.append(
-        "fuzz-probe",
-        ExpectedVersion::Any,
-        [NewEvent::new("P", vec![1])],
-    );
-    assert_eq!(
-        r.expect("a recovered store takes appends")
-            .first_position
-            .get(),
-        head
-    );
+    let r = store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("P", vec![1])]);
+    assert_eq!(r.expect("a recovered store takes appends").first_position.get(), head);
 }
 
 /// `crash_ops`: `[crash op u16 LE][damage seed u8][workload decisions…]`. The workload runs on
@@ -124,11 +113,7 @@ pub fn check_crash_ops(data: &[u8]) {
     let decisions = &data[3..];
     let disk = SimDisk::new();
     disk.fail_at(crash_at, io::ErrorKind::Other, true);
-    let model = run_workload(
-        &disk,
-        &mut FromBytes(decisions),
-        (decisions.len() / 3).min(40),
-    );
+    let model = run_workload(&disk, &mut FromBytes(decisions), (decisions.len() / 3).min(40));
     let crashed = disk.crash(seed);
     if let Err(e) = reopen_and_check(&crashed, &model) {
         panic!("crash at op {crash_at}, damage seed {seed}: {e}");

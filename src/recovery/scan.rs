@@ -1,0 +1,77 @@
+//! Stage two of recovery: scan one segment, index its records, and settle any damage as the
+//! recovery mode says.
+
+use std::path::Path;
+
+use crate::{
+    error::{Error, Result},
+    format::{CorruptionKind, Record, salvage_segment, scan_segment},
+    index::{SparseIndex, StreamIndex},
+    options::{Options, RecoveryMode},
+    segment::Segment,
+};
+
+use super::{Dropped, RecoveryReport, headers::Opened, tail};
+
+/// What every segment's scan needs to know.
+pub(super) struct Context<'a> {
+    pub dir: &'a Path,
+    pub options: &'a Options,
+    pub is_last: bool,
+    pub writable: bool,
+}
+
+/// Scans `segment`, whose records continue the log at `head`, into the indexes.
+pub(super) fn scan_and_index(
+    cx: &Context<'_>,
+    segment: Opened,
+    head: u64,
+    streams: &StreamIndex,
+    report: &mut RecoveryReport,
+) -> Result<Segment> {
+    let Opened { name, file, len, header } = segment;
+    let path = cx.dir.join(&name);
+    let base = header.base_position;
+    let salvage = cx.options.recovery_mode == RecoveryMode::Salvage;
+    let corruption = |offset: usize, kind| Error::Corruption {
+        segment: name.clone(),
+        offset: offset as u64,
+        kind,
+    };
+    if base != head && !(salvage && base > head) {
+        return Err(corruption(0, CorruptionKind::SegmentGap { expected: head, found: base }));
+    }
+    let mut index = SparseIndex::new(base, cx.options.index_stride);
+    let view = file.view(len).map_err(Error::io("map segment", &path))?;
+    let mut writer = streams.write();
+    let mut visit = |offset: usize, record: Record<'_>| {
+        index.note(record.position(), offset as u32);
+        writer.push(record.stream(), record.version(), record.position(), salvage).map_err(
+            |expected| CorruptionKind::VersionMismatch { expected, found: record.version() },
+        )
+    };
+    if salvage {
+        let end = salvage_segment(view.bytes(), head.max(base), visit);
+        drop(writer);
+        let holes = end.skipped.iter().map(|s| (s.start, s.end)).collect();
+        report.salvaged.extend(end.skipped.iter().map(|s| Dropped {
+            segment: name.clone(),
+            offset: s.start as u64,
+            bytes: (s.end - s.start) as u64,
+            kind: s.kind,
+        }));
+        let end_position = end.next_position;
+        return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
+            .with_holes(holes));
+    }
+    let end = scan_segment(view.bytes(), base, &mut visit)
+        .map_err(|(offset, kind)| corruption(offset, kind))?;
+    drop(writer);
+    drop(view);
+    if let Some(damage) = end.damage {
+        tail::settle_damage(cx, &*file, &name, len, &header, damage, report)
+            .map_err(|e| e.unwrap_or_else(|| corruption(damage.record_offset, damage.kind)))?;
+    }
+    let valid_len = end.valid_len as u64;
+    Ok(Segment::recovered(header, name, path, file, valid_len, end.next_position, index))
+}
