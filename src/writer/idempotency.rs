@@ -56,9 +56,13 @@ impl IdWindow {
             .map(|i| &self.appends[i]);
         if let Some(original) = found {
             let streams = &original.result.streams;
-            let same_streams = streams.len() == parts.len()
-                && streams.iter().zip(parts).all(|((s, _), p)| *s == p.stream);
-            if *original.ids == *ids && same_streams {
+            // Same streams, in the same order, each with the same number of the same events.
+            let same_parts = streams.len() == parts.len()
+                && streams.iter().zip(parts).all(|((s, r), p)| {
+                    *s == p.stream
+                        && r.last_version.get() - r.first_version.get() + 1 == u64::from(p.events)
+                });
+            if *original.ids == *ids && same_parts {
                 return Verdict::Retry(original.result.clone());
             }
         }
