@@ -42,6 +42,7 @@ mod segment;
 mod shared;
 mod store;
 mod types;
+mod verify;
 mod writer;
 
 pub use error::{Error, Limit, Result};
@@ -54,4 +55,5 @@ pub use types::{
     AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
     StreamVersion,
 };
+pub use verify::{PROBLEMS_MAX, Problem, VerifyReport};
 pub use writer::{validate_event_type, validate_stream_name};

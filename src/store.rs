@@ -22,6 +22,7 @@ use crate::{
         AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
         StreamVersion,
     },
+    verify::{self, VerifyReport},
     writer::{AppendRequest, Message, Writer},
 };
 
@@ -219,6 +220,18 @@ impl Store {
             index_memory_bytes: shared.streams.memory_bytes()
                 + segments.iter().map(|s| s.index_memory_bytes()).sum::<usize>(),
         }
+    }
+
+    /// Re-reads every committed byte of every segment and checks every checksum, every batch
+    /// frame, and the invariants (positions dense, stream versions dense), reporting the first
+    /// problems with their segment and offset. Reads only; appends continue meanwhile.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        verify::verify(&self.inner.shared, |_, _| {})
+    }
+
+    /// [`verify`](Store::verify), calling `progress(bytes_done, bytes_total)` after each segment.
+    pub fn verify_with_progress(&self, progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
+        verify::verify(&self.inner.shared, progress)
     }
 
     /// The store's directory.
