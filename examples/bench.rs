@@ -26,29 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw = raw_fsync_appends(&dir.path().join("raw"), 2000 * scale)?;
     row("raw write+fdatasync, 1 record each", raw, "ops/s", None);
     let (w1, lat) = durable_appends(&dir.path().join("w1"), 1, 2000 * scale)?;
-    row(
-        "annal durable append, 1 writer",
-        w1,
-        "events/s",
-        Some(w1 / raw),
-    );
-    println!(
-        "{:<44} {:>14}",
-        "  latency p50 / p99",
-        format!("{:?} / {:?}", lat.0, lat.1)
-    );
+    row("annal durable append, 1 writer", w1, "events/s", Some(w1 / raw));
+    println!("{:<44} {:>14}", "  latency p50 / p99", format!("{:?} / {:?}", lat.0, lat.1));
     let (w16, lat) = durable_appends(&dir.path().join("w16"), 16, 1000 * scale)?;
-    row(
-        "annal durable append, 16 writers",
-        w16,
-        "events/s",
-        Some(w16 / raw),
-    );
-    println!(
-        "{:<44} {:>14}",
-        "  latency p50 / p99",
-        format!("{:?} / {:?}", lat.0, lat.1)
-    );
+    row("annal durable append, 16 writers", w16, "events/s", Some(w16 / raw));
+    println!("{:<44} {:>14}", "  latency p50 / p99", format!("{:?} / {:?}", lat.0, lat.1));
 
     let events = 250_000 * scale as u64;
     let store_dir = dir.path().join("read");
@@ -56,38 +38,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (read_rate, bytes) = read_all(&store_dir)?;
     let raw_read = raw_crc_read(&store_dir)?;
     row("annal $all read (CRC checked)", read_rate, "events/s", None);
-    row(
-        "raw page-cache read + CRC of the segments",
-        raw_read,
-        "MB/s",
-        None,
-    );
+    row("raw page-cache read + CRC of the segments", raw_read, "MB/s", None);
     let annal_mb = read_rate * bytes as f64 / events as f64 / 1e6;
-    row(
-        "annal $all read as bandwidth",
-        annal_mb,
-        "MB/s",
-        Some(annal_mb / raw_read),
-    );
+    row("annal $all read as bandwidth", annal_mb, "MB/s", Some(annal_mb / raw_read));
     println!(
         "{:<44} {:>14}",
         "on-disk bytes per 200-byte event",
         format!("{:.1}", bytes as f64 / events as f64)
     );
-    println!(
-        "{:<44} {:>14}",
-        "build rate (no fsync, batches of 100)",
-        format!("{built:.0} ev/s")
-    );
+    println!("{:<44} {:>14}", "build rate (no fsync, batches of 100)", format!("{built:.0} ev/s"));
     let store = Store::open(&store_dir)?;
     let stats = store.stats();
     println!(
         "{:<44} {:>14}",
         "index memory per event (1,000 streams)",
-        format!(
-            "{:.2} B",
-            stats.index_memory_bytes as f64 / stats.events as f64
-        )
+        format!("{:.2} B", stats.index_memory_bytes as f64 / stats.events as f64)
     );
     Ok(())
 }
@@ -103,11 +68,7 @@ fn event() -> NewEvent {
 
 /// One 276-byte record written and fdatasync'ed per operation: the disk's limit for W1.
 fn raw_fsync_appends(path: &Path, n: usize) -> std::io::Result<f64> {
-    let file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)?;
+    let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
     let buf = [1u8; 276];
     let start = Instant::now();
     for i in 0..n {
@@ -135,19 +96,14 @@ fn durable_appends(
                 let mut lat = Vec::with_capacity(per_writer);
                 for _ in 0..per_writer {
                     let t = Instant::now();
-                    store
-                        .append(&stream, ExpectedVersion::Any, [event()])
-                        .expect("append");
+                    store.append(&stream, ExpectedVersion::Any, [event()]).expect("append");
                     lat.push(t.elapsed());
                 }
                 lat
             })
         })
         .collect();
-    let mut lat: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
@@ -156,10 +112,7 @@ fn durable_appends(
 
 /// Builds a store of `events` events over 1,000 streams, batches of 100, without fsync.
 fn build_store(dir: &Path, events: u64) -> Result<f64, annal::Error> {
-    let options = Options {
-        durability: Durability::None,
-        ..Options::default()
-    };
+    let options = Options { durability: Durability::None, ..Options::default() };
     let store = Store::open_with(dir, options)?;
     let start = Instant::now();
     for batch in 0..events / 100 {

@@ -20,10 +20,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
     let placed = store.append(
         "order-1",
         ExpectedVersion::NoStream,
-        [NewEvent::new(
-            "OrderPlaced",
-            br#"{"sku":"A1","qty":2}"#.to_vec(),
-        )],
+        [NewEvent::new("OrderPlaced", br#"{"sku":"A1","qty":2}"#.to_vec())],
     )?;
     println!(
         "appended OrderPlaced to order-1: position {}, version {}",
@@ -33,10 +30,7 @@ fn main() -> Result<(), Box<dyn StdError>> {
     let other = store.append(
         "order-2",
         ExpectedVersion::NoStream,
-        [NewEvent::new(
-            "OrderPlaced",
-            br#"{"sku":"B7","qty":1}"#.to_vec(),
-        )],
+        [NewEvent::new("OrderPlaced", br#"{"sku":"B7","qty":1}"#.to_vec())],
     )?;
     println!(
         "appended OrderPlaced to order-2: position {}, version {}",
@@ -75,11 +69,9 @@ fn main() -> Result<(), Box<dyn StdError>> {
         StreamAppend::new(
             "order-2",
             ExpectedVersion::Exact(other.last_version.get()),
-            [
-                NewEvent::new("OrderShipped", br#"{"carrier":"post"}"#.to_vec())
-                    .with_id(Uuid::new_v4())
-                    .with_metadata(br#"{"correlation":"c-17"}"#.to_vec()),
-            ],
+            [NewEvent::new("OrderShipped", br#"{"carrier":"post"}"#.to_vec())
+                .with_id(Uuid::new_v4())
+                .with_metadata(br#"{"correlation":"c-17"}"#.to_vec())],
         ),
         StreamAppend::new(
             "inventory-B7",

@@ -10,20 +10,10 @@ fn append_then_read_round_trips_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let id = Uuid::from_u128(42);
-    let e = NewEvent::new("Opened", b"data".to_vec())
-        .with_id(id)
-        .with_metadata(b"meta".to_vec());
-    let r = store
-        .append("account-1", ExpectedVersion::NoStream, [e])
-        .unwrap();
-    assert_eq!(
-        (r.first_position, r.last_position),
-        (Position(0), Position(0))
-    );
-    assert_eq!(
-        (r.first_version, r.last_version),
-        (StreamVersion(0), StreamVersion(0))
-    );
+    let e = NewEvent::new("Opened", b"data".to_vec()).with_id(id).with_metadata(b"meta".to_vec());
+    let r = store.append("account-1", ExpectedVersion::NoStream, [e]).unwrap();
+    assert_eq!((r.first_position, r.last_position), (Position(0), Position(0)));
+    assert_eq!((r.first_version, r.last_version), (StreamVersion(0), StreamVersion(0)));
     let events: Vec<_> = store
         .read_stream_forward("account-1", StreamVersion(0), 10)
         .unwrap()
@@ -48,17 +38,13 @@ fn all_is_ordered_and_versions_are_dense_per_stream_across_reopen() {
         let store = open(dir.path(), small_options());
         for n in 0..300u64 {
             let stream = format!("s-{}", n % 7);
-            store
-                .append(&stream, ExpectedVersion::Any, [event(n)])
-                .unwrap();
+            store.append(&stream, ExpectedVersion::Any, [event(n)]).unwrap();
         }
         assert!(store.stats().segments > 3, "tiny segments rotate");
     }
     let store = open(dir.path(), small_options());
-    let all: Vec<_> = store
-        .read_all_forward(Position::START, usize::MAX)
-        .map(Result::unwrap)
-        .collect();
+    let all: Vec<_> =
+        store.read_all_forward(Position::START, usize::MAX).map(Result::unwrap).collect();
     assert_eq!(all.len(), 300);
     for (i, e) in all.iter().enumerate() {
         assert_eq!(e.position(), Position(i as u64));
@@ -79,9 +65,7 @@ fn all_is_ordered_and_versions_are_dense_per_stream_across_reopen() {
             .collect();
         assert_eq!(back, versions.iter().rev().copied().collect::<Vec<_>>());
     }
-    let back: Vec<u64> = store
-        .read_all_backward(Position::END, 5)
-        .map(|e| e.unwrap().position().get())
-        .collect();
+    let back: Vec<u64> =
+        store.read_all_backward(Position::END, 5).map(|e| e.unwrap().position().get()).collect();
     assert_eq!(back, [299, 298, 297, 296, 295]);
 }

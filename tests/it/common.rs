@@ -17,10 +17,7 @@ pub fn small_options() -> Options {
 /// Options without fsync, for tests that do not crash.
 #[allow(dead_code)]
 pub fn fast_options() -> Options {
-    Options {
-        durability: Durability::None,
-        ..small_options()
-    }
+    Options { durability: Durability::None, ..small_options() }
 }
 
 /// An event whose data names it.

@@ -43,9 +43,7 @@ impl Row {
     fn documented_value(&self) -> &str {
         let mut parts = self.meaning.split('`');
         parts.next();
-        parts
-            .next()
-            .unwrap_or_else(|| panic!("field {} documents no `value`", self.field))
+        parts.next().unwrap_or_else(|| panic!("field {} documents no `value`", self.field))
     }
 }
 
@@ -53,9 +51,8 @@ impl Row {
 fn table(heading: &str) -> Vec<Row> {
     let mut lines = FORMAT_MD.lines().skip_while(|l| l.trim() != heading);
     assert!(lines.next().is_some(), "docs/format.md has no {heading:?}");
-    let mut lines = lines
-        .take_while(|l| !l.starts_with("## "))
-        .skip_while(|l| l.trim() != TABLE_HEADER);
+    let mut lines =
+        lines.take_while(|l| !l.starts_with("## ")).skip_while(|l| l.trim() != TABLE_HEADER);
     assert!(lines.next().is_some(), "{heading:?} has no layout table");
     assert!(lines.next().is_some_and(|l| l.starts_with("|---")));
     let rows: Vec<Row> = lines
@@ -63,8 +60,7 @@ fn table(heading: &str) -> Vec<Row> {
         .map(|line| {
             let cells: Vec<&str> = line.splitn(5, '|').map(str::trim).collect();
             let number = |cell: &str| {
-                cell.parse()
-                    .unwrap_or_else(|_| panic!("not a decimal number in {line:?}"))
+                cell.parse().unwrap_or_else(|_| panic!("not a decimal number in {line:?}"))
             };
             Row {
                 offset: number(cells[1]),
@@ -93,11 +89,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(rows: &'a [Row], bytes: &'a [u8]) -> Fields<'a> {
-        Fields {
-            rows,
-            bytes,
-            checked: BTreeSet::new(),
-        }
+        Fields { rows, bytes, checked: BTreeSet::new() }
     }
 
     fn row(&self, field: &str) -> &'a Row {
@@ -146,10 +138,7 @@ impl<'a> Fields<'a> {
 
     fn assert_all_checked(&self, what: &str) {
         let documented: BTreeSet<&str> = self.rows.iter().map(|r| r.field.as_str()).collect();
-        assert_eq!(
-            self.checked, documented,
-            "{what}: documented fields vs checked"
-        );
+        assert_eq!(self.checked, documented, "{what}: documented fields vs checked");
     }
 }
 
@@ -189,11 +178,7 @@ fn check_segment_header(rows: &[Row], file: &[u8], base_position: u64) -> usize 
     assert_eq!(f.raw("reserved"), [0u8; 4]);
     let header_len = rows.iter().map(|r| r.size).sum();
     let crc = f.crc_without("header_crc", &file[..header_len]);
-    assert_eq!(
-        f.u32("header_crc"),
-        crc,
-        "header CRC covers what the page says"
-    );
+    assert_eq!(f.u32("header_crc"), crc, "header CRC covers what the page says");
     f.assert_all_checked("segment header");
     header_len
 }
@@ -202,27 +187,15 @@ fn check_segment_header(rows: &[Row], file: &[u8], base_position: u64) -> usize 
 fn check_record(rows: &[Row], file: &[u8], at: usize, e: &Expected, time: Range<u64>) -> usize {
     let mut f = Fields::new(rows, &file[at..]);
     let header_len: usize = rows.iter().map(|r| r.size).sum();
-    let body = [
-        e.stream.as_bytes(),
-        e.event_type.as_bytes(),
-        &e.metadata,
-        &e.data,
-    ];
+    let body = [e.stream.as_bytes(), e.event_type.as_bytes(), &e.metadata, &e.data];
     let len = header_len + body.iter().map(|part| part.len()).sum::<usize>();
     assert_eq!(f.u32("length"), len as u64, "record at {at}");
     let record = &file[at..at + len];
-    assert_eq!(
-        f.u32("crc"),
-        f.crc_without("crc", record),
-        "record CRC at {at}"
-    );
+    assert_eq!(f.u32("crc"), f.crc_without("crc", record), "record CRC at {at}");
     assert_eq!(f.u64("position"), e.position);
     assert_eq!(f.u64("version"), e.version);
     let timestamp = f.u64("timestamp_us");
-    assert!(
-        time.contains(&timestamp),
-        "timestamp {timestamp} outside {time:?}"
-    );
+    assert!(time.contains(&timestamp), "timestamp {timestamp} outside {time:?}");
     assert_eq!(f.raw("id"), e.id.as_bytes(), "id in RFC 9562 byte order");
     assert_eq!(f.u16("batch_left"), e.batch_left);
     assert_eq!(f.u8("stream_len"), e.stream.len() as u64);
@@ -290,22 +263,12 @@ fn format_doc_tables_match_the_bytes_of_a_real_store() {
     let before = now_us();
     {
         let store = Store::open_with(dir.path(), doc_options()).unwrap();
-        store
-            .append("doc-a", ExpectedVersion::NoStream, [single.new_event()])
-            .unwrap();
+        store.append("doc-a", ExpectedVersion::NoStream, [single.new_event()]).unwrap();
         let r = store
-            .append(
-                "doc-b",
-                ExpectedVersion::NoStream,
-                batch.iter().map(Expected::new_event),
-            )
+            .append("doc-b", ExpectedVersion::NoStream, batch.iter().map(Expected::new_event))
             .unwrap();
         assert_eq!(r.first_position.get(), 1);
-        assert_eq!(
-            store.stats().segments,
-            2,
-            "the batch must open a second segment"
-        );
+        assert_eq!(store.stats().segments, 2, "the batch must open a second segment");
         store.close();
     }
     let time = before..now_us() + 1;
@@ -334,14 +297,8 @@ fn format_doc_tables_add_up_and_match_the_constants() {
     assert_eq!(RECORD_HEADER_LEN, 56);
     let field = |field: &str| header.iter().find(|r| r.field == field).unwrap();
     assert_eq!(field("magic").documented_value().as_bytes(), SEGMENT_MAGIC);
-    assert_eq!(
-        field("version").documented_value(),
-        FORMAT_VERSION.to_string()
-    );
-    assert_eq!(
-        field("header_len").documented_value(),
-        SEGMENT_HEADER_LEN.to_string()
-    );
+    assert_eq!(field("version").documented_value(), FORMAT_VERSION.to_string());
+    assert_eq!(field("header_len").documented_value(), SEGMENT_HEADER_LEN.to_string());
     assert!(
         FORMAT_MD.contains(&format!("| {FORMAT_VERSION} | 0.1.0 |")),
         "the version history lists the current format version"

@@ -11,34 +11,21 @@ use crate::{
 };
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
     let mut entries: Vec<_> = fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
         .collect();
     entries.sort();
-    entries
-        .into_iter()
-        .map(|p| (p.clone(), fs::read(&p).unwrap()))
-        .collect()
+    entries.into_iter().map(|p| (p.clone(), fs::read(&p).unwrap())).collect()
 }
 
 fn run(target: &str, check: fn(&[u8])) {
     let entries = corpus(target);
-    assert!(
-        entries.len() >= 3,
-        "corpus of {target} has {} entries",
-        entries.len()
-    );
+    assert!(entries.len() >= 3, "corpus of {target} has {} entries", entries.len());
     for (path, bytes) in entries {
         let outcome = std::panic::catch_unwind(|| check(&bytes));
-        assert!(
-            outcome.is_ok(),
-            "{target}: corpus entry {} fails",
-            path.display()
-        );
+        assert!(outcome.is_ok(), "{target}: corpus entry {} fails", path.display());
     }
 }
 
@@ -63,9 +50,7 @@ fn sample_segments() -> Vec<(u64, Vec<u8>)> {
     let store = Store::open_with(dir(), options(&disk)).unwrap();
     for n in 0..40u64 {
         let events = (0..1 + n % 3).map(|i| NewEvent::new("Seed", vec![i as u8; 30]));
-        store
-            .append(&format!("s-{}", n % 4), ExpectedVersion::Any, events)
-            .unwrap();
+        store.append(&format!("s-{}", n % 4), ExpectedVersion::Any, events).unwrap();
     }
     store.close();
     let mut files = Vec::new();

@@ -70,12 +70,8 @@ fn kill9_child_process() {
                     let stream = format!("t{t}-{}", n % 3);
                     let count = 1 + (n % 3) as usize;
                     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-                    let events = ids
-                        .iter()
-                        .map(|&id| NewEvent::new("K", payload(id)).with_id(id));
-                    let r = store
-                        .append(&stream, ExpectedVersion::Any, events)
-                        .expect("append");
+                    let events = ids.iter().map(|&id| NewEvent::new("K", payload(id)).with_id(id));
+                    let r = store.append(&stream, ExpectedVersion::Any, events).expect("append");
                     let mut out = std::io::stdout().lock();
                     for (i, id) in ids.iter().enumerate() {
                         let position = r.first_position.get() + i as u64;
@@ -95,12 +91,7 @@ fn kill9_child_process() {
 /// Starts the child, lets it run for `run`, kills it with SIGKILL and returns its acks.
 fn run_and_kill(dir: &Path, run: Duration) -> Vec<Ack> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill9::kill9_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "kill9::kill9_child_process", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_VAR, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -108,11 +99,7 @@ fn run_and_kill(dir: &Path, run: Duration) -> Vec<Ack> {
         .expect("spawn child");
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| parse_ack(&l))
-            .collect()
+        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| parse_ack(&l)).collect()
     });
     std::thread::sleep(run);
     child.kill().expect("SIGKILL"); // `Child::kill` is SIGKILL on Unix.
@@ -125,20 +112,12 @@ fn check(dir: &Path, acked: &HashMap<u64, Ack>) -> u64 {
     let store = Store::open_with(dir, options()).expect("reopen after kill");
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut count = 0;
-    for (i, event) in store
-        .read_all_forward(Position::START, usize::MAX)
-        .enumerate()
-    {
+    for (i, event) in store.read_all_forward(Position::START, usize::MAX).enumerate() {
         let event = event.expect("read");
         assert_eq!(event.position().get(), i as u64, "positions are gap-free");
         assert_eq!(event.data(), payload(event.id()), "event at {i} intact");
         let next = versions.entry(event.stream().to_owned()).or_default();
-        assert_eq!(
-            event.version().get(),
-            *next,
-            "versions dense in {}",
-            event.stream()
-        );
+        assert_eq!(event.version().get(), *next, "versions dense in {}", event.stream());
         *next += 1;
         if let Some(ack) = acked.get(&event.position().get()) {
             assert_eq!((event.id(), event.stream()), (ack.id, ack.stream.as_str()));
@@ -148,16 +127,10 @@ fn check(dir: &Path, acked: &HashMap<u64, Ack>) -> u64 {
     }
     let head = store.head().get();
     for ack in acked.values() {
-        assert!(
-            ack.position < head,
-            "acknowledged event at {} lost (head {head})",
-            ack.position
-        );
+        assert!(ack.position < head, "acknowledged event at {} lost (head {head})", ack.position);
     }
     for (stream, n) in &versions {
-        let read = store
-            .read_stream_forward(stream, StreamVersion::START, usize::MAX)
-            .unwrap();
+        let read = store.read_stream_forward(stream, StreamVersion::START, usize::MAX).unwrap();
         assert_eq!(read.count() as u64, *n);
     }
     count
@@ -168,10 +141,8 @@ fn kill9_cycles_never_lose_an_acknowledged_event() {
     if std::env::var(CHILD_DIR_VAR).is_ok() {
         return;
     }
-    let cycles: u64 = std::env::var("ANNAL_KILL9_CYCLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+    let cycles: u64 =
+        std::env::var("ANNAL_KILL9_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<u64, Ack> = HashMap::new();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -186,9 +157,6 @@ fn kill9_cycles_never_lose_an_acknowledged_event() {
         }
         events = check(dir.path(), &acked);
     }
-    eprintln!(
-        "kill9: {cycles} cycles, {} acknowledged, {events} events in the log",
-        acked.len()
-    );
+    eprintln!("kill9: {cycles} cycles, {} acknowledged, {events} events in the log", acked.len());
     assert!(!acked.is_empty(), "the child never acknowledged anything");
 }

@@ -119,11 +119,7 @@ fn new_events(
         .map(|i| {
             let id = Uuid::from_u128(((step as u128) << 64) | ((append as u128) << 8) | i as u128);
             let data = vec![(step % 251) as u8; 10 + rng.below(120) as usize];
-            let attempt = Attempted {
-                stream: stream.to_owned(),
-                data: data.clone(),
-                append,
-            };
+            let attempt = Attempted { stream: stream.to_owned(), data: data.clone(), append };
             model.attempted.insert(id, attempt);
             NewEvent::new("Simulated", data).with_id(id)
         })
@@ -156,12 +152,7 @@ fn append_one(
     let r = store.append(&stream, expected, events)?;
     for (i, id) in ids.iter().enumerate() {
         let version = r.first_version.get() + i as u64;
-        model.acked.push((
-            r.first_position.get() + i as u64,
-            stream.clone(),
-            version,
-            *id,
-        ));
+        model.acked.push((r.first_position.get() + i as u64, stream.clone(), version, *id));
     }
     versions.insert(stream, r.last_version.get());
     Ok(())
@@ -211,25 +202,15 @@ pub fn check(store: &Store, model: &Model) -> Result<(), String> {
             return Err(format!("gap: index {i} holds position {}", e.position()));
         }
         let Some(a) = model.attempted.get(&e.id()) else {
-            return Err(format!(
-                "event {} at {} was never appended",
-                e.id(),
-                e.position()
-            ));
+            return Err(format!("event {} at {} was never appended", e.id(), e.position()));
         };
         if e.stream() != a.stream || e.data() != a.data {
-            return Err(format!(
-                "event at {} differs from what was appended",
-                e.position()
-            ));
+            return Err(format!("event at {} differs from what was appended", e.position()));
         }
     }
     for (position, stream, version, id) in &model.acked {
         let Some(e) = all.get(*position as usize) else {
-            return Err(format!(
-                "acknowledged position {position} lost (head {})",
-                all.len()
-            ));
+            return Err(format!("acknowledged position {position} lost (head {})", all.len()));
         };
         if e.id() != *id || e.stream() != stream || e.version().get() != *version {
             return Err(format!("acknowledged event at {position} changed"));
@@ -241,20 +222,14 @@ pub fn check(store: &Store, model: &Model) -> Result<(), String> {
     }
     for (append, count) in present {
         if count != model.append_sizes[append] {
-            return Err(format!(
-                "append {append} is partly present ({count} events)"
-            ));
+            return Err(format!("append {append} is partly present ({count} events)"));
         }
     }
     let mut streams: HashMap<&str, u64> = HashMap::new();
     for e in &all {
         let next = streams.entry(e.stream()).or_default();
         if e.version().get() != *next {
-            return Err(format!(
-                "stream {} skips to version {}",
-                e.stream(),
-                e.version()
-            ));
+            return Err(format!("stream {} skips to version {}", e.stream(), e.version()));
         }
         *next += 1;
     }
@@ -262,9 +237,7 @@ pub fn check(store: &Store, model: &Model) -> Result<(), String> {
         let read = store.read_stream_forward(stream, StreamVersion::START, usize::MAX);
         let n = read.map_err(|e| e.to_string())?.count() as u64;
         if n != count {
-            return Err(format!(
-                "stream {stream} reads {n} events, $all has {count}"
-            ));
+            return Err(format!("stream {stream} reads {n} events, $all has {count}"));
         }
     }
     Ok(())
@@ -279,17 +252,10 @@ pub fn reopen_and_check(disk: &SimDisk, model: &Model) -> Result<bool, String> {
     check(&store, model)?;
     let head = store.head();
     let r = store
-        .append(
-            "after-crash",
-            ExpectedVersion::Any,
-            [NewEvent::new("Probe", vec![1])],
-        )
+        .append("after-crash", ExpectedVersion::Any, [NewEvent::new("Probe", vec![1])])
         .map_err(|e| format!("append after crash: {e}"))?;
     if r.first_position != head {
-        return Err(format!(
-            "append after crash got {} not {head}",
-            r.first_position
-        ));
+        return Err(format!("append after crash got {} not {head}", r.first_position));
     }
     Ok(repaired)
 }

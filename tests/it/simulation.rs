@@ -28,10 +28,7 @@ fn seeded(seed: u64) -> Seeded {
 fn simulate_seed(seed: u64) -> (usize, usize) {
     let clean = SimDisk::new();
     let full = run_workload(&clean, &mut seeded(seed), WORKLOAD_OPS);
-    assert!(
-        !full.acked.is_empty(),
-        "seed {seed}: workload acknowledged nothing"
-    );
+    assert!(!full.acked.is_empty(), "seed {seed}: workload acknowledged nothing");
     let total_ops = clean.ops();
     let (mut cases, mut repaired) = (0, 0);
     for crash_at in 0..total_ops {
@@ -69,10 +66,7 @@ fn crash_during_recovery(crashed: &SimDisk, model: &Model, where_: &str) {
 }
 
 fn seeds() -> u64 {
-    std::env::var("ANNAL_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6)
+    std::env::var("ANNAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6)
 }
 
 #[test]
@@ -83,15 +77,9 @@ fn simulation_crash_at_every_io_point_keeps_every_acknowledged_append() {
         cases += c;
         repaired += r;
     }
-    eprintln!(
-        "simulation: {cases} crash cases over {} seeds, {repaired} repaired",
-        seeds()
-    );
+    eprintln!("simulation: {cases} crash cases over {} seeds, {repaired} repaired", seeds());
     // The damage variants must actually produce torn tails for recovery to cut.
-    assert!(
-        repaired > 0,
-        "no crash case needed repair: the simulation damages nothing"
-    );
+    assert!(repaired > 0, "no crash case needed repair: the simulation damages nothing");
 }
 
 #[test]
@@ -100,8 +88,6 @@ fn simulation_model_check_catches_a_lost_event() {
     let disk = SimDisk::new();
     let mut model = run_workload(&disk, &mut seeded(3), WORKLOAD_OPS);
     let store = Store::open_with(dir(), options(&disk)).unwrap();
-    model
-        .acked
-        .push((store.head().get(), "s-0".into(), 0, Uuid::from_u128(1)));
+    model.acked.push((store.head().get(), "s-0".into(), 0, Uuid::from_u128(1)));
     assert!(check(&store, &model).is_err());
 }
