@@ -2,9 +2,13 @@
 
 mod basics;
 mod common;
+mod concurrency;
 mod format_doc;
 mod fuzz_checks;
 mod fuzz_corpus;
+mod idempotency;
 mod kill9;
+mod model;
+mod poison;
 mod sim_model;
 mod simulation;
