@@ -8,7 +8,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     error::{Error, Result},
@@ -18,6 +18,7 @@ use crate::{
     recovery::{Access, RecoveryReport, recover},
     segment::SegmentSet,
     shared::Shared,
+    subscription::{self, Filter, PersistentOptions, PersistentSubscription, Subscription},
     types::{
         AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
         StreamVersion,
@@ -37,6 +38,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// To the writer; `None` when the store is read-only.
     tx: Option<Sender<Message>>,
+    /// Disconnects when the writer thread has stopped (nothing is ever sent on it).
+    writer_gone: Receiver<()>,
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     /// The directory lock (none when read-only), released once the writer has stopped.
@@ -106,11 +109,12 @@ impl Store {
             recovered.streams,
             recovered.head,
         ));
+        let (alive, writer_gone) = crossbeam_channel::bounded(0);
         let (tx, handle) = match active.filter(|_| writable) {
             Some(active) => {
                 let capacity = shared.options.queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window);
+                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window, alive);
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())
@@ -119,9 +123,14 @@ impl Store {
             }
             None => (None, None),
         };
+        if tx.is_none() {
+            // Nothing will ever commit: subscriptions end at the head.
+            shared.notifier.close();
+        }
         let inner = Inner {
             shared,
             tx,
+            writer_gone,
             writer: Mutex::new(handle),
             report: recovered.report,
             lock: Mutex::new(lock),
@@ -155,7 +164,12 @@ impl Store {
         let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
         let (request, answer) = AppendRequest::build(parts.into_iter().collect(), &shared.options)?;
         tx.send(Message::Append(request)).map_err(|_| Error::Closed)?;
-        answer.recv().map_err(|_| Error::Closed)?
+        // A request that slips into the queue after the writer's last look would never be
+        // answered: stop waiting when the writer is gone, unless it answered first.
+        crossbeam_channel::select! {
+            recv(answer) -> reply => reply.map_err(|_| Error::Closed)?,
+            recv(self.inner.writer_gone) -> _ => answer.try_recv().map_err(|_| Error::Closed)?,
+        }
     }
 
     /// Reads `stream` forward from version `from`, at most `limit` events.
@@ -246,12 +260,70 @@ impl Store {
     }
 }
 
+/// Subscriptions: see [`Subscription`] and [`PersistentSubscription`].
+impl Store {
+    /// Subscribes to `$all` from position `from` ([`Position::START`], a position, or
+    /// [`Position::END`] for only what commits from now on), delivering the events `filter`
+    /// selects: first those already in the log, then each new one once it is durable.
+    pub fn subscribe_to_all(&self, from: Position, filter: Filter) -> Subscription {
+        Subscription::to_all(Arc::clone(&self.inner.shared), from, filter)
+    }
+
+    /// Subscribes to `stream` from version `from` ([`StreamVersion::START`], a version, or
+    /// [`StreamVersion::END`] for only what is appended from now on). The stream need not
+    /// exist yet.
+    pub fn subscribe_to_stream(&self, stream: &str, from: StreamVersion) -> Result<Subscription> {
+        Subscription::to_stream(Arc::clone(&self.inner.shared), stream, from)
+    }
+
+    /// Opens the persistent subscription `name` (creating it, starting at
+    /// [`PersistentOptions::start`], if it has no checkpoint yet), which resumes from its last
+    /// saved checkpoint. `name` is 1 to 100 ASCII letters, digits, `-`, `_` or `.`, not
+    /// starting with `.`. Fails with [`Error::SubscriptionInUse`] while another holder has it,
+    /// and with [`Error::ReadOnly`] on a read-only store.
+    pub fn subscribe_persistent(
+        &self,
+        name: &str,
+        filter: Filter,
+        options: PersistentOptions,
+    ) -> Result<PersistentSubscription> {
+        if self.inner.tx.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        subscription::subscribe_persistent(&self.inner.shared, name, filter, options)
+    }
+
+    /// The saved checkpoint of persistent subscription `name`; `None` if it has none.
+    pub fn subscription_checkpoint(&self, name: &str) -> Result<Option<Position>> {
+        subscription::saved_checkpoint(&self.inner.shared, name)
+    }
+
+    /// How far persistent subscription `name` is behind: the head minus its checkpoint (the
+    /// live one while it is held in this store, else the saved one); `None` if it has none.
+    pub fn subscription_lag(&self, name: &str) -> Result<Option<u64>> {
+        subscription::lag_of(&self.inner.shared, name)
+    }
+
+    /// Deletes persistent subscription `name` (its checkpoint); whether it existed. Fails with
+    /// [`Error::SubscriptionInUse`] while it is held.
+    pub fn delete_subscription(&self, name: &str) -> Result<bool> {
+        if self.inner.tx.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        subscription::delete(&self.inner.shared, name)
+    }
+}
+
 impl Inner {
     fn shutdown(&self) {
         let handle = self.writer.lock().expect("writer handle lock").take();
         if let (Some(handle), Some(tx)) = (handle, &self.tx) {
             let _ = tx.send(Message::Shutdown);
             let _ = handle.join();
+            // The head is final: subscribers deliver up to it and end, and persistent ones
+            // write their checkpoints a last time while the directory is still locked.
+            self.shared.notifier.close();
+            self.shared.subscriptions.close();
         }
         self.lock.lock().expect("directory lock").take();
     }

@@ -3,13 +3,10 @@
 
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use crate::{
     error::{Error, Result},
-    format::{Record, decode_record},
+    format::decode_record,
     segment::Segment,
-    types::{AppendResult, MultiAppendResult, Position, StreamVersion},
     writer::IdWindow,
 };
 
@@ -21,7 +18,7 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
     if capacity == 0 || start >= head {
         return Ok(window);
     }
-    let mut batch = Batch::default();
+    let (mut ids, mut first_position) = (Vec::new(), 0);
     // A record begins an append if the one before it ended one: so start one record early,
     // and take nothing until a batch has ended.
     let mut aligned = start == first;
@@ -38,10 +35,13 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
                 kind,
             })?;
             if aligned {
-                batch.add(&record);
+                if ids.is_empty() {
+                    first_position = record.position();
+                }
+                ids.push(record.id());
                 if record.batch_left() == 0 {
-                    let (ids, result) = batch.take();
-                    window.insert(&ids, result);
+                    window.insert(first_position, &ids);
+                    ids.clear();
                 }
             }
             aligned |= record.batch_left() == 0;
@@ -49,43 +49,4 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
         }
     }
     Ok(window)
-}
-
-/// The records of one append, gathered back into the append's result.
-#[derive(Default)]
-struct Batch {
-    ids: Vec<Uuid>,
-    streams: Vec<(String, AppendResult)>,
-}
-
-impl Batch {
-    fn add(&mut self, record: &Record<'_>) {
-        self.ids.push(record.id());
-        let (position, version) = (Position(record.position()), StreamVersion(record.version()));
-        match self.streams.iter_mut().find(|(s, _)| s == record.stream()) {
-            Some((_, r)) => {
-                r.last_position = position;
-                r.last_version = version;
-            }
-            None => self.streams.push((
-                record.stream().to_owned(),
-                AppendResult {
-                    first_position: position,
-                    last_position: position,
-                    first_version: version,
-                    last_version: version,
-                },
-            )),
-        }
-    }
-
-    fn take(&mut self) -> (Vec<Uuid>, MultiAppendResult) {
-        let streams = std::mem::take(&mut self.streams);
-        let first_position = streams[0].1.first_position;
-        let last_position = streams.iter().map(|(_, r)| r.last_position).max().expect("one");
-        (
-            std::mem::take(&mut self.ids),
-            MultiAppendResult { first_position, last_position, streams },
-        )
-    }
 }

@@ -26,6 +26,7 @@ use crate::{
     error::{Error, Result},
     format::{RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
     options::Durability,
+    read::Locator,
     segment::Segment,
     shared::Shared,
     types::{AppendResult, MultiAppendResult, Position, StreamVersion},
@@ -61,6 +62,10 @@ pub(crate) struct Writer {
     segment_len: u64,
     group: Group,
     window: IdWindow,
+    /// Reads committed events back for the idempotency window.
+    locator: Locator,
+    /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
+    _alive: Sender<()>,
 }
 
 impl Writer {
@@ -70,10 +75,12 @@ impl Writer {
         rx: Receiver<Message>,
         active: Arc<Segment>,
         window: IdWindow,
+        alive: Sender<()>,
     ) -> Writer {
         let segment_len = active.committed_len();
         let group = Group { next_position: shared.head(), ..Group::default() };
-        Writer { shared, rx, active, segment_len, group, window }
+        let locator = Locator::new(Arc::clone(&shared));
+        Writer { shared, rx, active, segment_len, group, window, locator, _alive: alive }
     }
 
     /// The writer thread's loop.
@@ -125,7 +132,9 @@ impl Writer {
             let _ = request.reply.send(Err(error));
             return;
         }
-        match self.window.check(&request.ids, &request.parts) {
+        let (group, locator, head) = (&self.group, &mut self.locator, self.shared.head());
+        let mut read = |position| read_original(group, locator, head, position);
+        match self.window.check(&request.ids, &request.parts, &mut read) {
             idempotency::Verdict::New => {}
             idempotency::Verdict::Retry(original) => {
                 // Answered with the group, so never before the original is durable.
@@ -160,7 +169,7 @@ impl Writer {
             }
         }
         let result = self.seal(&request, &currents);
-        self.window.insert(&request.ids, result.clone());
+        self.window.insert(result.first_position.get(), &request.ids);
         self.group.answers.push((request.reply, result));
     }
 
@@ -262,6 +271,8 @@ impl Writer {
         }
         self.shared.set_head(end);
         drop(streams);
+        // A hint for subscribers that the head moved; never waits on any of them.
+        self.shared.notifier.wake();
         self.segment_len = new_len;
     }
 
@@ -304,6 +315,28 @@ impl Writer {
             }
         }
     }
+}
+
+/// The event at `position`, from the group being written if it is not committed yet.
+fn read_original(
+    group: &Group,
+    locator: &mut Locator,
+    head: u64,
+    position: u64,
+) -> Option<idempotency::Original> {
+    let original = |r: crate::format::Record<'_>| idempotency::Original {
+        id: r.id(),
+        stream: r.stream().to_owned(),
+        version: r.version(),
+    };
+    if position >= head {
+        return own_records(&group.bytes)
+            .map(|(_, r)| r)
+            .find(|r| r.position() == position)
+            .map(original);
+    }
+    let event = locator.read(position).ok()??;
+    Some(original(event.record()))
 }
 
 fn now_us() -> u64 {
