@@ -87,6 +87,11 @@ impl Store {
         options.validate()?;
         let dir = dir.to_path_buf();
         let storage = Arc::clone(&options.storage);
+        // Salvage is for a damaged store: it must not create, lock or change anything.
+        let access = match options.recovery_mode {
+            RecoveryMode::Salvage => Access::ReadOnly,
+            _ => access,
+        };
         let lock = match access {
             Access::ReadOnly => None,
             Access::ReadWrite => {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::{
     error::Result,
-    format::{CorruptionKind, scan_segment},
+    format::{CorruptionKind, HeaderError, SegmentHeader, scan_segment},
     shared::Shared,
 };
 
@@ -68,6 +68,20 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
         }
         let view = segment.view(segment.committed_len())?;
         let bytes = &view.bytes()[..segment.committed_len() as usize];
+        match SegmentHeader::decode(bytes) {
+            Ok(h) if h.base_position == segment.base_position() => {}
+            Ok(h) => {
+                let kind = CorruptionKind::SegmentGap {
+                    expected: segment.base_position(),
+                    found: h.base_position,
+                };
+                report.found(name, 0, kind);
+            }
+            Err(HeaderError::Corrupt(kind)) => report.found(name, 0, kind),
+            Err(HeaderError::UnsupportedVersion(_)) => {
+                report.found(name, 0, CorruptionKind::HeaderChecksum)
+            }
+        }
         let mut bad_versions = Vec::new();
         let end = scan_segment(bytes, segment.base_position(), |offset, record| {
             let next = next_versions.entry(record.stream().to_owned()).or_insert(0);

@@ -57,7 +57,7 @@ impl SegmentHeader {
         }
         let header_len = u16::from_le_bytes([b[10], b[11]]);
         if usize::from(header_len) != SEGMENT_HEADER_LEN || b[24..28] != [0; 4] {
-            return Err(HeaderError::Corrupt(CorruptionKind::HeaderChecksum));
+            return Err(HeaderError::Corrupt(CorruptionKind::HeaderFields));
         }
         Ok(SegmentHeader {
             group_bytes_max: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),

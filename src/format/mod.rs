@@ -41,6 +41,9 @@ pub enum CorruptionKind {
     /// The segment header fails its checksum.
     #[error("segment header checksum mismatch")]
     HeaderChecksum,
+    /// The header passes its checksum but holds impossible values (length, reserved bytes).
+    #[error("segment header has impossible field values")]
+    HeaderFields,
     /// The header's base position does not match the file name or the previous segment's end.
     #[error("segment base position {found} does not continue the log at {expected}")]
     SegmentGap {

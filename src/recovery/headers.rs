@@ -22,13 +22,12 @@ pub(super) struct Opened {
 }
 
 /// Opens every segment file and checks its header. A last segment too short to hold its header
-/// was being created when the process died and never held a record: it is removed (ignored
-/// when not `writable`; refused in strict mode). A salvaging open skips segments whose header
+/// was being created when the process died and never held a record: it is left out and named
+/// in the report, for `recover` to remove (refused in strict mode). A salvaging open skips segments whose header
 /// is damaged; other modes refuse them.
 pub(super) fn open_segments(
     dir: &Path,
     options: &Options,
-    writable: bool,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Opened>> {
     let storage = &*options.storage;
@@ -66,11 +65,8 @@ pub(super) fn open_segments(
         match options.recovery_mode {
             RecoveryMode::Strict => {}
             _ if torn_creation => {
-                drop(file);
-                if writable {
-                    storage.remove(&path).map_err(Error::io("remove torn segment", &path))?;
-                    storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
-                }
+                // Removed by `recover` once the rest of the log has passed its checks, so a
+                // refused open changes nothing.
                 report.removed_segment = Some(name);
                 continue;
             }

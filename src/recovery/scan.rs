@@ -51,7 +51,12 @@ pub(super) fn scan_and_index(
         )
     };
     if salvage {
-        let end = salvage_segment(view.bytes(), head.max(base), visit);
+        // Salvage never refuses a record of a batch it proved whole: one whose version does not
+        // fit its stream (it can only go backwards here) stays in `$all` but not in the stream.
+        let end = salvage_segment(view.bytes(), head.max(base), |offset, record| {
+            let _ = visit(offset, record);
+            Ok(())
+        });
         drop(writer);
         let holes = end.skipped.iter().map(|s| (s.start, s.end)).collect();
         report.salvaged.extend(end.skipped.iter().map(|s| Dropped {

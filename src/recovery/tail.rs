@@ -60,7 +60,10 @@ pub(super) fn ensure_active_segment(
     };
     let Some(last) = segments.last() else {
         segments.push(create(head)?);
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && sync) {
+        if sync {
+            // "store" has the parent "": the working directory.
+            let parent =
+                dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             storage.sync_dir(parent).map_err(Error::io("fsync parent directory", parent))?;
         }
         return Ok(());
@@ -86,4 +89,12 @@ pub(super) fn ensure_active_segment(
     storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
     segments.push(create(head)?);
     Ok(())
+}
+
+/// Removes the header-less last segment a crash during rotation left (it never held a record),
+/// and makes the removal durable.
+pub(super) fn remove_torn_segment(dir: &Path, options: &Options, name: &str) -> Result<()> {
+    let path = dir.join(name);
+    options.storage.remove(&path).map_err(Error::io("remove torn segment", &path))?;
+    options.storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }

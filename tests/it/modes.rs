@@ -143,3 +143,39 @@ fn modes_salvage_keeps_every_provable_batch_around_mid_log_damage() {
     drop(store);
     assert_eq!(files(dir.path()), before, "salvage changes nothing on disk");
 }
+
+#[test]
+fn modes_close_releases_the_lock_while_clones_are_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), small_options()).unwrap();
+    let clone = store.clone();
+    store.append("s", ExpectedVersion::Any, [event(0)]).unwrap();
+    assert!(matches!(Store::open_with(dir.path(), small_options()), Err(Error::Locked { .. })));
+    store.close();
+    let reopened = Store::open_with(dir.path(), small_options()).unwrap();
+    assert_eq!(datas(&reopened).len(), 1);
+    // The closed handles refuse appends but still read.
+    assert!(matches!(clone.append("s", ExpectedVersion::Any, [event(1)]), Err(Error::Closed)));
+    assert_eq!(datas(&clone).len(), 1);
+}
+
+#[test]
+fn modes_refused_open_leaves_a_header_less_last_segment_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), small_options()).unwrap();
+    for i in 0..60 {
+        store.append("s", ExpectedVersion::Any, [event(i)]).unwrap();
+    }
+    drop(store);
+    // Damage the first (sealed) segment and leave a header-less segment after the last one,
+    // as a crash during rotation would.
+    let names: Vec<String> = files(dir.path()).into_keys().collect();
+    let first = dir.path().join(&names[0]);
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&first, &bytes).unwrap();
+    fs::write(dir.path().join(format!("{:020}.seg", 999_999)), [0u8; 7]).unwrap();
+    let before = files(dir.path());
+    assert!(matches!(Store::open_with(dir.path(), small_options()), Err(Error::Corruption { .. })));
+    assert_eq!(files(dir.path()), before, "a refused open changes nothing");
+}
