@@ -84,7 +84,14 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
         }
         let mut bad_versions = Vec::new();
         let end = scan_segment(bytes, segment.base_position(), |offset, record| {
-            let next = next_versions.entry(record.stream().to_owned()).or_insert(0);
+            let Ok(stream) = record.check_text() else {
+                bad_versions.push((offset as u64, CorruptionKind::InvalidUtf8));
+                return Ok(());
+            };
+            let next = match next_versions.get_mut(stream) {
+                Some(next) => next,
+                None => next_versions.entry(stream.to_owned()).or_insert(0),
+            };
             if record.version() != *next {
                 let kind =
                     CorruptionKind::VersionMismatch { expected: *next, found: record.version() };

@@ -4,6 +4,8 @@
 //! Records of one append follow each other; each says how many records of its append follow it
 //! (`batch_left`), so recovery can tell a complete append from a torn one.
 
+use std::sync::OnceLock;
+
 use uuid::Uuid;
 
 use super::{CorruptionKind, RECORD_HEADER_LEN};
@@ -63,13 +65,18 @@ pub(crate) fn record_len(bytes: &[u8]) -> Option<usize> {
 
 /// CRC-32 over the whole record except the checksum field itself.
 fn checksum(record: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    // Cloning a ready hasher skips the CPU feature check `Hasher::new` does every time.
+    static PROTOTYPE: OnceLock<crc32fast::Hasher> = OnceLock::new();
+    let mut h = PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone();
     h.update(&record[0..4]);
     h.update(&record[8..]);
     h.finalize()
 }
 
-/// A record whose length, checksum and text fields have been verified.
+/// A record whose length fields and checksum have been verified. Its text fields are not
+/// checked for UTF-8 here: the writer only writes `&str`s and the checksum guards them since,
+/// so the accessors only fall back to U+FFFD for bytes no annal writer produced; recovery and
+/// verification check the text explicitly ([`Record::check_text`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Record<'a> {
     bytes: &'a [u8],
@@ -92,12 +99,6 @@ pub(crate) fn decode_record(buf: &[u8], at: usize) -> Result<Record<'_>, Corrupt
     let text_end = RECORD_HEADER_LEN + stream_len + type_len;
     if stream_len == 0 || type_len == 0 || text_end + record.metadata_len() > len {
         return Err(CorruptionKind::BadLength);
-    }
-    let stream_end = RECORD_HEADER_LEN + stream_len;
-    if std::str::from_utf8(&bytes[RECORD_HEADER_LEN..stream_end]).is_err()
-        || std::str::from_utf8(&bytes[stream_end..text_end]).is_err()
-    {
-        return Err(CorruptionKind::InvalidUtf8);
     }
     Ok(record)
 }
@@ -166,6 +167,21 @@ impl<'a> Record<'a> {
     pub fn stream_bytes(&self) -> &'a [u8] {
         &self.bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + self.stream_len()]
     }
+    /// The stream name, checked to be UTF-8.
+    pub fn check_stream(&self) -> Result<&'a str, CorruptionKind> {
+        std::str::from_utf8(self.stream_bytes()).map_err(|_| CorruptionKind::InvalidUtf8)
+    }
+
+    /// The stream name, checked, and whether the event type is valid UTF-8 as well.
+    pub fn check_text(&self) -> Result<&'a str, CorruptionKind> {
+        let at = RECORD_HEADER_LEN + self.stream_len();
+        let event_type = &self.bytes[at..at + self.type_len()];
+        match (std::str::from_utf8(self.stream_bytes()), std::str::from_utf8(event_type)) {
+            (Ok(stream), Ok(_)) => Ok(stream),
+            _ => Err(CorruptionKind::InvalidUtf8),
+        }
+    }
+
     /// Stream name.
     pub fn stream(&self) -> &'a str {
         std::str::from_utf8(self.stream_bytes()).unwrap_or("\u{fffd}")

@@ -3,8 +3,10 @@
 //!
 //! Both sit behind narrow interfaces so a later version can persist them per sealed segment.
 
+mod hash;
 mod sparse;
 mod stream;
 
+pub(crate) use hash::NameHash;
 pub(crate) use sparse::SparseIndex;
 pub(crate) use stream::{MISSING, StreamIndex};

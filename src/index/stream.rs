@@ -1,5 +1,6 @@
 //! The per-stream index: for every stream, the global positions of its events in version order.
 
+use super::hash::NameHash;
 use std::{
     collections::HashMap,
     sync::{RwLock, RwLockWriteGuard},
@@ -14,12 +15,12 @@ pub(crate) const MISSING: u64 = u64::MAX;
 /// 16-byte key, a 24-byte vector header and the hash table's slot.
 #[derive(Debug, Default)]
 pub(crate) struct StreamIndex {
-    map: RwLock<HashMap<Box<str>, Vec<u64>>>,
+    map: RwLock<HashMap<Box<str>, Vec<u64>, NameHash>>,
 }
 
 /// Exclusive access for the writer while it publishes a group.
 pub(crate) struct StreamIndexWriter<'a> {
-    map: RwLockWriteGuard<'a, HashMap<Box<str>, Vec<u64>>>,
+    map: RwLockWriteGuard<'a, HashMap<Box<str>, Vec<u64>, NameHash>>,
 }
 
 impl StreamIndex {

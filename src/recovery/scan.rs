@@ -46,9 +46,10 @@ pub(super) fn scan_and_index(
     let mut writer = streams.write();
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
-        writer.push(record.stream(), record.version(), record.position(), salvage).map_err(
-            |expected| CorruptionKind::VersionMismatch { expected, found: record.version() },
-        )
+        let stream = record.check_stream()?;
+        writer.push(stream, record.version(), record.position(), salvage).map_err(|expected| {
+            CorruptionKind::VersionMismatch { expected, found: record.version() }
+        })
     };
     if salvage {
         // Salvage never refuses a record of a batch it proved whole: one whose version does not

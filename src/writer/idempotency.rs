@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 
 use super::request::Part;
+use crate::index::NameHash;
 use crate::{
     error::Error,
     types::{AppendResult, MultiAppendResult, Position, StreamVersion},
@@ -38,7 +39,7 @@ pub(crate) struct IdWindow {
     capacity: usize,
     events: usize,
     /// Key of an id → the position of its event.
-    positions: HashMap<u64, u64>,
+    positions: HashMap<u64, u64, NameHash>,
     /// First position and event count of each remembered append, oldest first.
     appends: VecDeque<(u64, u32)>,
     /// The keys of the remembered events, oldest first, for eviction.
@@ -56,7 +57,7 @@ impl IdWindow {
         IdWindow {
             capacity,
             events: 0,
-            positions: HashMap::new(),
+            positions: HashMap::default(),
             appends: VecDeque::new(),
             keys: VecDeque::new(),
         }
