@@ -1,164 +1,615 @@
-//! A quick benchmark table: annal next to the disk's own limit, measured in the same run.
+//! A quick benchmark table: annal, SQLite and the disk's own limit side by side, every figure
+//! measured in the same run and given as a ratio.
 //!
-//! `cargo run --release --example bench -- --quick` prints one table in well under a minute.
-//! The criterion suite (`cargo bench`) gives the full statistics.
+//! `cargo run --release --example bench -- --quick` prints one table in about half a minute;
+//! without `--quick` every timed loop runs four times longer. `ANNAL_BENCH_10M=1` adds opening
+//! a 10M-event store (~2.8 GB of disk). `-- --criterion` prints instead the ratios of the last
+//! `cargo bench` run, read from `target/criterion`. The workloads are the criterion benches'
+//! own, in `benches/common/`.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+#[path = "../benches/common/sqlite.rs"]
+mod sqlite;
 
 use std::{
-    fs::OpenOptions,
-    io::Write,
-    os::unix::fs::FileExt,
     path::Path,
-    sync::{Arc, Barrier},
-    thread,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use annal::{Durability, ExpectedVersion, NewEvent, Options, Position, Store};
+use annal::{Durability, Store};
+use common::{
+    BATCH_EVENTS, Layout, PAYLOAD_BYTES,
+    count::{CountingAlloc, CountingStorage},
+    drop_page_cache, per_second,
+    raw::{self, Budget, Writes},
+    workload::{self, counted_options},
+};
+use sqlite::SqliteStore;
 
-const PAYLOAD: usize = 200;
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let scale = if quick { 1 } else { 4 };
-    let dir = tempfile::tempdir()?;
-    println!("{:<44} {:>14} {:>12}", "workload", "rate", "ratio");
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-    let raw = raw_fsync_appends(&dir.path().join("raw"), 2000 * scale)?;
-    row("raw write+fdatasync, 1 record each", raw, "ops/s", None);
-    let (w1, lat) = durable_appends(&dir.path().join("w1"), 1, 2000 * scale)?;
-    row("annal durable append, 1 writer", w1, "events/s", Some(w1 / raw));
-    println!("{:<44} {:>14}", "  latency p50 / p99", format!("{:?} / {:?}", lat.0, lat.1));
-    let (w16, lat) = durable_appends(&dir.path().join("w16"), 16, 1000 * scale)?;
-    row("annal durable append, 16 writers", w16, "events/s", Some(w16 / raw));
-    println!("{:<44} {:>14}", "  latency p50 / p99", format!("{:?} / {:?}", lat.0, lat.1));
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--criterion") {
+        return criterion_report();
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let run = Run {
+        slice: Duration::from_millis(if quick { 250 } else { 1000 }),
+        store: if quick { Layout::sized(250_000, PAYLOAD_BYTES) } else { Layout::MILLION },
+        dir: tempfile::tempdir()?,
+    };
+    let mut table = Table::default();
+    let fsync = w1(&run, &mut table)?;
+    w2(&run, &mut table, &fsync)?;
+    w3(&run, &mut table)?;
+    reads_and_open(&run, &mut table)?;
+    table.print();
+    Ok(())
+}
 
-    let events = 250_000 * scale as u64;
-    let store_dir = dir.path().join("read");
-    let built = build_store(&store_dir, events)?;
-    let (read_rate, bytes) = read_all(&store_dir)?;
-    let raw_read = raw_crc_read(&store_dir)?;
-    row("annal $all read (CRC checked)", read_rate, "events/s", None);
-    row("raw page-cache read + CRC of the segments", raw_read, "MB/s", None);
-    let annal_mb = read_rate * bytes as f64 / events as f64 / 1e6;
-    row("annal $all read as bandwidth", annal_mb, "MB/s", Some(annal_mb / raw_read));
-    println!(
-        "{:<44} {:>14}",
-        "on-disk bytes per 200-byte event",
-        format!("{:.1}", bytes as f64 / events as f64)
-    );
-    println!("{:<44} {:>14}", "build rate (no fsync, batches of 100)", format!("{built:.0} ev/s"));
-    let store = Store::open(&store_dir)?;
-    let stats = store.stats();
-    println!(
-        "{:<44} {:>14}",
-        "index memory per event (1,000 streams)",
-        format!("{:.2} B", stats.index_memory_bytes as f64 / stats.events as f64)
+/// One run: how long each timed slice lasts, the store the read workloads use, and the
+/// scratch directory everything lives in.
+struct Run {
+    slice: Duration,
+    store: Layout,
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Runs every contender for three slices, taking turns, and adds up what each did: a disk
+/// whose speed drifts during the run then treats them alike.
+fn interleaved<const N: usize>(runs: [&mut dyn FnMut() -> Res<Writes>; N]) -> Res<[Writes; N]> {
+    let mut out = std::array::from_fn(|_| Writes::default());
+    let mut runs = runs;
+    for _ in 0..3 {
+        for (run, total) in runs.iter_mut().zip(out.iter_mut()) {
+            total.merge(run()?);
+        }
+    }
+    Ok(out)
+}
+
+/// Latency of one write + fdatasync on this disk: median and 99th percentile.
+struct Fsync {
+    p50: Duration,
+    p99: Duration,
+}
+
+/// W1: durable single-event appends, one writer.
+fn w1(run: &Run, table: &mut Table) -> Res<Fsync> {
+    let syncs = CountingStorage::new();
+    let store = Store::open_with(run.path("w1"), counted_options(Durability::Fsync, &syncs))?;
+    let lite = Arc::new(Mutex::new(SqliteStore::open(&run.path("w1-sqlite"), true)?));
+    let record = raw::record_bytes("writer-0", PAYLOAD_BYTES);
+    let budget = Budget::time(run.slice);
+    let [mut a, mut s, mut r] = interleaved([
+        &mut || Ok(workload::concurrent_appends(&store, &syncs, 1, PAYLOAD_BYTES, budget)),
+        &mut || Ok(sqlite::concurrent_appends(&lite, 1, PAYLOAD_BYTES, budget)),
+        &mut || Ok(raw::group_appends(run.dir.path(), record, 1, budget)?),
+    ])?;
+    let ratio = a.events_per_s() / r.events_per_s();
+    table.section("W1 durable append, 1 writer, 200 B (raw: write+fdatasync per event)");
+    table.rates("events/s", &a, Some(&s), Some(&r), Some(("≥ 0.9× raw", ratio >= 0.9)));
+    table.latency("latency p50", 0.5, &mut a, &mut s, &mut r);
+    table.latency("latency p99", 0.99, &mut a, &mut s, &mut r);
+    Ok(Fsync { p50: r.latencies.quantile(0.5), p99: r.latencies.quantile(0.99) })
+}
+
+/// W2: durable single-event appends from 16 and 64 threads, each to its own stream; the raw
+/// limit writes the same bytes with annal's measured group size.
+fn w2(run: &Run, table: &mut Table, fsync: &Fsync) -> Res<()> {
+    for (writers, goal) in [(16, 8.0), (64, 20.0)] {
+        let syncs = CountingStorage::new();
+        let options = counted_options(Durability::Fsync, &syncs);
+        let store = Store::open_with(run.path(&format!("w2-{writers}")), options)?;
+        let path = run.path(&format!("w2-{writers}-sqlite"));
+        let lite = Arc::new(Mutex::new(SqliteStore::open(&path, true)?));
+        let budget = Budget::time(run.slice);
+        // The raw limit writes groups of the size annal reached, so annal goes first.
+        let mut a = workload::concurrent_appends(&store, &syncs, writers, PAYLOAD_BYTES, budget);
+        let group = a.group_size().round().max(1.0) as usize;
+        let record = raw::record_bytes("writer-00", PAYLOAD_BYTES);
+        let [more, mut s, mut r] = interleaved([
+            &mut || {
+                Ok(workload::concurrent_appends(&store, &syncs, writers, PAYLOAD_BYTES, budget))
+            },
+            &mut || Ok(sqlite::concurrent_appends(&lite, writers, PAYLOAD_BYTES, budget)),
+            &mut || Ok(raw::group_appends(run.dir.path(), record, group, budget)?),
+        ])?;
+        a.merge(more);
+        let vs = a.events_per_s() / s.events_per_s();
+        table.section(&format!(
+            "W2 durable append, {writers} writers, 200 B (raw: groups of {group} per fdatasync)"
+        ));
+        let goal_text = format!("≥ {goal}× SQLite");
+        table.rates("events/s", &a, Some(&s), Some(&r), Some((&goal_text, vs >= goal)));
+        let p99 = a.latencies.quantile(0.99);
+        table.latency("latency p99", 0.99, &mut a, &mut s, &mut r);
+        let of_fsync = p99.as_secs_f64() / fsync.p50.as_secs_f64();
+        let of_tail = p99.as_secs_f64() / fsync.p99.as_secs_f64();
+        table.text(
+            "p99 / one fsync (p50 | p99 of raw W1)",
+            &format!("{of_fsync:.1}× | {of_tail:.1}×"),
+            ("≤ 3× one fsync", of_fsync <= 3.0),
+        );
+        let worst = ms(a.latencies.max());
+        table.plain("worst latency", &worst, &ms(s.latencies.max()), &ms(r.latencies.max()));
+        let sizes = (format!("{:.1}", a.group_size()), format!("{:.1}", s.group_size()));
+        table.plain("events per fsync", &sizes.0, &sizes.1, &group.to_string());
+    }
+    Ok(())
+}
+
+/// W3: durable appends of 100 events, one writer, at 200 B and across the payload sweep, plus
+/// the disk's plain sequential write bandwidth.
+fn w3(run: &Run, table: &mut Table) -> Res<()> {
+    let syncs = CountingStorage::new();
+    let store = Store::open_with(run.path("w3"), counted_options(Durability::Fsync, &syncs))?;
+    let mut lite = SqliteStore::open(&run.path("w3-sqlite"), true)?;
+    table.section("W3 durable batches of 100 events, 1 writer (raw: same bytes per fdatasync)");
+    for bytes in [PAYLOAD_BYTES, 100, 1024, 16 * 1024] {
+        let budget = Budget::time(run.slice);
+        let record = raw::record_bytes(&format!("batches-{bytes}"), bytes);
+        let [a, s, r] = interleaved([
+            &mut || Ok(workload::batch_appends(&store, &syncs, BATCH_EVENTS, bytes, budget)),
+            &mut || Ok(sqlite::batch_appends(&mut lite, BATCH_EVENTS, bytes, budget)),
+            &mut || Ok(raw::group_appends(run.dir.path(), record, BATCH_EVENTS, budget)?),
+        ])?;
+        let (vs_s, vs_r) =
+            (a.events_per_s() / s.events_per_s(), a.events_per_s() / r.events_per_s());
+        let goal = bytes == PAYLOAD_BYTES;
+        let check = ("≥ 5× SQLite, ≥ 0.5× raw", vs_s >= 5.0 && vs_r >= 0.5);
+        table.rates(&format!("{bytes} B: events/s"), &a, Some(&s), Some(&r), goal.then_some(check));
+        let mb = |w: &Writes| per_second(w.bytes, w.elapsed) / 1e6;
+        let raw_payload = per_second(r.events * bytes as u64, r.elapsed) / 1e6;
+        table.values(
+            &format!("{bytes} B: payload MB/s"),
+            mb(&a),
+            Some(mb(&s)),
+            Some(raw_payload),
+            None,
+        );
+    }
+    let seq = raw::sequential_write(run.dir.path(), 256 << 20)? / 1e6;
+    table.plain(
+        "raw sequential write, 8 MiB writes + 1 fdatasync",
+        "",
+        "",
+        &format!("{seq:.0} MB/s"),
     );
     Ok(())
 }
 
-fn row(name: &str, rate: f64, unit: &str, ratio: Option<f64>) {
-    let ratio = ratio.map_or(String::new(), |r| format!("{r:.2}x"));
-    println!("{name:<44} {:>14} {ratio:>12}", format!("{rate:.0} {unit}"));
-}
+/// W4–W7 on stores built in this run: building, `$all` reads warm and cold, stream reads,
+/// open, space and index memory.
+fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
+    let layout = run.store;
+    let (store, built) = workload::build(&run.path("1m"), layout)?;
+    let (lite, lite_built) = sqlite::build(&run.path("1m-sqlite"), layout)?;
+    let (a, s) = (per_second(layout.events, built), per_second(layout.events, lite_built));
+    let size = format!("{}k events of 200 B", layout.events / 1000);
+    table.section(&format!("W3 building a store of {size}: batches of 100, no fsync either side"));
+    table.values("events/s", a, Some(s), None, Some(("≥ 8× SQLite", a / s >= 8.0)));
 
-fn event() -> NewEvent {
-    NewEvent::new("Benchmarked", vec![7u8; PAYLOAD])
-}
-
-/// One 276-byte record written and fdatasync'ed per operation: the disk's limit for W1.
-fn raw_fsync_appends(path: &Path, n: usize) -> std::io::Result<f64> {
-    let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
-    let buf = [1u8; 276];
-    let start = Instant::now();
-    for i in 0..n {
-        file.write_all_at(&buf, (i * buf.len()) as u64)?;
-        file.sync_data()?;
+    table.section(&format!("W4 read $all forward, {size} (raw: pread + CRC of the segments)"));
+    let files = raw::segment_files(&run.path("1m"))?;
+    let [a, s, r] = best_rates(
+        3,
+        false,
+        [
+            &mut || Ok(workload::read_all(&store)?.events),
+            &mut || Ok(lite.read_all()?.events),
+            &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
+        ],
+    )?;
+    let check = ("≥ 5× SQLite, > 20M/s", a / s >= 5.0 && a > 20e6);
+    table.values("warm events/s", a, Some(s), Some(r), Some(check));
+    if drop_page_cache() {
+        let [a, s, r] = best_rates(
+            2,
+            true,
+            [
+                &mut || Ok(workload::read_all(&store)?.events),
+                &mut || Ok(lite.read_all()?.events),
+                &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
+            ],
+        )?;
+        table.values("cold events/s", a, Some(s), Some(r), Some(("≥ 2× SQLite", a / s >= 2.0)));
+    } else {
+        table.plain("cold events/s", "could not drop the page cache", "", "");
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+
+    stream_reads(run, table)?;
+    open_space_memory(run, table, store, lite, layout)
 }
 
-/// `writers` threads each appending `per_writer` single events to their own stream.
-fn durable_appends(
+/// W5: one stream of 10,000 events interleaved with others, and 1,000 random whole streams.
+fn stream_reads(run: &Run, table: &mut Table) -> Res<()> {
+    let layout = Layout::STREAMS;
+    let (store, _) = workload::build(&run.path("streams"), layout)?;
+    let lite = sqlite::fill(&run.path("streams-sqlite"), layout)?;
+    table.section("W5 stream reads, warm (store of 200k events, 10,001 streams)");
+    let [a, s] = best_rates(
+        3,
+        false,
+        [&mut || Ok(workload::read_streams(&store, &[0])?.events), &mut || {
+            Ok(lite.read_streams(&[0])?.events)
+        }],
+    )?;
+    table.values(
+        "one stream of 10,000: events/s",
+        a,
+        Some(s),
+        None,
+        Some(("≥ 3× SQLite", a / s >= 3.0)),
+    );
+    let picks = layout.random_streams();
+    let [a, s] = best_rates(
+        3,
+        false,
+        [&mut || Ok(workload::read_streams(&store, &picks)?.events), &mut || {
+            Ok(lite.read_streams(&picks)?.events)
+        }],
+    )?;
+    table.values(
+        "1,000 random streams: events/s",
+        a,
+        Some(s),
+        None,
+        Some(("≥ 3× SQLite", a / s >= 3.0)),
+    );
+    Ok(())
+}
+
+/// W6 and W7: opening the 1M (and, opted in, 10M) store, bytes on disk, index memory.
+fn open_space_memory(
+    run: &Run,
+    table: &mut Table,
+    store: Store,
+    lite: SqliteStore,
+    layout: Layout,
+) -> Res<()> {
+    let disk = store.stats().disk_bytes;
+    drop(store);
+    let lite_disk = lite.disk_bytes();
+    drop(lite);
+    table.section("W6 open (recovery + index rebuild), warm and cold page cache");
+    let name = format!("{}k", layout.events / 1000);
+    open_rows(table, &name, &run.path("1m"), Some(&run.path("1m-sqlite")), layout.events)?;
+
+    table.section("W7 space and index memory");
+    let (a, s) = (disk as f64 / layout.events as f64, lite_disk as f64 / layout.events as f64);
+    table.values(
+        "bytes on disk per 200 B event",
+        a,
+        Some(s),
+        None,
+        Some(("≤ 0.9× SQLite", a / s <= 0.9)),
+    );
+    // Index memory from the 1M store whatever the run's size, as the criterion bench has it:
+    // vectors grow by doubling, so per-stream figures depend on events per stream.
+    let one_million = if layout == Layout::MILLION {
+        run.path("1m")
+    } else {
+        drop(workload::build(&run.path("memory-1m"), Layout::MILLION)?.0);
+        run.path("memory-1m")
+    };
+    let heap_before = CountingAlloc::live_bytes();
+    let (store, _) = workload::open(&one_million)?;
+    let heap = (CountingAlloc::live_bytes() - heap_before) as f64;
+    let one = store.stats();
+    drop(store);
+    let (many, _) = workload::build(&run.path("many"), Layout::MANY_STREAMS)?;
+    drop(many);
+    let (many, _) = workload::open(&run.path("many"))?;
+    let other = many.stats();
+    let (per_event, per_stream) = workload::index_costs(&one, &other);
+    table.text(
+        "index memory per event",
+        &format!("{per_event:.1} B"),
+        ("≤ 16 B", per_event <= 16.0),
+    );
+    table.text(
+        "index memory per stream",
+        &format!("{per_stream:.0} B"),
+        ("≤ 100 B", per_stream <= 100.0),
+    );
+    let whole = one.index_memory_bytes as f64 / one.events as f64;
+    table.plain(
+        "index memory / event, 1M events in 1,000 streams",
+        &format!("{whole:.1} B"),
+        "",
+        "",
+    );
+    table.plain(
+        "heap of the whole open 1M store / event (allocator)",
+        &format!("{:.1} B", heap / one.events as f64),
+        "",
+        "",
+    );
+
+    if common::ten_million_wanted() {
+        let path = run.path("10m");
+        let (big, built) = workload::build(&path, Layout::TEN_MILLION)?;
+        drop(big);
+        table.section("W6 10M events (ANNAL_BENCH_10M=1; SQLite not built at this size)");
+        table.values("build events/s (no fsync)", per_second(10_000_000, built), None, None, None);
+        open_rows(table, "10M", &path, None, 10_000_000)?;
+    }
+    Ok(())
+}
+
+/// Rows for opening one store, warm and (if the page cache can be dropped) cold.
+fn open_rows(
+    table: &mut Table,
+    name: &str,
     dir: &Path,
-    writers: usize,
-    per_writer: usize,
-) -> Result<(f64, (Duration, Duration)), annal::Error> {
-    let store = Store::open(dir)?;
-    let barrier = Arc::new(Barrier::new(writers));
-    let start = Instant::now();
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
-            thread::spawn(move || {
-                barrier.wait();
-                let stream = format!("writer-{w}");
-                let mut lat = Vec::with_capacity(per_writer);
-                for _ in 0..per_writer {
-                    let t = Instant::now();
-                    store.append(&stream, ExpectedVersion::Any, [event()]).expect("append");
-                    lat.push(t.elapsed());
+    lite: Option<&Path>,
+    events: u64,
+) -> Res<()> {
+    let bytes = common::dir_bytes(dir) as f64;
+    for cold in [false, true] {
+        if cold && !drop_page_cache() {
+            table.plain("cold open", "could not drop the page cache", "", "");
+            break;
+        }
+        let a = best_time(if cold { 1 } else { 3 }, &mut || Ok(workload::open(dir)?.1))?;
+        let s = match lite {
+            Some(lite) => {
+                if cold {
+                    drop_page_cache();
                 }
-                lat
-            })
-        })
-        .collect();
-    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Ok((rate, (pct(0.50), pct(0.99))))
-}
-
-/// Builds a store of `events` events over 1,000 streams, batches of 100, without fsync.
-fn build_store(dir: &Path, events: u64) -> Result<f64, annal::Error> {
-    let options = Options { durability: Durability::None, ..Options::default() };
-    let store = Store::open_with(dir, options)?;
-    let start = Instant::now();
-    for batch in 0..events / 100 {
-        let stream = format!("stream-{}", batch % 1000);
-        store.append(&stream, ExpectedVersion::Any, (0..100).map(|_| event()))?;
-    }
-    Ok(events as f64 / start.elapsed().as_secs_f64())
-}
-
-/// Reads all of `$all` (warm: twice, timing the second), returning events/s and segment bytes.
-fn read_all(dir: &Path) -> Result<(f64, u64), annal::Error> {
-    let store = Store::open(dir)?;
-    let mut best = 0.0f64;
-    for _ in 0..3 {
-        let start = Instant::now();
-        let mut n = 0u64;
-        let mut sum = 0usize;
-        for event in store.read_all_forward(Position::START, usize::MAX) {
-            sum += event?.data().len();
-            n += 1;
+                Some(best_time(if cold { 1 } else { 3 }, &mut || Ok(sqlite::open(lite)?.1))?)
+            }
+            None => None,
+        };
+        let which = if cold { "cold" } else { "warm" };
+        let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+        table.plain(
+            &format!("{name} {which}: open time"),
+            &secs(a),
+            &s.map(secs).unwrap_or_default(),
+            "",
+        );
+        let gbs = bytes / a.as_secs_f64() / 1e9;
+        table.text(
+            &format!("{name} {which}: rebuild GB/s of segments"),
+            &format!("{gbs:.2}"),
+            ("≥ 1 GB/s", gbs >= 1.0),
+        );
+        let rate = human(per_second(events, a));
+        table.plain(&format!("{name} {which}: events/s"), &rate, "", "");
+        if let Some(s) = s {
+            let ratio = a.as_secs_f64() / s.as_secs_f64();
+            table.plain(
+                &format!("{name} {which}: annal open time / SQLite's"),
+                &format!("{ratio:.0}×"),
+                "",
+                "",
+            );
         }
-        assert_eq!(sum, n as usize * PAYLOAD);
-        best = best.max(n as f64 / start.elapsed().as_secs_f64());
     }
-    Ok((best, store.stats().disk_bytes))
+    Ok(())
 }
 
-/// Reads the segment files from the page cache and CRCs them: the limit for `$all` reads.
-fn raw_crc_read(dir: &Path) -> std::io::Result<f64> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    let data: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>()?;
-    let mut best = 0.0f64;
-    for _ in 0..3 {
-        let start = Instant::now();
-        let mut total = 0usize;
-        let mut crc = 0u32;
-        for bytes in &data {
-            crc ^= crc32fast::hash(bytes);
-            total += bytes.len();
+/// The best rate of each of `reads` (which return how many events they read) over `rounds`
+/// rounds in which they take turns, each after dropping the page cache if `cold`.
+fn best_rates<const N: usize>(
+    rounds: usize,
+    cold: bool,
+    mut reads: [&mut dyn FnMut() -> Res<u64>; N],
+) -> Res<[f64; N]> {
+    let mut best = [0.0f64; N];
+    for _ in 0..rounds {
+        for (read, best) in reads.iter_mut().zip(best.iter_mut()) {
+            if cold {
+                drop_page_cache();
+            }
+            let start = Instant::now();
+            let done = read()?;
+            *best = best.max(per_second(done, start.elapsed()));
         }
-        std::io::sink().write_all(&crc.to_le_bytes())?;
-        best = best.max(total as f64 / start.elapsed().as_secs_f64() / 1e6);
     }
     Ok(best)
+}
+
+/// The shortest of `runs` durations `f` reports.
+fn best_time(runs: usize, f: &mut dyn FnMut() -> Res<Duration>) -> Res<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..runs {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A rate with a metric prefix: `23.4M`, `812k`, `95`.
+fn human(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e4 => format!("{:.0}k", x / 1e3),
+        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.1}"),
+    }
+}
+
+/// The one table: a row per figure, annal, SQLite and the raw limit side by side.
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 7]>,
+}
+
+impl Table {
+    fn section(&mut self, title: &str) {
+        self.rows.push([
+            title.to_owned(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "§".into(),
+        ]);
+    }
+
+    fn push(&mut self, name: &str, cells: [String; 5], target: Option<(&str, bool)>) {
+        let [a, s, r, vs_s, vs_r] = cells;
+        let target = target.map_or(String::new(), |(t, met)| {
+            format!("{t}: {}", if met { "met" } else { "MISSED" })
+        });
+        self.rows.push([format!("  {name}"), a, s, r, vs_s, vs_r, target]);
+    }
+
+    /// A row of rates; the ratio columns are annal ÷ the other.
+    fn values(
+        &mut self,
+        name: &str,
+        a: f64,
+        s: Option<f64>,
+        r: Option<f64>,
+        target: Option<(&str, bool)>,
+    ) {
+        let ratio = |o: Option<f64>| o.map_or(String::new(), |o| format!("{:.2}×", a / o));
+        let cell = |o: Option<f64>| o.map_or(String::new(), human);
+        self.push(name, [human(a), cell(s), cell(r), ratio(s), ratio(r)], target);
+    }
+
+    fn rates(
+        &mut self,
+        name: &str,
+        a: &Writes,
+        s: Option<&Writes>,
+        r: Option<&Writes>,
+        target: Option<(&str, bool)>,
+    ) {
+        self.values(
+            name,
+            a.events_per_s(),
+            s.map(Writes::events_per_s),
+            r.map(Writes::events_per_s),
+            target,
+        );
+    }
+
+    /// A latency row; the ratio columns are annal ÷ the other (lower is better).
+    fn latency(&mut self, name: &str, q: f64, a: &mut Writes, s: &mut Writes, r: &mut Writes) {
+        let (a, s, r) = (a.latencies.quantile(q), s.latencies.quantile(q), r.latencies.quantile(q));
+        let ratio = |o: Duration| format!("{:.2}×", a.as_secs_f64() / o.as_secs_f64());
+        self.push(name, [ms(a), ms(s), ms(r), ratio(s), ratio(r)], None);
+    }
+
+    fn text(&mut self, name: &str, a: &str, target: (&str, bool)) {
+        self.push(
+            name,
+            [a.into(), String::new(), String::new(), String::new(), String::new()],
+            Some(target),
+        );
+    }
+
+    fn plain(&mut self, name: &str, a: &str, s: &str, r: &str) {
+        self.push(name, [a.into(), s.into(), r.into(), String::new(), String::new()], None);
+    }
+
+    fn print(&self) {
+        let head =
+            ["workload", "annal", "SQLite", "raw", "÷SQLite", "÷raw", "target"].map(String::from);
+        let mut widths = [0usize; 7];
+        for row in self.rows.iter().filter(|r| r[6] != "§").chain([&head]) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; 7]| {
+            let mut out = format!("{:<w$}", row[0], w = widths[0]);
+            for (cell, w) in row[1..6].iter().zip(&widths[1..6]) {
+                out += &format!("  {cell:>w$}", w = w);
+            }
+            println!("{}  {}", out, row[6]);
+        };
+        line(&head);
+        for row in &self.rows {
+            if row[6] == "§" {
+                println!("{}", row[0]);
+            } else {
+                line(row);
+            }
+        }
+    }
+}
+
+/// Prints the ratios of the last `cargo bench` run: for every benchmark group and parameter,
+/// annal's throughput next to SQLite's and the raw limit's, from criterion's own estimates.
+fn criterion_report() -> Res<()> {
+    let root = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), Into::into)
+        .join("criterion");
+    let mut found = Vec::new();
+    collect_benchmarks(&root, &mut found)?;
+    found.sort_by(|a, b| (&a.group, &a.value, &a.function).cmp(&(&b.group, &b.value, &b.function)));
+    let mut table = Table::default();
+    let mut last = String::new();
+    for key in found.iter().filter(|b| b.function == "annal") {
+        if key.group != last {
+            table.section(&key.group);
+            last = key.group.clone();
+        }
+        let other = |prefix: &str| {
+            found.iter().find(|b| {
+                b.group == key.group && b.value == key.value && b.function.starts_with(prefix)
+            })
+        };
+        let (s, r) = (other("sqlite"), other("raw"));
+        let name = format!("{}: elements/s (mean)", key.value);
+        table.values(&name, key.rate, s.map(|b| b.rate), r.map(|b| b.rate), None);
+    }
+    table.print();
+    Ok(())
+}
+
+/// One benchmark of a criterion run: its ID and its mean throughput in elements per second.
+struct Measured {
+    group: String,
+    function: String,
+    value: String,
+    rate: f64,
+}
+
+fn collect_benchmarks(dir: &Path, out: &mut Vec<Measured>) -> Res<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        if path.ends_with("new") {
+            let bench: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(path.join("benchmark.json"))?)?;
+            let estimates: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(path.join("estimates.json"))?)?;
+            let elements = bench["throughput"]["Elements"].as_f64().unwrap_or(1.0);
+            let mean_ns = estimates["mean"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+            out.push(Measured {
+                group: text(&bench["group_id"]),
+                function: text(&bench["function_id"]),
+                value: text(&bench["value_str"]),
+                rate: elements / (mean_ns / 1e9),
+            });
+        } else if path.is_dir() {
+            collect_benchmarks(&path, out)?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,187 @@
+//! annal's side of every workload: durable appends (one writer, many writers, batches),
+//! building a store from a [`Layout`], reading `$all` and streams, and opening.
+
+use std::{
+    path::Path,
+    sync::{Arc, Barrier},
+    thread,
+    time::{Duration, Instant},
+};
+
+use annal::{
+    Durability, ExpectedVersion, NewEvent, Options, Position, Result, Store, StreamVersion,
+};
+
+use super::{
+    EVENT_TYPE, Latencies, Layout,
+    count::CountingStorage,
+    payload,
+    raw::{Budget, Writes},
+    stream_name,
+};
+
+/// Default options with `durability`, on a storage that counts fsyncs.
+pub fn counted_options(durability: Durability, storage: &CountingStorage) -> Options {
+    Options { durability, storage: Arc::new(storage.clone()), ..Options::default() }
+}
+
+/// The expected version that admits a stream whose last version is `current`, as SQLite's
+/// side checks it.
+pub fn exact(current: Option<u64>) -> ExpectedVersion {
+    current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+}
+
+/// `count` events of `bytes` payload each.
+pub fn events(count: usize, bytes: &[u8]) -> impl Iterator<Item = NewEvent> + '_ {
+    (0..count).map(move |_| NewEvent::new(EVENT_TYPE, bytes.to_vec()))
+}
+
+/// `writers` threads each append single events of `payload_bytes` to their own stream
+/// `writer-{n}`, checking the exact expected version, until `budget` (per writer) runs out.
+/// `syncs` is the store's fsync counter, so the result's `syncs` are this run's.
+pub fn concurrent_appends(
+    store: &Store,
+    syncs: &CountingStorage,
+    writers: usize,
+    payload_bytes: usize,
+    budget: Budget,
+) -> Writes {
+    let barrier = Arc::new(Barrier::new(writers + 1));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            let data = payload(payload_bytes);
+            thread::spawn(move || {
+                let stream = format!("writer-{w}");
+                let mut current = store.stream_version(&stream).map(StreamVersion::get);
+                let mut latencies = Latencies::default();
+                barrier.wait();
+                let start = Instant::now();
+                while !budget.spent(latencies.len() as u64, start) {
+                    let t = Instant::now();
+                    let r = store.append(&stream, exact(current), events(1, &data));
+                    latencies.push(t.elapsed());
+                    current = Some(r.expect("durable append").last_version.get());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let syncs_before = syncs.syncs();
+    barrier.wait();
+    let start = Instant::now();
+    let mut out = Writes::default();
+    for handle in handles {
+        out.latencies.extend(handle.join().expect("writer thread"));
+    }
+    out.elapsed = start.elapsed();
+    out.events = out.latencies.len() as u64;
+    out.syncs = syncs.syncs() - syncs_before;
+    out.bytes = out.events * payload_bytes as u64;
+    out
+}
+
+/// One writer appending batches of `batch` events of `payload_bytes` to one stream, exact
+/// expected version, until `budget` (in appends) runs out.
+pub fn batch_appends(
+    store: &Store,
+    syncs: &CountingStorage,
+    batch: usize,
+    payload_bytes: usize,
+    budget: Budget,
+) -> Writes {
+    let data = payload(payload_bytes);
+    let stream = format!("batches-{payload_bytes}");
+    let mut current = store.stream_version(&stream).map(StreamVersion::get);
+    let mut out = Writes::default();
+    let syncs_before = syncs.syncs();
+    let start = Instant::now();
+    while !budget.spent(out.latencies.len() as u64, start) {
+        let t = Instant::now();
+        let r = store.append(&stream, exact(current), events(batch, &data));
+        out.latencies.push(t.elapsed());
+        current = Some(r.expect("durable append").last_version.get());
+    }
+    out.elapsed = start.elapsed();
+    out.events = (out.latencies.len() * batch) as u64;
+    out.syncs = syncs.syncs() - syncs_before;
+    out.bytes = out.events * payload_bytes as u64;
+    out
+}
+
+/// Fills a new store in `dir` as `layout` says, without fsync (`Durability::None`), checking
+/// the exact expected version of every append. Returns the open store and the time it took.
+pub fn build(dir: &Path, layout: Layout) -> Result<(Store, Duration)> {
+    let options = Options { durability: Durability::None, ..Options::default() };
+    let store = Store::open_with(dir, options)?;
+    let data = payload(layout.payload);
+    let names: Vec<String> = (0..layout.streams).map(stream_name).collect();
+    let mut versions: Vec<Option<u64>> = vec![None; layout.streams as usize];
+    let start = Instant::now();
+    for (stream, count) in layout.appends() {
+        let s = stream as usize;
+        let r = store.append(&names[s], exact(versions[s]), events(count as usize, &data))?;
+        versions[s] = Some(r.last_version.get());
+    }
+    Ok((store, start.elapsed()))
+}
+
+/// What a read touched: every field of every event, so no read can skip work another does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Events read.
+    pub events: u64,
+    /// Payload bytes read.
+    pub payload_bytes: u64,
+    /// A value made of every field, so that none is optimised away.
+    pub fold: u64,
+}
+
+impl Touched {
+    fn add(&mut self, event: &annal::RecordedEvent) {
+        self.events += 1;
+        self.payload_bytes += event.data().len() as u64;
+        let id = event.id().as_u64_pair().0;
+        let text = event.stream().len() + event.event_type().len();
+        let data = event.data().first().copied().unwrap_or(0);
+        self.fold = self.fold.wrapping_add(
+            event.position().get() ^ event.version().get() ^ id ^ text as u64 ^ u64::from(data),
+        );
+    }
+}
+
+/// Reads all of `$all` forward (every record's checksum verified on decode).
+pub fn read_all(store: &Store) -> Result<Touched> {
+    let mut touched = Touched::default();
+    for event in store.read_all_forward(Position::START, usize::MAX) {
+        touched.add(&event?);
+    }
+    Ok(touched)
+}
+
+/// Reads the whole of each of `streams` forward.
+pub fn read_streams(store: &Store, streams: &[u64]) -> Result<Touched> {
+    let mut touched = Touched::default();
+    for &s in streams {
+        for event in store.read_stream_forward(&stream_name(s), StreamVersion::START, usize::MAX)? {
+            touched.add(&event?);
+        }
+    }
+    Ok(touched)
+}
+
+/// Opens the store in `dir` (recovery and index rebuild), timing it.
+pub fn open(dir: &Path) -> Result<(Store, Duration)> {
+    let start = Instant::now();
+    let store = Store::open(dir)?;
+    Ok((store, start.elapsed()))
+}
+
+/// Index memory per event and per stream, solved from two stores' [`annal::Stats`] with
+/// different events-to-streams ratios: memory = per_event × events + per_stream × streams.
+pub fn index_costs(a: &annal::Stats, b: &annal::Stats) -> (f64, f64) {
+    let (ea, sa, ma) = (a.events as f64, a.streams as f64, a.index_memory_bytes as f64);
+    let (eb, sb, mb) = (b.events as f64, b.streams as f64, b.index_memory_bytes as f64);
+    let per_stream = (mb - ma * eb / ea) / (sb - sa * eb / ea);
+    ((ma - per_stream * sa) / ea, per_stream)
+}
