@@ -139,6 +139,42 @@ pub enum Error {
         /// Where the earlier event with that id sits.
         position: u64,
     },
+    /// Another holder has this persistent subscription open (in this store, until it and all
+    /// its ackers are dropped).
+    #[error("persistent subscription {name:?} is already held")]
+    SubscriptionInUse {
+        /// The subscription's name.
+        name: String,
+    },
+    /// A persistent subscription name breaks the naming rules.
+    #[error("invalid subscription name {name:?}: {reason}")]
+    InvalidSubscriptionName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A persistent subscription's checkpoint file fails its checks or cannot be used.
+    #[error("checkpoint of subscription {name:?} is unusable: {reason}")]
+    BadCheckpoint {
+        /// The subscription's name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An acknowledgement names a position the subscription has not delivered.
+    #[error("position {position} was not delivered by this subscription")]
+    NotDelivered {
+        /// The position acknowledged.
+        position: u64,
+    },
+    /// A persistent subscription has its maximum of unacknowledged events out, and nothing
+    /// but the receiver itself could acknowledge them (no [`Acker`](crate::Acker) exists).
+    #[error("{max_in_flight} delivered events are unacknowledged and no acker exists")]
+    TooManyUnacknowledged {
+        /// [`PersistentOptions::max_in_flight`](crate::PersistentOptions::max_in_flight).
+        max_in_flight: usize,
+    },
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

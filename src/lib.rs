@@ -41,6 +41,7 @@ mod recovery;
 mod segment;
 mod shared;
 mod store;
+mod subscription;
 mod types;
 mod verify;
 mod writer;
@@ -51,6 +52,9 @@ pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
 pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
 pub use recovery::{Dropped, RecoveryReport, TornTail};
 pub use store::{Stats, Store};
+pub use subscription::{
+    Acker, Filter, PersistentOptions, PersistentSubscription, Subscription, category_of,
+};
 pub use types::{
     AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
     StreamVersion,

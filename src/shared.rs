@@ -1,5 +1,5 @@
 //! The state the writer publishes and readers consult: segments, indexes, the committed head
-//! and the poison flag.
+//! and the poison flag; and what subscribers wait on.
 
 use std::{
     io,
@@ -10,7 +10,13 @@ use std::{
     },
 };
 
-use crate::{error::Error, index::StreamIndex, options::Options, segment::SegmentSet};
+use crate::{
+    error::Error,
+    index::StreamIndex,
+    options::Options,
+    segment::SegmentSet,
+    subscription::{Notifier, Registry},
+};
 
 /// Shared between the writer thread and every reader.
 pub(crate) struct Shared {
@@ -22,6 +28,10 @@ pub(crate) struct Shared {
     head: AtomicU64,
     /// The first failed write or fsync; once set the store accepts no more appends.
     poison: OnceLock<(&'static str, Arc<io::Error>)>,
+    /// Woken when the head moves, the store is poisoned, or it closes.
+    pub notifier: Notifier,
+    /// The persistent subscriptions held in this store.
+    pub subscriptions: Registry,
 }
 
 impl Shared {
@@ -39,6 +49,8 @@ impl Shared {
             streams,
             head: AtomicU64::new(head),
             poison: OnceLock::new(),
+            notifier: Notifier::default(),
+            subscriptions: Registry::default(),
         }
     }
 
@@ -56,6 +68,8 @@ impl Shared {
     /// Records the first write or fsync failure.
     pub fn poison(&self, op: &'static str, error: io::Error) {
         let _ = self.poison.set((op, Arc::new(error)));
+        // Caught-up subscribers learn that nothing more will commit.
+        self.notifier.wake();
     }
 
     /// The error every append gets once the store is poisoned.

@@ -12,3 +12,4 @@ mod model;
 mod poison;
 mod sim_model;
 mod simulation;
+mod subscriptions;

@@ -1,0 +1,269 @@
+//! How the writer wakes subscribers without ever waiting on one. A wake-up is only a hint to
+//! look at the head again; what a subscriber delivers is decided by its cursor and the log.
+//!
+//! Subscribers sleep on one condition variable, checking their condition under its lock. The
+//! writer never waits for that lock: after publishing a group it looks at a counter of sleeping
+//! subscribers and, if there are any, either wakes them itself (when they are few and the lock
+//! is free: `try_lock`, never `lock`) or bumps a request counter and unparks a helper thread
+//! (`annal-notify`, started by the first subscriber that sleeps), which takes the lock and
+//! wakes them all. So the writer's cost is a fence and a load, plus a bounded wake-up when
+//! someone sleeps; a herd of woken subscribers contends with the helper, never the writer.
+
+use std::{
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering, fence},
+    },
+    thread::{self, Thread},
+    time::{Duration, Instant},
+};
+
+/// Up to this many sleepers, the writer wakes them itself if the lock is free at that moment;
+/// waking a few threads costs it about as much as handing the job to the helper.
+const DIRECT_WAKE_MAX: u64 = 4;
+
+/// How often a subscriber looks again when the helper thread could not be started.
+const POLL_WITHOUT_HELPER: Duration = Duration::from_millis(10);
+
+/// Why [`Notifier::wait`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The condition the caller waits for holds (or held when it looked).
+    Ready,
+    /// The store is closed: nothing will be committed any more.
+    Closed,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Wakes waiting subscribers when the head moves or the store closes.
+#[derive(Default)]
+pub(crate) struct Notifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Whether the store is closed (it stops committing: closed, or opened read-only).
+    closed: Mutex<bool>,
+    cond: Condvar,
+    /// Subscribers between announcing that they will sleep and waking up again.
+    sleeping: AtomicU64,
+    /// Wake-ups the writer asked the helper for.
+    requested: AtomicU64,
+    /// The helper thread, once started.
+    helper: OnceLock<Thread>,
+    /// Serialises starting the helper.
+    starting: Mutex<()>,
+    /// Tells the helper to exit.
+    stop: AtomicBool,
+}
+
+impl Inner {
+    fn closed(&self) -> MutexGuard<'_, bool> {
+        // Nothing that can panic runs under this lock, so a poisoned lock holds a sound state.
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The helper's loop: whenever a new request is seen, wake every sleeper.
+    fn run_helper(&self) {
+        let mut seen = 0;
+        while !self.stop.load(Ordering::Acquire) {
+            let requested = self.requested.load(Ordering::Acquire);
+            if requested == seen {
+                // An unpark between the load and here makes this return at once.
+                thread::park();
+                continue;
+            }
+            seen = requested;
+            let _closed = self.closed();
+            self.cond.notify_all();
+        }
+    }
+}
+
+impl Notifier {
+    /// Asks for every sleeping subscriber to be woken. Called by the writer after it stored a
+    /// new head, and when the store is poisoned. Never blocks.
+    ///
+    /// Why no wake-up is lost: a subscriber adds itself to `sleeping`, then (after a fence)
+    /// evaluates its condition; the writer stores the head, then (after a fence) reads
+    /// `sleeping`. With both fences sequentially consistent, either the subscriber sees the new
+    /// head, or the writer sees the subscriber and requests a wake-up. The helper then takes
+    /// the lock the subscriber holds from before its check until it sleeps, so the helper's
+    /// `notify_all` comes after the subscriber is asleep, or its check after the helper.
+    pub fn wake(&self) {
+        let inner = &*self.inner;
+        fence(Ordering::SeqCst);
+        let sleeping = inner.sleeping.load(Ordering::Relaxed);
+        if sleeping == 0 {
+            return;
+        }
+        // A few sleepers and a free lock: wake them directly, one thread switch sooner.
+        if sleeping <= DIRECT_WAKE_MAX
+            && let Ok(_closed) = inner.closed.try_lock()
+        {
+            inner.cond.notify_all();
+            return;
+        }
+        inner.requested.fetch_add(1, Ordering::Release);
+        if let Some(helper) = inner.helper.get() {
+            helper.unpark();
+        }
+    }
+
+    /// Marks the store closed and wakes everyone; the head does not move after this, so the
+    /// helper thread is no longer needed and exits.
+    pub fn close(&self) {
+        *self.inner.closed() = true;
+        self.inner.cond.notify_all();
+        self.stop_helper();
+    }
+
+    fn stop_helper(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        if let Some(helper) = self.inner.helper.get() {
+            helper.unpark();
+        }
+    }
+
+    /// Starts the helper thread unless it runs or is no longer needed; `false` if it could not
+    /// be started (sleepers then poll).
+    fn ensure_helper(&self) -> bool {
+        if self.inner.helper.get().is_some() || self.inner.stop.load(Ordering::Acquire) {
+            return true;
+        }
+        let _starting = self.inner.starting.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.helper.get().is_some() {
+            return true;
+        }
+        let inner = Arc::clone(&self.inner);
+        let spawned =
+            thread::Builder::new().name("annal-notify".into()).spawn(move || inner.run_helper());
+        match spawned {
+            Ok(handle) => {
+                let _ = self.inner.helper.set(handle.thread().clone());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until `ready()` holds, the store is closed, or `deadline` passes (`None`: no
+    /// deadline). See [`wake`](Notifier::wake) for why a change that makes `ready` true cannot
+    /// slip by unnoticed.
+    pub fn wait(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) -> Wake {
+        let helper = self.ensure_helper();
+        let inner = &*self.inner;
+        let mut closed = inner.closed();
+        loop {
+            inner.sleeping.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let outcome = if ready() {
+                Some(Wake::Ready)
+            } else if *closed {
+                Some(Wake::Closed)
+            } else if left.is_some_and(|left| left.is_zero()) {
+                Some(Wake::TimedOut)
+            } else {
+                None
+            };
+            if let Some(outcome) = outcome {
+                inner.sleeping.fetch_sub(1, Ordering::SeqCst);
+                return outcome;
+            }
+            let timeout = match (left, helper) {
+                (left, true) => left,
+                (None, false) => Some(POLL_WITHOUT_HELPER),
+                (Some(left), false) => Some(left.min(POLL_WITHOUT_HELPER)),
+            };
+            closed = match timeout {
+                None => inner.cond.wait(closed).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => inner.cond.wait_timeout(closed, t).unwrap_or_else(|e| e.into_inner()).0,
+            };
+            inner.sleeping.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.stop_helper();
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("sleeping", &self.inner.sleeping.load(Ordering::Relaxed))
+            .field("requested", &self.inner.requested.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    #[test]
+    fn wait_returns_ready_after_a_wake_and_closed_after_close() {
+        let notifier = Arc::new(Notifier::default());
+        let head = Arc::new(AtomicU64::new(0));
+        for round in 1..=100 {
+            let waiter = {
+                let (notifier, head) = (Arc::clone(&notifier), Arc::clone(&head));
+                thread::spawn(move || notifier.wait(|| head.load(Ordering::Acquire) >= round, None))
+            };
+            head.store(round, Ordering::Release);
+            notifier.wake();
+            assert_eq!(waiter.join().unwrap(), Wake::Ready, "round {round}");
+        }
+        notifier.close();
+        assert_eq!(notifier.wait(|| false, None), Wake::Closed);
+        assert_eq!(notifier.wait(|| true, None), Wake::Ready);
+    }
+
+    #[test]
+    fn wake_reaches_many_sleepers_through_the_helper() {
+        let notifier = Arc::new(Notifier::default());
+        let head = Arc::new(AtomicU64::new(0));
+        for round in 1..=20 {
+            let waiters: Vec<_> = (0..3 * DIRECT_WAKE_MAX)
+                .map(|_| {
+                    let (notifier, head) = (Arc::clone(&notifier), Arc::clone(&head));
+                    thread::spawn(move || {
+                        notifier.wait(|| head.load(Ordering::Acquire) >= round, None)
+                    })
+                })
+                .collect();
+            while notifier.inner.sleeping.load(Ordering::SeqCst) < 3 * DIRECT_WAKE_MAX {
+                thread::yield_now();
+            }
+            head.store(round, Ordering::Release);
+            notifier.wake();
+            for waiter in waiters {
+                assert_eq!(waiter.join().unwrap(), Wake::Ready, "round {round}");
+            }
+        }
+        assert!(notifier.inner.requested.load(Ordering::Relaxed) >= 20, "the helper woke them");
+    }
+
+    #[test]
+    fn wait_times_out_at_the_deadline() {
+        let notifier = Notifier::default();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert_eq!(notifier.wait(|| false, Some(deadline)), Wake::TimedOut);
+        assert_eq!(notifier.wait(|| false, Some(Instant::now())), Wake::TimedOut);
+    }
+
+    #[test]
+    fn wake_without_sleepers_requests_nothing() {
+        let notifier = Notifier::default();
+        notifier.wake();
+        assert_eq!(notifier.inner.requested.load(Ordering::Relaxed), 0);
+        assert!(notifier.inner.helper.get().is_none(), "no helper until someone sleeps");
+    }
+}
