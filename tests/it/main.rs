@@ -10,6 +10,8 @@ mod idempotency;
 mod kill9;
 mod model;
 mod poison;
+mod recovery;
 mod sim_model;
 mod simulation;
 mod subscriptions;
+mod validation;
