@@ -22,7 +22,7 @@ pub(crate) struct NameHash {
 
 impl Default for NameHash {
     fn default() -> Self {
-        NameHash { key: RandomState::new().hash_one(0x616e_6e61_6cu64) | 1 }
+        NameHash { key: RandomState::new().hash_one(0x61_6e6e_616cu64) | 1 }
     }
 }
 

@@ -17,8 +17,19 @@ pub struct StdStorage;
 
 /// The name of the lock file inside a store directory.
 const LOCK_FILE: &str = "LOCK";
-/// Extra tries, 2 ms apart, before a held lock counts as held (see `lock_dir`).
-const LOCK_ATTEMPTS: u32 = 25;
+
+/// The held lock on a store directory. It unlocks explicitly when dropped: a `flock` belongs to
+/// the open file description, which a process being spawned by another thread shares until it
+/// execs, so merely closing our descriptor could leave the directory locked for a moment.
+struct DirLock {
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
 
 impl Storage for StdStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -28,19 +39,11 @@ impl Storage for StdStorage {
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-        // A process being spawned by another thread shares our open files until it execs, so
-        // a lock just released in this process can look held for a moment: ask a few times.
-        for attempt in 0..=LOCK_ATTEMPTS {
-            match file.try_lock() {
-                Ok(()) => return Ok(Box::new(file)),
-                Err(TryLockError::WouldBlock) if attempt < LOCK_ATTEMPTS => {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Err(TryLockError::WouldBlock) => break,
-                Err(TryLockError::Error(e)) => return Err(e),
-            }
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(DirLock { file })),
+            Err(TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(TryLockError::Error(e)) => Err(e),
         }
-        Err(io::ErrorKind::WouldBlock.into())
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {

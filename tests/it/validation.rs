@@ -193,9 +193,6 @@ fn open_descriptor_of(path: &Path) -> RawFd {
 /// execs. A store dropped in that window must still release its lock, or an immediate reopen
 /// fails. The test makes that window last by duplicating the lock descriptor as fork does.
 #[test]
-#[ignore = "bug: a dropped store's lock lasts as long as any duplicate of its LOCK file \
-            descriptor (src/io/std_fs.rs, StdStorage::lock_dir returns the bare File and \
-            nothing unlocks it on drop; the 50 ms retry covers only a child that execs quickly)"]
 #[expect(unsafe_code, reason = "duplicates the store's lock descriptor, as fork would")]
 fn validation_dropped_store_releases_lock_even_if_descriptor_is_shared() {
     let dir = tempfile::tempdir().unwrap();
