@@ -3,14 +3,17 @@
 mod basics;
 mod common;
 mod concurrency;
+mod faults;
 mod format_doc;
 mod fuzz_checks;
 mod fuzz_corpus;
 mod idempotency;
 mod kill9;
 mod model;
+mod modes;
 mod poison;
 mod recovery;
+mod regressions;
 mod sim_model;
 mod simulation;
 mod subscriptions;
