@@ -1,8 +1,8 @@
 //! Subscription figures: append → delivery latency with durable appends, fan-out from one
 //! writer to 100 live subscribers, and the catch-up speed of a new subscription over 1M events.
 //!
-//! `cargo run --release --example subscription_bench` prints one table (about half a minute);
-//! `-- --quick` runs smaller workloads.
+//! `cargo run --release --example subscription_bench` prints one table (in about ten seconds);
+//! `-- --quick` runs workloads a quarter of the size.
 
 use std::{
     path::Path,
