@@ -70,6 +70,13 @@ impl StreamIndex {
         slots + owned
     }
 
+    /// Gives back the spare capacity recovery's appends left in every stream's positions.
+    pub fn shrink(&self) {
+        let mut map = self.map.write().expect("stream index lock");
+        map.values_mut().for_each(Vec::shrink_to_fit);
+        map.shrink_to_fit();
+    }
+
     /// Locks the index for the writer.
     pub fn write(&self) -> StreamIndexWriter<'_> {
         StreamIndexWriter { map: self.map.write().expect("stream index lock") }
@@ -89,7 +96,8 @@ impl StreamIndexWriter<'_> {
     ) -> Result<(), u64> {
         let positions = match self.map.get_mut(stream) {
             Some(p) => p,
-            None => self.map.entry(stream.into()).or_default(),
+            // Most streams are short: start at one slot rather than `Vec`'s first four.
+            None => self.map.entry(stream.into()).or_insert_with(|| Vec::with_capacity(1)),
         };
         let due = positions.len() as u64;
         if version != due && !(allow_holes && version > due) {

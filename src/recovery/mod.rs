@@ -108,6 +108,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         }
         tail::ensure_active_segment(dir, options, &mut segments, head)?;
     }
+    streams.shrink();
     if let Some((_, sealed)) = segments.split_last() {
         sealed.iter().for_each(|s| s.seal());
     }
