@@ -66,6 +66,29 @@ pub(crate) struct Writer {
     locator: Locator,
     /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
     _alive: Sender<()>,
+    /// Answers of large groups, for the answering thread.
+    answerer: Sender<Vec<(Reply, Result<MultiAppendResult>)>>,
+    answer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Groups with at most this many callers are answered by the writer itself.
+const ANSWER_INLINE_MAX: usize = 4;
+
+/// Answers callers of large groups while the writer goes on with the next group.
+fn spawn_answerer() -> (Sender<Vec<(Reply, Result<MultiAppendResult>)>>, std::thread::JoinHandle<()>)
+{
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<(Reply, Result<MultiAppendResult>)>>(16);
+    let handle = std::thread::Builder::new()
+        .name("annal-answer".into())
+        .spawn(move || {
+            for answers in rx {
+                for (reply, answer) in answers {
+                    let _ = reply.send(answer);
+                }
+            }
+        })
+        .expect("spawn the answering thread");
+    (tx, handle)
 }
 
 impl Writer {
@@ -80,7 +103,19 @@ impl Writer {
         let segment_len = active.committed_len();
         let group = Group { next_position: shared.head(), ..Group::default() };
         let locator = Locator::new(Arc::clone(&shared));
-        Writer { shared, rx, active, segment_len, group, window, locator, _alive: alive }
+        let (answerer, answer_thread) = spawn_answerer();
+        Writer {
+            shared,
+            rx,
+            active,
+            segment_len,
+            group,
+            window,
+            locator,
+            _alive: alive,
+            answerer,
+            answer_thread: Some(answer_thread),
+        }
     }
 
     /// The writer thread's loop.
@@ -231,13 +266,22 @@ impl Writer {
         if let Err((op, error)) = outcome {
             self.shared.poison(op, error);
         }
-        let poisoned = self.shared.poisoned();
-        for (reply, result) in self.group.answers.drain(..) {
-            let answer = match &poisoned {
-                None => Ok(result),
-                Some(_) => Err(self.shared.poisoned().expect("poisoned")),
-            };
-            let _ = reply.send(answer);
+        let poisoned = self.shared.poisoned().is_some();
+        let inline = self.group.answers.len() <= ANSWER_INLINE_MAX;
+        let answers = self.group.answers.drain(..).map(|(reply, result)| {
+            let answer =
+                if poisoned { Err(self.shared.poisoned().expect("poisoned")) } else { Ok(result) };
+            (reply, answer)
+        });
+        if inline {
+            // Few callers: waking them here is cheaper than waking the answering thread.
+            answers.for_each(|(reply, answer)| {
+                let _ = reply.send(answer);
+            });
+        } else {
+            // Waking each caller is a futex call; with many callers that would delay the next
+            // group by as much as an fsync, so another thread does it meanwhile.
+            let _ = self.answerer.send(answers.collect());
         }
         self.group.bytes.clear();
         self.group.versions.clear();
@@ -304,7 +348,13 @@ impl Writer {
     }
 
     /// Answers whatever is still queued with `Closed`.
-    fn stop(self) {
+    fn stop(mut self) {
+        // Every committed append is answered before the writer counts as gone.
+        let (closed, _) = crossbeam_channel::bounded(1);
+        drop(std::mem::replace(&mut self.answerer, closed));
+        if let Some(handle) = self.answer_thread.take() {
+            let _ = handle.join();
+        }
         if self.shared.options.durability == Durability::None && self.shared.poisoned().is_none() {
             // Not a promise (this mode makes none), just fewer losses after a clean close.
             let _ = self.active.file().sync_data();

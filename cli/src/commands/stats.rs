@@ -1,0 +1,71 @@
+//! `annal stats`: counts and sizes of a store, from a read-only open.
+
+use annal::format::FORMAT_VERSION;
+use serde_json::{Value, json};
+
+use crate::{
+    args::StatsArgs,
+    exit::{CliResult, Exit},
+    output::{self, Output},
+};
+
+/// Prints the stats of the store in `args.dir`.
+pub fn run(args: &StatsArgs) -> CliResult {
+    let store = super::open_read_only(&args.dir)?;
+    let stats = store.stats();
+    let report = store.recovery_report();
+    let torn_tail = report.truncated.as_ref().map_or(Value::Null, |t| {
+        json!({
+            "segment": t.segment,
+            "offset": t.offset,
+            "bytes": t.bytes_dropped,
+            "kind": t.kind.to_string(),
+        })
+    });
+    let mut out = Output::new(args.json);
+    if out.is_json() {
+        out.value(&json!({
+            "dir": args.dir.display().to_string(),
+            "events": stats.events,
+            "streams": stats.streams,
+            "segments": stats.segments,
+            "disk_bytes": stats.disk_bytes,
+            "head": stats.head.get(),
+            "index_memory_bytes": stats.index_memory_bytes,
+            "format_version": FORMAT_VERSION,
+            "torn_tail": torn_tail,
+            "unfinished_segment": report.removed_segment,
+        }))?;
+    } else {
+        let rows = [
+            ("store", args.dir.display().to_string()),
+            ("events", stats.events.to_string()),
+            ("streams", stats.streams.to_string()),
+            ("segments", stats.segments.to_string()),
+            (
+                "bytes on disk",
+                format!("{} ({})", stats.disk_bytes, output::bytes(stats.disk_bytes)),
+            ),
+            ("head", format!("{} (the position the next event gets)", stats.head)),
+            ("index memory", output::bytes(stats.index_memory_bytes as u64)),
+            ("format version", FORMAT_VERSION.to_string()),
+        ];
+        for (name, value) in rows {
+            out.line(format_args!("{name:<15} {value}"))?;
+        }
+        if let Some(t) = &report.truncated {
+            out.line(format_args!(
+                "torn tail       {} bytes at offset {} of {} ({}): an append that never \
+                 completed; ignored here, cut by the next writable open",
+                t.bytes_dropped, t.offset, t.segment, t.kind
+            ))?;
+        }
+        if let Some(name) = &report.removed_segment {
+            out.line(format_args!(
+                "unfinished      segment {name} was being created and holds nothing; ignored"
+            ))?;
+        }
+    }
+    out.flush()?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,506 @@
+//! The `annal` binary, run as a child process on temporary stores. Where a test needs "another
+//! process" holding or appending to the store, the test process itself is that process.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use annal::{
+    ExpectedVersion, Filter, NewEvent, Options, PersistentOptions, Position, Store,
+    format::SEGMENT_HEADER_LEN,
+};
+use serde_json::Value;
+
+const FIRST_SEGMENT: &str = "00000000000000000000.seg";
+
+fn annal(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annal"));
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    annal(args).output().expect("the annal binary runs")
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = annal(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the annal binary runs");
+    child.stdin.take().expect("piped").write_all(stdin.as_bytes()).expect("stdin written");
+    child.wait_with_output().expect("annal ends")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited, not killed")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 stderr")
+}
+
+/// Each line of stdout as JSON.
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+/// A store in `dir` with `events` events over `streams` streams, in segments of about 4 KiB.
+fn small_segment_store(dir: &Path, events: u64, streams: u64) -> Store {
+    let options = Options { segment_bytes_max: 4096, ..Options::default() };
+    let options = Options { append_bytes_max: 2048, event_bytes_max: 1024, ..options };
+    let store = Store::open_with(dir, options).expect("store opens");
+    for i in 0..events {
+        let data = format!("{{\"n\":{i}}}");
+        let event = NewEvent::new("Counted", data.into_bytes());
+        store.append(&format!("count-{}", i % streams), ExpectedVersion::Any, [event]).unwrap();
+    }
+    store
+}
+
+#[test]
+fn append_from_stdin_then_read_back_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let input = format!(
+        "{{\"type\":\"OrderPlaced\",\"data\":{{\"sku\":\"A1\",\"qty\":2}}}}\n\
+         \n\
+         {{\"type\":\"OrderNoted\",\"data\":\"plain text\",\"metadata\":{{\"by\":\"ann\"}},\"id\":\"{id}\"}}\n\
+         {{\"type\":\"OrderPaid\"}}\n"
+    );
+    let appended = run_with_stdin(&["append", path(&store), "order-1", "--json"], &input);
+    assert_eq!(code(&appended), 0, "{}", stderr(&appended));
+    let result = &json_lines(&appended)[0];
+    assert_eq!(result["events"], 3);
+    assert_eq!(
+        (result["first_position"].as_u64(), result["last_position"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(result["last_version"], 2);
+
+    let read = run(&["read", path(&store), "order-1", "--json"]);
+    assert_eq!(code(&read), 0, "{}", stderr(&read));
+    let events = json_lines(&read);
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["type"], "OrderPlaced");
+    assert_eq!(events[0]["data"], serde_json::json!({"sku": "A1", "qty": 2}));
+    assert_eq!(events[0]["data_encoding"], "json");
+    assert_eq!(events[1]["data"], "plain text");
+    assert_eq!(events[1]["data_encoding"], "utf8");
+    assert_eq!(events[1]["metadata"], serde_json::json!({"by": "ann"}));
+    assert_eq!(events[1]["id"], id);
+    assert_eq!(events[2]["data"], "");
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["position"], i);
+        assert_eq!(event["version"], i);
+        assert_eq!(event["stream"], "order-1");
+        assert!(event["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    let last = json_lines(&run(&[
+        "read",
+        path(&store),
+        "order-1",
+        "--backward",
+        "--limit",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0]["type"], "OrderPaid");
+
+    let paid = json_lines(&run(&["read-all", path(&store), "--type", "OrderPaid", "--json"]));
+    assert_eq!(paid.len(), 1);
+    assert_eq!(paid[0]["position"], 2);
+
+    let human = stdout(&run(&["read-all", path(&store)]));
+    assert_eq!(human.lines().count(), 3);
+    assert!(
+        human.contains("order-1@0  OrderPlaced") && human.contains(r#""plain text""#),
+        "{human}"
+    );
+}
+
+#[test]
+fn binary_data_reads_back_as_base64() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append("blob-1", ExpectedVersion::Any, [NewEvent::new("Blob", vec![0xff, 0xfe, 0x00])])
+        .unwrap();
+    store.close();
+    let events = json_lines(&run(&["read", path(dir.path()), "blob-1", "--json"]));
+    assert_eq!(events[0]["data"], "//4A");
+    assert_eq!(events[0]["data_encoding"], "base64");
+}
+
+#[test]
+fn stats_json_reports_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    small_segment_store(dir.path(), 120, 3).close();
+    let output = run(&["stats", path(dir.path()), "--json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let stats = &json_lines(&output)[0];
+    assert_eq!(stats["events"], 120);
+    assert_eq!(stats["streams"], 3);
+    assert_eq!(stats["head"], 120);
+    assert_eq!(stats["format_version"], 1);
+    assert!(stats["segments"].as_u64().unwrap() > 1, "{stats}");
+    let files: u64 = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(stats["disk_bytes"], files);
+    assert!(stats["index_memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["torn_tail"], Value::Null);
+}
+
+#[test]
+fn verify_clean_store_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    small_segment_store(dir.path(), 100, 4).close();
+    let output = run(&["verify", path(dir.path()), "--json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["events"], 100);
+    assert_eq!(report["problem_count"], 0);
+    // Not a terminal: progress comes as plain lines on stderr.
+    assert!(stderr(&output).contains("verify: checked"), "{}", stderr(&output));
+}
+
+#[test]
+fn verify_flipped_byte_in_sealed_segment_exits_4_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    small_segment_store(dir.path(), 200, 4).close();
+    let flip = |name: &str| {
+        let sealed = dir.path().join(name);
+        let mut bytes = fs::read(&sealed).unwrap();
+        bytes[SEGMENT_HEADER_LEN + 300] ^= 0x40;
+        fs::write(&sealed, &bytes).unwrap();
+        bytes
+    };
+    let first = flip(FIRST_SEGMENT);
+    let second_name = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg") && n != FIRST_SEGMENT)
+        .min()
+        .unwrap();
+    flip(&second_name);
+
+    let output = run(&["verify", path(dir.path())]);
+    assert_eq!(code(&output), 4, "{}", stderr(&output));
+    assert!(stdout(&output).contains(FIRST_SEGMENT), "{}", stdout(&output));
+    assert!(stderr(&output).contains("is damaged"), "{}", stderr(&output));
+
+    let output = run(&["verify", path(dir.path()), "--json", "--quiet"]);
+    assert_eq!(code(&output), 4);
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["clean"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems[0]["segment"], FIRST_SEGMENT);
+    assert_eq!(problems[0]["found_by"], "open");
+    assert!(problems[0]["offset"].as_u64().unwrap() <= SEGMENT_HEADER_LEN as u64 + 300);
+    // The salvaging open read past the first damage and found the second.
+    assert_eq!(report["opened"], "salvage");
+    let later = problems.iter().find(|p| p["segment"] == second_name.as_str()).expect("listed");
+    assert_eq!(later["found_by"], "salvage");
+    assert!(report["events"].as_u64().unwrap() < 200);
+    // Verify changed nothing.
+    assert_eq!(fs::read(dir.path().join(FIRST_SEGMENT)).unwrap(), first);
+}
+
+#[test]
+fn verify_ignores_a_torn_tail_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    small_segment_store(dir.path(), 10, 1).close();
+    let last = dir.path().join(FIRST_SEGMENT);
+    let clean_len = fs::metadata(&last).unwrap().len();
+    fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0xab; 40]).unwrap();
+    let output = run(&["verify", path(dir.path())]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("torn tail of 40 bytes"), "{}", stdout(&output));
+    let stats = &json_lines(&run(&["stats", path(dir.path()), "--json"]))[0];
+    assert_eq!(stats["torn_tail"]["bytes"], 40);
+    // Read-only commands leave the tail where it is.
+    assert_eq!(fs::metadata(&last).unwrap().len(), clean_len + 40);
+}
+
+#[test]
+fn verify_damage_near_the_end_followed_by_intact_events_exits_4() {
+    // Within one group-commit bound of the end of the last segment, recovery takes damage for
+    // a torn tail and a writable open would cut it with every event after it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for stream in ["a-1", "b-1", "c-1"] {
+        let events = (0..50).map(|i| NewEvent::new("E", format!("{{\"i\":{i}}}")));
+        store.append(stream, ExpectedVersion::Any, events).unwrap();
+    }
+    store.close();
+    drop(store);
+    let last = dir.path().join(FIRST_SEGMENT);
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[SEGMENT_HEADER_LEN + 200] ^= 0x01;
+    fs::write(&last, &bytes).unwrap();
+
+    let output = run(&["verify", path(dir.path()), "--json", "--quiet"]);
+    assert_eq!(code(&output), 4, "{}", stdout(&output));
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["problems"][0]["found_by"], "tail");
+    assert_eq!(report["problems"][0]["segment"], FIRST_SEGMENT);
+    assert!(report["problems"][0]["kind"].as_str().unwrap().contains("position 149"));
+    assert_eq!(fs::read(&last).unwrap(), bytes, "verify changed nothing");
+}
+
+/// The check the backup test makes: `copy` holds the same events at the same positions as
+/// `original`, up to its own head.
+fn assert_prefix(copy: &Store, original: &Store) {
+    let head = copy.head().get();
+    assert!(head <= original.head().get());
+    let pairs = copy
+        .read_all_forward(Position::START, usize::MAX)
+        .zip(original.read_all_forward(Position::START, head as usize));
+    let mut n = 0;
+    for (a, b) in pairs {
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.position(), b.position());
+        assert_eq!((a.id(), a.stream(), a.version()), (b.id(), b.stream(), b.version()));
+        assert_eq!((a.event_type(), a.data()), (b.event_type(), b.data()));
+        n += 1;
+    }
+    assert_eq!(n, head);
+}
+
+#[test]
+fn backup_while_another_thread_appends_is_a_prefix_that_opens_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dest) = (dir.path().join("src"), dir.path().join("backups/copy"));
+    let store = small_segment_store(&src, 200, 5);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut appended = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let events = (0..3).map(|i| NewEvent::new("Live", format!("[{appended},{i}]")));
+                store
+                    .append(&format!("live-{}", appended % 7), ExpectedVersion::Any, events)
+                    .unwrap();
+                appended += 1;
+            }
+            appended
+        })
+    };
+    let output = run(&["backup", path(&src), path(&dest), "--json"]);
+    stop.store(true, Ordering::Relaxed);
+    let appended = writer.join().unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(appended > 0);
+    let result = &json_lines(&output)[0];
+
+    let copy = Store::open(&dest).expect("the backup opens");
+    assert!(copy.recovery_report().truncated.is_none());
+    assert_eq!(result["head"], copy.head().get());
+    assert!(copy.head().get() >= 200, "the backup holds what was committed before it began");
+    assert_prefix(&copy, &store);
+    // The restored copy takes appends and continues the log.
+    let next = copy.append("after-restore", ExpectedVersion::NoStream, [NewEvent::new("X", "")]);
+    assert_eq!(next.unwrap().first_position, Position(result["head"].as_u64().unwrap()));
+}
+
+#[test]
+fn backup_copies_subscription_checkpoints_and_refuses_a_non_empty_dest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dest) = (dir.path().join("src"), dir.path().join("copy"));
+    let store = small_segment_store(&src, 20, 2);
+    let mut sub =
+        store.subscribe_persistent("billing", Filter::all(), PersistentOptions::default()).unwrap();
+    for _ in 0..5 {
+        let event = sub.recv().unwrap();
+        sub.ack(event.position()).unwrap();
+    }
+    sub.save_checkpoint().unwrap();
+    drop(sub);
+
+    let output = run(&["backup", path(&src), path(&dest)]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("1 subscription checkpoint"), "{}", stdout(&output));
+    let copy = Store::open_read_only(&dest, Options::default()).unwrap();
+    assert_eq!(copy.subscription_checkpoint("billing").unwrap(), Some(Position(5)));
+
+    let again = run(&["backup", path(&src), path(&dest)]);
+    assert_eq!(code(&again), 1);
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+}
+
+#[test]
+fn locked_store_refuses_append_with_exit_6_but_reads_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("held-1", ExpectedVersion::NoStream, [NewEvent::new("Held", "{}")]).unwrap();
+
+    let output = run_with_stdin(&["append", path(dir.path()), "held-1"], "{\"type\":\"More\"}\n");
+    assert_eq!(code(&output), 6, "{}", stderr(&output));
+    assert!(stderr(&output).contains("locked by another process"), "{}", stderr(&output));
+
+    let read = run(&["read", path(dir.path()), "held-1", "--json"]);
+    assert_eq!(code(&read), 0, "{}", stderr(&read));
+    assert_eq!(json_lines(&read).len(), 1);
+    assert_eq!(code(&run(&["stats", path(dir.path())])), 0);
+    assert_eq!(store.stream_version("held-1").map(|v| v.get()), Some(0));
+}
+
+#[test]
+fn read_of_a_missing_stream_or_directory_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap().close();
+    let output = run(&["read", path(dir.path()), "nobody-1"]);
+    assert_eq!(code(&output), 3);
+    assert!(stderr(&output).contains("\"nobody-1\" not found"), "{}", stderr(&output));
+
+    let missing = dir.path().join("missing");
+    let output = run(&["stats", path(&missing)]);
+    assert_eq!(code(&output), 3);
+    assert!(stderr(&output).contains("no such store directory"), "{}", stderr(&output));
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(code(&run(&["verify", path(empty.path())])), 3);
+}
+
+#[test]
+fn wrong_expected_version_exits_5_showing_expected_and_actual() {
+    let dir = tempfile::tempdir().unwrap();
+    let two = "{\"type\":\"A\"}\n{\"type\":\"B\"}\n";
+    assert_eq!(code(&run_with_stdin(&["append", path(dir.path()), "acc-1"], two)), 0);
+
+    let output = run_with_stdin(
+        &["append", path(dir.path()), "acc-1", "--expected-version", "no-stream"],
+        "{\"type\":\"C\"}\n",
+    );
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert!(stderr(&output).contains("expected no-stream, actual 1"), "{}", stderr(&output));
+
+    let exact = ["append", path(dir.path()), "acc-1", "--expected-version", "0"];
+    let output = run_with_stdin(&exact, "{\"type\":\"C\"}\n");
+    assert_eq!(code(&output), 5);
+    assert!(stderr(&output).contains("expected 0, actual 1"), "{}", stderr(&output));
+
+    let right = ["append", path(dir.path()), "acc-1", "--expected-version", "1"];
+    assert_eq!(code(&run_with_stdin(&right, "{\"type\":\"C\"}\n")), 0);
+}
+
+#[test]
+fn bad_input_and_arguments_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        run_with_stdin(&["append", path(dir.path()), "s-1"], "{\"type\":\"A\"}\nnot json\n");
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("line 2: not JSON"), "{}", stderr(&output));
+    assert_eq!(code(&run_with_stdin(&["append", path(dir.path()), "s-1"], "\n")), 2);
+    assert_eq!(code(&run(&["read", path(dir.path())])), 2);
+    assert_eq!(code(&run(&["append", path(dir.path()), "s", "--expected-version", "soon"])), 2);
+    // Nothing was appended by the refused input.
+    assert_eq!(code(&run(&["read", path(dir.path()), "s-1"])), 3);
+}
+
+/// Reads lines from `child`'s stdout until it ends, failing the test if it runs past `limit`.
+fn wait_for_lines(mut child: Child, limit: Duration) -> Vec<String> {
+    let stdout = child.stdout.take().expect("piped");
+    let reader =
+        thread::spawn(move || BufReader::new(stdout).lines().map(Result::unwrap).collect());
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("annal tail did not stop after its --count events");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    reader.join().unwrap()
+}
+
+#[test]
+fn tail_follows_appends_made_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("early-1", ExpectedVersion::Any, [NewEvent::new("Early", "1")]).unwrap();
+    let child = annal(&[
+        "tail",
+        path(dir.path()),
+        "--from",
+        "0",
+        "--category",
+        "live",
+        "--count",
+        "4",
+        "--json",
+        "--interval-ms",
+        "20",
+    ])
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The store stays open (and locked) in this process while the tail reads it.
+    for i in 0..4 {
+        store.append("other-1", ExpectedVersion::Any, [NewEvent::new("Skipped", "{}")]).unwrap();
+        let data = format!("{{\"i\":{i}}}");
+        store.append("live-1", ExpectedVersion::Any, [NewEvent::new("Live", data)]).unwrap();
+        thread::sleep(Duration::from_millis(30));
+    }
+    let lines = wait_for_lines(child, Duration::from_secs(60));
+    let events: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 4);
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["stream"], "live-1");
+        assert_eq!(event["version"], i);
+        assert_eq!(event["data"]["i"], i);
+    }
+}
+
+#[test]
+fn help_has_examples_and_says_there_is_no_scavenge() {
+    let top = stdout(&run(&["--help"]));
+    assert!(top.contains("no `annal scavenge`"), "{top}");
+    assert!(top.contains("Exit codes:"), "{top}");
+    for command in ["stats", "verify", "read", "read-all", "tail", "append", "backup", "bench"] {
+        let help = run(&[command, "--help"]);
+        assert_eq!(code(&help), 0);
+        assert!(stdout(&help).contains("Examples:"), "{command}: {}", stdout(&help));
+    }
+    assert_eq!(code(&run(&["scavenge", "x"])), 2);
+}
+
+#[test]
+fn bench_prints_a_table_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&["bench", path(dir.path()), "--slice-ms", "20", "--read-events", "2000"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let table = stdout(&output);
+    for row in ["durable append, 1 writer", "16 writers", "batches of 100", "read $all"] {
+        assert!(table.contains(row), "{table}");
+    }
+    assert!(table.contains("--example bench -- --quick"));
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "the scratch directory is gone");
+}
