@@ -87,3 +87,33 @@ pub enum CorruptionKind {
     #[error("index points at a record that does not match it")]
     IndexMismatch,
 }
+
+/// Segment bytes built by hand, for the format's unit tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use uuid::Uuid;
+
+    use super::{RecordFields, SegmentHeader, encode_record, seal_record};
+
+    /// A segment at base 0 holding batches of the given sizes (one stream, version = position);
+    /// returns its bytes and the offset of each batch.
+    pub fn segment(batches: &[u16]) -> (Vec<u8>, Vec<usize>) {
+        let mut bytes =
+            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20 }.encode().to_vec();
+        let mut starts = Vec::new();
+        let mut position = 0;
+        for &n in batches {
+            starts.push(bytes.len());
+            for i in 0..n {
+                let start = bytes.len();
+                encode_record(&mut bytes, "s", Uuid::from_u128(position.into()), "T", b"", b"x");
+                let batch_left = n - 1 - i;
+                let fields =
+                    RecordFields { position, version: position, timestamp_us: 0, batch_left };
+                seal_record(&mut bytes[start..], fields);
+                position += 1;
+            }
+        }
+        (bytes, starts)
+    }
+}

@@ -96,34 +96,8 @@ fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use uuid::Uuid;
-
     use super::*;
-    use crate::format::{RecordFields, SegmentHeader, encode_record, seal_record};
-
-    /// A segment of batches with the given sizes; returns the bytes and each batch's offset.
-    fn segment(batches: &[u16]) -> (Vec<u8>, Vec<usize>) {
-        let mut bytes =
-            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20 }.encode().to_vec();
-        let mut starts = Vec::new();
-        let mut position = 0;
-        for &n in batches {
-            starts.push(bytes.len());
-            for i in 0..n {
-                let start = bytes.len();
-                encode_record(&mut bytes, "s", Uuid::from_u128(position.into()), "T", b"", b"x");
-                let fields = RecordFields {
-                    position,
-                    version: position,
-                    timestamp_us: 0,
-                    batch_left: n - 1 - i,
-                };
-                seal_record(&mut bytes[start..], fields);
-                position += 1;
-            }
-        }
-        (bytes, starts)
-    }
+    use crate::format::fixture::segment;
 
     fn kept(bytes: &[u8]) -> (Vec<u64>, SalvageEnd) {
         let mut seen = Vec::new();

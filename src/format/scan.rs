@@ -84,31 +84,11 @@ pub(super) fn read_batch(
 
 #[cfg(test)]
 mod tests {
-    use uuid::Uuid;
-
     use super::*;
-    use crate::format::{RecordFields, SegmentHeader, encode_record, seal_record};
 
     /// A segment holding batches of the given sizes, starting at position 0.
     fn segment(batches: &[u16]) -> Vec<u8> {
-        let mut bytes =
-            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20 }.encode().to_vec();
-        let mut position = 0;
-        for &n in batches {
-            for i in 0..n {
-                let start = bytes.len();
-                encode_record(&mut bytes, "s", Uuid::from_u128(position.into()), "T", b"", b"x");
-                let fields = RecordFields {
-                    position,
-                    version: position,
-                    timestamp_us: 0,
-                    batch_left: n - 1 - i,
-                };
-                seal_record(&mut bytes[start..], fields);
-                position += 1;
-            }
-        }
-        bytes
+        crate::format::fixture::segment(batches).0
     }
 
     #[test]
