@@ -42,6 +42,9 @@ pub(crate) enum Message {
 
 type Reply = Sender<Result<MultiAppendResult>>;
 
+/// A group's callers and what each is told.
+type Answers = Vec<(Reply, Result<MultiAppendResult>)>;
+
 /// The group being assembled: sealed records and the answers they wait on.
 #[derive(Default)]
 struct Group {
@@ -67,7 +70,7 @@ pub(crate) struct Writer {
     /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
     _alive: Sender<()>,
     /// Answers of large groups, for the answering thread.
-    answerer: Sender<Vec<(Reply, Result<MultiAppendResult>)>>,
+    answerer: Sender<Answers>,
     answer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -75,9 +78,8 @@ pub(crate) struct Writer {
 const ANSWER_INLINE_MAX: usize = 4;
 
 /// Answers callers of large groups while the writer goes on with the next group.
-fn spawn_answerer() -> (Sender<Vec<(Reply, Result<MultiAppendResult>)>>, std::thread::JoinHandle<()>)
-{
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<(Reply, Result<MultiAppendResult>)>>(16);
+fn spawn_answerer() -> (Sender<Answers>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded::<Answers>(16);
     let handle = std::thread::Builder::new()
         .name("annal-answer".into())
         .spawn(move || {
