@@ -14,7 +14,7 @@ pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_nam
 pub(crate) use record::{
     Record, RecordFields, decode_record, encode_record, own_records, record_len, seal_record,
 };
-pub(crate) use salvage::salvage_segment;
+pub(crate) use salvage::{groups_after, salvage_segment};
 pub(crate) use scan::{Damage, scan_segment};
 
 /// The format version this build reads and writes. Bump it whenever a byte changes meaning.

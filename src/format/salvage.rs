@@ -94,6 +94,26 @@ fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
     bytes.len()
 }
 
+/// How many distinct commit timestamps (1 or 2: it stops counting there) the records that
+/// still decode after `from` carry. Every record of one group has the group's timestamp.
+pub(crate) fn groups_after(bytes: &[u8], from: usize) -> usize {
+    let mut first: Option<u64> = None;
+    let mut at = from + 1;
+    while at < bytes.len() {
+        let Ok(record) = decode_record(bytes, at) else {
+            at += 1;
+            continue;
+        };
+        match first {
+            None => first = Some(record.timestamp_us()),
+            Some(t) if t != record.timestamp_us() => return 2,
+            Some(_) => {}
+        }
+        at += record.len();
+    }
+    usize::from(first.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, Record, salvage_segment, scan_segment},
+    format::{CorruptionKind, Record, groups_after, salvage_segment, scan_segment},
     index::{SparseIndex, StreamIndex},
     options::{Options, RecoveryMode},
     segment::Segment,
@@ -73,8 +73,16 @@ pub(super) fn scan_and_index(
     let end = scan_segment(view.bytes(), base, &mut visit)
         .map_err(|(offset, kind)| corruption(offset, kind))?;
     drop(writer);
+    // A torn tail is one group write: every record that still decodes after the damage was
+    // committed at that group's time. Records of two commit times after it mean a group that
+    // was fsynced (and acknowledged) follows the damage: that is corruption, never a torn tail.
+    let acknowledged_after =
+        end.damage.is_some_and(|d| groups_after(view.bytes(), d.batch_offset) > 1);
     drop(view);
     if let Some(damage) = end.damage {
+        if acknowledged_after {
+            return Err(corruption(damage.record_offset, damage.kind));
+        }
         tail::settle_damage(cx, &*file, &name, len, &header, damage, report)
             .map_err(|e| e.unwrap_or_else(|| corruption(damage.record_offset, damage.kind)))?;
     }

@@ -64,3 +64,30 @@ fn regression_retry_with_events_split_differently_is_a_conflict() {
     assert!(matches!(moved, Err(annal::Error::EventIdConflict { .. })), "{moved:?}");
     assert_eq!(store.head(), Position(3));
 }
+
+/// Story: recovery cut the log at the first bad batch whenever it lay within `group_bytes_max`
+/// (8 MiB by default) of the end of the last segment. One flipped byte in an acknowledged event
+/// near the end of a small store silently dropped it and every acknowledged event after it:
+/// a read-only open showed 0 of 900 events. A torn tail is one group write, whose records all
+/// carry that group's commit time; records of a second commit time after the damage prove an
+/// fsynced group follows it, so it is corruption.
+#[test]
+fn regression_damage_followed_by_later_groups_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..50 {
+        store.append("s", ExpectedVersion::Any, [crate::common::event(i)]).unwrap();
+    }
+    drop(store);
+    let segment = dir.path().join(format!("{:020}.seg", 0));
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes[32 + 60] ^= 1; // inside the first event, far less than 8 MiB from the end
+    fs::write(&segment, &bytes).unwrap();
+    for opened in [Store::open(dir.path()), Store::open_read_only(dir.path(), Options::default())] {
+        match opened {
+            Err(annal::Error::Corruption { offset, .. }) => assert_eq!(offset, 32),
+            other => panic!("expected corruption, got {:?}", other.map(|s| s.head())),
+        }
+    }
+    assert_eq!(fs::read(&segment).unwrap(), bytes, "nothing was cut");
+}
