@@ -29,3 +29,29 @@ pub fn event(n: u64) -> NewEvent {
 pub fn open(dir: &std::path::Path, options: Options) -> Store {
     Store::open_with(dir, options).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
 }
+
+/// Runs the test `test` of this binary as a child process with `var` set to `dir`, lets it run
+/// for `run`, kills it with SIGKILL (`Child::kill` on Unix), and returns the lines it printed.
+pub fn run_child_then_kill(
+    test: &str,
+    var: &str,
+    dir: &std::path::Path,
+    run: std::time::Duration,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(var, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).collect()
+    });
+    std::thread::sleep(run);
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    reader.join().unwrap()
+}

@@ -6,16 +6,12 @@
 //!
 //! `ANNAL_KILL9_CYCLES=N` runs a longer soak than CI's 100 cycles.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader, Write},
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, io::Write, path::Path, time::Duration};
 
 use annal::{ExpectedVersion, NewEvent, Options, Position, Store, StreamVersion};
 use uuid::Uuid;
+
+use crate::common::run_child_then_kill;
 
 const CHILD_DIR_VAR: &str = "ANNAL_KILL9_CHILD_DIR";
 const WRITER_THREADS: usize = 4;
@@ -90,21 +86,8 @@ fn kill9_child_process() {
 
 /// Starts the child, lets it run for `run`, kills it with SIGKILL and returns its acks.
 fn run_and_kill(dir: &Path, run: Duration) -> Vec<Ack> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill9::kill9_child_process", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR_VAR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| parse_ack(&l)).collect()
-    });
-    std::thread::sleep(run);
-    child.kill().expect("SIGKILL"); // `Child::kill` is SIGKILL on Unix.
-    child.wait().unwrap();
-    reader.join().unwrap()
+    let lines = run_child_then_kill("kill9::kill9_child_process", CHILD_DIR_VAR, dir, run);
+    lines.iter().filter_map(|l| parse_ack(l)).collect()
 }
 
 /// Every acknowledged event present and intact; positions gap-free; versions dense.

@@ -1,18 +1,11 @@
 //! Model-based property test: random appends, multi-stream appends, reopens and reads, every
 //! outcome and every read checked against a trivial in-memory model of the log.
 
-use std::{
-    any::Any,
-    collections::{HashMap, HashSet},
-    io,
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, path::Path};
 
 use annal::{
     AppendResult, Durability, Error, ExpectedVersion, MultiAppendResult, NewEvent, Options,
     Position, RecordedEvent, Store, StreamAppend, StreamVersion,
-    io::{StdStorage, Storage, StorageFile},
 };
 use proptest::prelude::*;
 
@@ -69,70 +62,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Directories locked by stores of this process.
-static LOCKED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-
-/// Holds a directory in [`LOCKED`] until dropped.
-struct DirGuard(PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        LOCKED.lock().unwrap().get_or_insert_default().remove(&self.0);
-    }
-}
-
-/// `StdStorage` with an in-process directory lock instead of `flock`. Another test of this
-/// binary spawns child processes, and a child spawned while a store is open inherits the lock
-/// file's descriptor until it execs, so a reopen right after a close could see `Locked`. The
-/// model is about the log, not about locking, and it reopens hundreds of times.
-struct InProcessLock;
-
-impl Storage for InProcessLock {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.create_dir_all(dir)
-    }
-
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        let mut locked = LOCKED.lock().unwrap();
-        if !locked.get_or_insert_default().insert(dir.to_path_buf()) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(Box::new(DirGuard(dir.to_path_buf())))
-    }
-
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdStorage.list_dir(dir)
-    }
-
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.create(path)
-    }
-
-    fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.open(path)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdStorage.remove(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdStorage.rename(from, to)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.sync_dir(dir)
-    }
-}
-
-/// Options for the store under test: no fsync (nothing here crashes), the lock above, and
-/// either default or tiny segments that rotate every eight or so events.
+/// Options for the store under test: no fsync (nothing here crashes), and either default or
+/// tiny segments that rotate every eight or so events.
 fn options(tiny_segments: bool) -> Options {
-    let base = Options {
-        durability: Durability::None,
-        storage: Arc::new(InProcessLock),
-        ..Options::default()
-    };
+    let base = Options { durability: Durability::None, ..Options::default() };
     if !tiny_segments {
         return base;
     }

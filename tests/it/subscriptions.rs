@@ -7,9 +7,8 @@
 
 use std::{
     collections::HashSet,
-    io::{self, BufRead, BufReader, Write},
+    io::{self, Write},
     path::Path,
-    process::{Command, Stdio},
     sync::{Arc, Barrier, mpsc},
     thread,
     time::Duration,
@@ -21,7 +20,7 @@ use annal::{
 };
 use uuid::Uuid;
 
-use crate::common::{event, fast_options, open, small_options};
+use crate::common::{event, fast_options, open, run_child_then_kill, small_options};
 
 /// xorshift64*, seeded: the "random" moments and positions of these tests reproduce.
 struct Rng(u64);
@@ -669,33 +668,19 @@ struct Run {
 }
 
 fn run_child_and_kill(dir: &Path, run: Duration) -> Run {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "subscriptions::persistent_kill9_child_process", "--nocapture"])
-        .args(["--test-threads=1"])
-        .env(KILL9_DIR_VAR, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-    let stdout = child.stdout.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut run = Run::default();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Some((word, number)) = line.split_once(' ') else { continue };
-            let Ok(n) = number.parse::<u64>() else { continue };
-            match word {
-                "resume" => run.resume = Some(n),
-                "proc" => run.processed.push(n),
-                "saved" => run.saved.push(n),
-                _ => {}
-            }
+    let test = "subscriptions::persistent_kill9_child_process";
+    let mut result = Run::default();
+    for line in run_child_then_kill(test, KILL9_DIR_VAR, dir, run) {
+        let Some((word, number)) = line.split_once(' ') else { continue };
+        let Ok(n) = number.parse::<u64>() else { continue };
+        match word {
+            "resume" => result.resume = Some(n),
+            "proc" => result.processed.push(n),
+            "saved" => result.saved.push(n),
+            _ => {}
         }
-        run
-    });
-    thread::sleep(run);
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
-    reader.join().unwrap()
+    }
+    result
 }
 
 /// Positions of the events the child's filter selects, from the reopened store.
