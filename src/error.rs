@@ -44,12 +44,29 @@ pub enum Error {
         /// The stream's last version at the time of the check (`None`: no events).
         actual: Option<u64>,
     },
-    /// The stream has no events.
+    /// The stream has no events, or none that its metadata leaves visible (it was deleted).
     #[error("stream {stream:?} not found")]
     StreamNotFound {
         /// The stream asked for.
         stream: String,
     },
+    /// The stream was tombstoned: it reads as deleted and can never be written again.
+    #[error("stream {stream:?} is deleted for good (tombstoned)")]
+    StreamDeleted {
+        /// The stream asked for.
+        stream: String,
+    },
+    /// Stream metadata that cannot be stored (too many or too long custom keys or values).
+    #[error("invalid metadata for stream {stream:?}: {reason}")]
+    InvalidMetadata {
+        /// The stream whose metadata was refused.
+        stream: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// Another scavenge of this store is running.
+    #[error("a scavenge is already running on this store")]
+    ScavengeInProgress,
     /// Bytes on disk that were once durable fail their checks. Never silently dropped.
     #[error("corruption in segment {segment} at offset {offset}: {kind}")]
     Corruption {

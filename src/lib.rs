@@ -35,9 +35,11 @@ mod error;
 pub mod format;
 mod index;
 pub mod io;
+mod lifecycle;
 mod options;
 mod read;
 mod recovery;
+mod scavenge;
 mod segment;
 mod shared;
 mod store;
@@ -48,9 +50,11 @@ mod writer;
 
 pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
+pub use lifecycle::StreamMetadata;
 pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
 pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
 pub use recovery::{Dropped, RecoveryReport, TornTail};
+pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};
 pub use store::{Stats, Store};
 pub use subscription::{
     Acker, Filter, PersistentOptions, PersistentSubscription, Subscription, category_of,

@@ -5,7 +5,7 @@ use std::{
     io,
     path::PathBuf,
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub notifier: Notifier,
     /// The persistent subscriptions held in this store.
     pub subscriptions: Registry,
+    /// Held by the one scavenge that may run at a time.
+    pub scavenging: Mutex<()>,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             poison: OnceLock::new(),
             notifier: Notifier::default(),
             subscriptions: Registry::default(),
+            scavenging: Mutex::new(()),
         }
     }
 

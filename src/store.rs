@@ -12,10 +12,12 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     error::{Error, Result},
+    lifecycle::{self, StreamMetadata},
     options::Options,
     options::RecoveryMode,
     read::{ReadAll, ReadAllBackward, ReadStream},
     recovery::{Access, RecoveryReport, recover},
+    scavenge::{self, ScavengeControl, ScavengeReport},
     segment::SegmentSet,
     shared::Shared,
     subscription::{self, Filter, PersistentOptions, PersistentSubscription, Subscription},
@@ -26,6 +28,9 @@ use crate::{
     verify::{self, VerifyReport},
     writer::{AppendRequest, Message, Writer},
 };
+
+/// Where a caller waits for the writer's answer.
+type AnswerRx = Receiver<Result<MultiAppendResult>>;
 
 /// An open event store. Cloning is cheap; every clone is the same store, usable from any
 /// thread. The store closes when [`close`](Store::close) is called or the last clone is dropped.
@@ -162,12 +167,25 @@ impl Store {
         &self,
         parts: impl IntoIterator<Item = StreamAppend>,
     ) -> Result<MultiAppendResult> {
+        self.submit(parts.into_iter().collect(), AppendRequest::build)
+    }
+
+    /// Appends the store's own events (metadata, deletes), which may go to `$$` streams.
+    pub(crate) fn append_system(&self, parts: Vec<StreamAppend>) -> Result<MultiAppendResult> {
+        self.submit(parts, AppendRequest::build_system)
+    }
+
+    fn submit(
+        &self,
+        parts: Vec<StreamAppend>,
+        build: fn(Vec<StreamAppend>, &Options) -> Result<(AppendRequest, AnswerRx)>,
+    ) -> Result<MultiAppendResult> {
         let shared = &self.inner.shared;
         if let Some(error) = shared.poisoned() {
             return Err(error);
         }
         let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
-        let (request, answer) = AppendRequest::build(parts.into_iter().collect(), &shared.options)?;
+        let (request, answer) = build(parts, &shared.options)?;
         tx.send(Message::Append(request)).map_err(|_| Error::Closed)?;
         // A request that slips into the queue after the writer's last look would never be
         // answered: stop waiting when the writer is gone, unless it answered first.
@@ -175,6 +193,11 @@ impl Store {
             recv(answer) -> reply => reply.map_err(|_| Error::Closed)?,
             recv(self.inner.writer_gone) -> _ => answer.try_recv().map_err(|_| Error::Closed)?,
         }
+    }
+
+    /// The store's shared state, for the modules that build on the facade.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     /// Reads `stream` forward from version `from`, at most `limit` events.
@@ -253,6 +276,24 @@ impl Store {
         verify::verify(&self.inner.shared, progress)
     }
 
+    /// Reclaims the space of events no read can return any more (tombstoned and deleted
+    /// streams, events hidden by `truncate_before`, `max_count` or `max_age`) by rewriting
+    /// sealed segments without them; see [`scavenge_with`](Store::scavenge_with).
+    pub fn scavenge(&self) -> Result<ScavengeReport> {
+        self.scavenge_with(&ScavengeControl::new())
+    }
+
+    /// [`scavenge`](Store::scavenge), watched and cancellable through `control`. Positions
+    /// never change; appends, reads and subscriptions go on meanwhile; a crash at any point
+    /// leaves every segment either as it was or fully scavenged. One scavenge runs at a time
+    /// ([`Error::ScavengeInProgress`]); a read-only store cannot scavenge.
+    pub fn scavenge_with(&self, control: &ScavengeControl) -> Result<ScavengeReport> {
+        if self.inner.tx.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        scavenge::run(&self.inner.shared, control)
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.inner.shared.dir
@@ -262,6 +303,42 @@ impl Store {
     /// committed and answered, later ones get [`Error::Closed`]. Reads keep working. Idempotent.
     pub fn close(&self) {
         self.inner.shutdown();
+    }
+}
+
+/// Stream lifecycle: deletes, tombstones and metadata; see [`StreamMetadata`].
+impl Store {
+    /// Soft-deletes `stream` if it is at `expected`: it reads as not found from now on, and
+    /// its events leave stream reads and subscriptions at once (`$all` keeps them until a
+    /// [`scavenge`](Store::scavenge)). Appending to it later brings it back with only the new
+    /// events, their versions continuing the old numbering. Records the delete as metadata
+    /// (`truncate_before` = last version + 1) and returns that event's position.
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<Position> {
+        lifecycle::delete(self, stream, expected)
+    }
+
+    /// Deletes `stream` for good if it is at `expected` (any state, even never written): it
+    /// reads as [`Error::StreamDeleted`], every append to it fails with that error, and
+    /// scavenging removes all of its events. Returns the position of the tombstone.
+    pub fn tombstone_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<Position> {
+        lifecycle::tombstone(self, stream, expected)
+    }
+
+    /// Replaces `stream`'s metadata if its metadata stream is at `expected` (`NoStream` for
+    /// the first metadata), and returns the new metadata version. Reads apply it at once.
+    pub fn set_stream_metadata(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        metadata: StreamMetadata,
+    ) -> Result<StreamVersion> {
+        lifecycle::set_metadata(self, stream, expected, metadata)
+    }
+
+    /// `stream`'s metadata and its version, `None` if none was ever set. A tombstoned stream
+    /// fails with [`Error::StreamDeleted`].
+    pub fn stream_metadata(&self, stream: &str) -> Result<Option<(StreamVersion, StreamMetadata)>> {
+        lifecycle::metadata(self, stream)
     }
 }
 

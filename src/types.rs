@@ -67,9 +67,10 @@ impl From<u64> for StreamVersion {
 pub enum ExpectedVersion {
     /// Append whatever the stream's state.
     Any,
-    /// The stream must have no events yet.
+    /// The stream must have no events yet, or have been deleted (soft-deleted; appending then
+    /// brings it back, its versions continuing where they were).
     NoStream,
-    /// The stream must have at least one event.
+    /// The stream must have at least one event and not be deleted.
     StreamExists,
     /// The stream's last event must have exactly this version.
     Exact(u64),
@@ -83,6 +84,17 @@ impl ExpectedVersion {
             ExpectedVersion::NoStream => current.is_none(),
             ExpectedVersion::StreamExists => current.is_some(),
             ExpectedVersion::Exact(v) => current == Some(v),
+        }
+    }
+
+    /// Whether a stream whose last version is `last` satisfies this, where `exists` says if it
+    /// has events and is not deleted (a soft-deleted stream keeps its last version).
+    pub(crate) fn admits_state(self, last: Option<u64>, exists: bool) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => !exists,
+            ExpectedVersion::StreamExists => exists,
+            ExpectedVersion::Exact(v) => last == Some(v),
         }
     }
 }

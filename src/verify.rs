@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::{
     error::Result,
-    format::{CorruptionKind, HeaderError, SegmentHeader, scan_segment},
+    format::{CorruptionKind, HeaderError, SegmentHeader, scan_any},
     shared::Shared,
 };
 
@@ -60,7 +60,10 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
     let mut report = VerifyReport::default();
     let mut next_versions: HashMap<String, u64> = HashMap::new();
     let mut expected = segments.first().map_or(0, |s| s.base_position());
+    // Once a scavenged segment has been seen, a stream's first event may have any version.
+    let mut after_scavenge = false;
     for segment in &segments {
+        after_scavenge |= segment.is_compacted();
         let name = segment.name();
         if segment.base_position() != expected {
             let kind = CorruptionKind::SegmentGap { expected, found: segment.base_position() };
@@ -83,14 +86,17 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
             }
         }
         let mut bad_versions = Vec::new();
-        let end = scan_segment(bytes, segment.base_position(), |offset, record| {
+        let end = scan_any(bytes, &segment.header(), |offset, record| {
             let Ok(stream) = record.check_text() else {
                 bad_versions.push((offset as u64, CorruptionKind::InvalidUtf8));
                 return Ok(());
             };
             let next = match next_versions.get_mut(stream) {
                 Some(next) => next,
-                None => next_versions.entry(stream.to_owned()).or_insert(0),
+                None => {
+                    let first = if after_scavenge { record.version() } else { 0 };
+                    next_versions.entry(stream.to_owned()).or_insert(first)
+                }
             };
             if record.version() != *next {
                 let kind =

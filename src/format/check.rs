@@ -1,7 +1,7 @@
 //! Checking the bytes of one segment file on their own: the header, then every batch. Used by
 //! verification and by the fuzz targets; it never panics, whatever the bytes.
 
-use super::{CorruptionKind, HeaderError, SegmentHeader, scan_segment};
+use super::{CorruptionKind, HeaderError, SegmentHeader, scan_any};
 
 /// What a check of one segment file's bytes found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,11 +20,12 @@ pub struct SegmentCheck {
 }
 
 /// Checks a segment file's bytes: the header, then every record and batch frame, positions
-/// dense from the header's base. Stream versions are not checked (they span segments).
+/// dense from the header's base (for a segment rewritten by scavenging: every record, positions
+/// ascending within its span). Stream versions are not checked (they span segments).
 pub fn check_segment(bytes: &[u8]) -> Result<SegmentCheck, HeaderError> {
     let header = SegmentHeader::decode(bytes)?;
     let mut records = 0u64;
-    let end = scan_segment(bytes, header.base_position, |_, _| {
+    let end = scan_any(bytes, &header, |_, _| {
         records += 1;
         Ok(())
     })

@@ -1,6 +1,8 @@
 //! The 32-byte header that opens every segment file, and the segment file names.
 
-use super::{CorruptionKind, FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_SUFFIX};
+use super::{
+    CorruptionKind, FORMAT_VERSION, FORMAT_VERSION_MIN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_SUFFIX,
+};
 
 /// The decoded header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,6 +12,11 @@ pub(crate) struct SegmentHeader {
     /// The group-commit bound in force when the segment was written: the most bytes that were
     /// ever written to it without an fsync in between, and so the largest torn tail it can have.
     pub group_bytes_max: u32,
+    /// Zero for a segment the writer wrote (positions dense, appends framed as batches). For a
+    /// segment rewritten by scavenging, the number of positions it covers: its records hold
+    /// ascending positions in `base_position..base_position + span`, with gaps where events
+    /// were removed, and the next segment starts at `base_position + span`.
+    pub span: u32,
 }
 
 /// Why a segment header could not be read.
@@ -32,7 +39,7 @@ impl SegmentHeader {
         b[10..12].copy_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
         b[12..16].copy_from_slice(&self.group_bytes_max.to_le_bytes());
         b[16..24].copy_from_slice(&self.base_position.to_le_bytes());
-        // 24..28 reserved, zero.
+        b[24..28].copy_from_slice(&self.span.to_le_bytes());
         let crc = crc32fast::hash(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         b
@@ -52,16 +59,19 @@ impl SegmentHeader {
             return Err(HeaderError::Corrupt(CorruptionKind::HeaderChecksum));
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         let header_len = u16::from_le_bytes([b[10], b[11]]);
-        if usize::from(header_len) != SEGMENT_HEADER_LEN || b[24..28] != [0; 4] {
+        // Version 1 reserved bytes 24..28 (zero); version 2 keeps the span there.
+        let span = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
+        if usize::from(header_len) != SEGMENT_HEADER_LEN || (version == 1 && span != 0) {
             return Err(HeaderError::Corrupt(CorruptionKind::HeaderFields));
         }
         Ok(SegmentHeader {
             group_bytes_max: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
             base_position: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            span,
         })
     }
 }
@@ -87,13 +97,13 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = SegmentHeader { base_position: 42, group_bytes_max: 1 << 20 };
+        let h = SegmentHeader { base_position: 42, group_bytes_max: 1 << 20, span: 0 };
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 
     #[test]
     fn header_flipped_bit_is_corruption() {
-        let mut b = SegmentHeader { base_position: 42, group_bytes_max: 7 }.encode();
+        let mut b = SegmentHeader { base_position: 42, group_bytes_max: 7, span: 0 }.encode();
         b[17] ^= 1;
         assert_eq!(
             SegmentHeader::decode(&b),
@@ -103,7 +113,7 @@ mod tests {
 
     #[test]
     fn header_other_version_is_unsupported() {
-        let mut b = SegmentHeader { base_position: 0, group_bytes_max: 7 }.encode();
+        let mut b = SegmentHeader { base_position: 0, group_bytes_max: 7, span: 0 }.encode();
         b[8] = 9;
         let crc = crc32fast::hash(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());

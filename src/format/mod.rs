@@ -15,10 +15,13 @@ pub(crate) use record::{
     Record, RecordFields, decode_record, encode_record, own_records, record_len, seal_record,
 };
 pub(crate) use salvage::{groups_after, salvage_segment};
-pub(crate) use scan::{Damage, scan_segment};
+pub(crate) use scan::{Damage, scan_any, scan_compacted};
 
 /// The format version this build reads and writes. Bump it whenever a byte changes meaning.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this build still reads (version 1 differs only in that bytes
+/// 24..28 of the segment header are reserved and zero).
+pub const FORMAT_VERSION_MIN: u16 = 1;
 /// The first eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ANNALSEG";
 /// Length of the segment header in bytes.
@@ -86,6 +89,9 @@ pub enum CorruptionKind {
     /// An index entry points at a record of another stream or version.
     #[error("index points at a record that does not match it")]
     IndexMismatch,
+    /// A `$metadata` event of a metadata stream does not hold valid stream metadata.
+    #[error("stream metadata event is not valid")]
+    BadMetadata,
 }
 
 /// Segment bytes built by hand, for the format's unit tests.
@@ -99,7 +105,7 @@ pub(crate) mod fixture {
     /// returns its bytes and the offset of each batch.
     pub fn segment(batches: &[u16]) -> (Vec<u8>, Vec<usize>) {
         let mut bytes =
-            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20 }.encode().to_vec();
+            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20, span: 0 }.encode().to_vec();
         let mut starts = Vec::new();
         let mut position = 0;
         for &n in batches {

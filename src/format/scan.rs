@@ -50,6 +50,55 @@ pub(crate) fn scan_segment(
     Ok(ScanEnd { valid_len: at, next_position: position, damage: None })
 }
 
+/// Scans a segment rewritten by scavenging (its header's `span` is not zero): every record is
+/// verified on its own, positions ascend within `base..base + span` with gaps allowed, and the
+/// batch frames are not checked (scavenging may have removed part of an append; the file was
+/// written and fsynced whole before it replaced the original, so it has no torn tail). Any bad
+/// record is damage; `next_position` is always `base + span`.
+pub(crate) fn scan_compacted(
+    bytes: &[u8],
+    base: u64,
+    span: u32,
+    mut visit: impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
+) -> Result<ScanEnd, (usize, CorruptionKind)> {
+    let end = base + u64::from(span);
+    let mut at = SEGMENT_HEADER_LEN;
+    let mut expected = base;
+    while at < bytes.len() {
+        let checked = decode_record(bytes, at).and_then(|record| {
+            let p = record.position();
+            if p < expected || p >= end {
+                return Err(CorruptionKind::PositionMismatch { expected, found: p });
+            }
+            Ok(record)
+        });
+        let record = match checked {
+            Ok(record) => record,
+            Err(kind) => {
+                let damage = Damage { batch_offset: at, record_offset: at, kind };
+                return Ok(ScanEnd { valid_len: at, next_position: end, damage: Some(damage) });
+            }
+        };
+        visit(at, record).map_err(|kind| (at, kind))?;
+        expected = record.position() + 1;
+        at += record.len();
+    }
+    Ok(ScanEnd { valid_len: at, next_position: end, damage: None })
+}
+
+/// Scans a segment of either kind: [`scan_segment`] for one the writer wrote,
+/// [`scan_compacted`] for one scavenging rewrote.
+pub(crate) fn scan_any(
+    bytes: &[u8],
+    header: &super::SegmentHeader,
+    visit: impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
+) -> Result<ScanEnd, (usize, CorruptionKind)> {
+    match header.span {
+        0 => scan_segment(bytes, header.base_position, visit),
+        span => scan_compacted(bytes, header.base_position, span, visit),
+    }
+}
+
 /// Verifies the batch starting at `at`, whose first record must hold `first_position` (any
 /// position when `None`), and fills `batch` with its records' offsets and lengths.
 pub(super) fn read_batch(
@@ -129,6 +178,29 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.1, CorruptionKind::IndexMismatch);
+    }
+
+    #[test]
+    fn compacted_scan_allows_gaps_and_broken_frames_but_not_disorder() {
+        let (full, starts) = crate::format::fixture::segment(&[3, 2]);
+        // Keep positions 0 and 4: the first of a batch of three and the last of a batch of two.
+        let second = starts[1] + (full.len() - starts[1]) / 2;
+        let mut bytes = full[..starts[0]].to_vec();
+        bytes.extend_from_slice(&full[starts[0]..starts[0] + (starts[1] - starts[0]) / 3]);
+        bytes.extend_from_slice(&full[second..]);
+        let mut seen = Vec::new();
+        let end = scan_compacted(&bytes, 0, 6, |_, r| {
+            seen.push(r.position());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((seen, end.next_position, end.damage), (vec![0, 4], 6, None));
+        let beyond = scan_compacted(&bytes, 0, 4, |_, _| Ok(())).unwrap();
+        assert_eq!(beyond.damage.unwrap().kind, CorruptionKind::PositionMismatch {
+            expected: 1,
+            found: 4
+        });
+        assert!(scan_segment(&bytes, 0, |_, _| Ok(())).unwrap().damage.is_some());
     }
 
     #[test]

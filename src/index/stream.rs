@@ -1,80 +1,190 @@
-//! The per-stream index: for every stream, the global positions of its events in version order.
+//! The per-stream index: for every stream, the global positions of its retained events in version
+//! order, and the stream's metadata as the latest `$metadata` event of `$$<stream>` set it.
 
 use super::hash::NameHash;
+use crate::lifecycle::MetaRecord;
 use std::{
     collections::HashMap,
     sync::{RwLock, RwLockWriteGuard},
+    time::Duration,
 };
 
 /// Stands in the index for a version whose event a salvaging open could not keep.
 pub(crate) const MISSING: u64 = u64::MAX;
 
-/// Stream name → positions of its events; the position of version `v` is `positions[v]`.
+/// One stream: versions `first..first + positions.len()` are in the log, at these positions.
+/// Versions below `first` were removed by scavenging.
+#[derive(Debug, Default)]
+struct Entry {
+    first: u64,
+    positions: Vec<u64>,
+    /// The latest metadata; `None` while the stream never had any.
+    meta: Option<Box<MetaRecord>>,
+}
+
+impl Entry {
+    /// One past the last version: the version the stream's next event gets.
+    fn next_version(&self) -> u64 {
+        self.first + self.positions.len() as u64
+    }
+}
+
+/// What readers and the writer need to know of a stream at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StreamState {
+    /// The first version still in the log (those below were removed by scavenging).
+    pub first: u64,
+    /// The version of the last event ever appended (`None`: never written).
+    pub last: Option<u64>,
+    /// The metadata's `truncate_before`.
+    pub truncate_before: Option<u64>,
+    /// The metadata's `max_count`.
+    pub max_count: Option<u64>,
+    /// The metadata's `max_age`.
+    pub max_age: Option<Duration>,
+    /// Tombstoned: never to be written again.
+    pub tombstoned: bool,
+}
+
+impl StreamState {
+    /// Takes the rules of a metadata event.
+    pub fn apply(&mut self, record: &MetaRecord) {
+        self.truncate_before = record.meta.truncate_before;
+        self.max_count = record.meta.max_count;
+        self.max_age = record.meta.max_age;
+        self.tombstoned = record.tombstone;
+    }
+
+    /// The first version stream reads may return by the version rules (`max_age` is applied
+    /// per event by the reader).
+    pub fn floor(&self) -> u64 {
+        let next = self.last.map_or(0, |l| l + 1);
+        let by_count = self.max_count.map_or(0, |n| next.saturating_sub(n));
+        self.first.max(self.truncate_before.unwrap_or(0)).max(by_count)
+    }
+
+    /// Whether the stream has events a read may return (by the version rules).
+    pub fn exists(&self) -> bool {
+        !self.tombstoned && self.last.is_some_and(|last| self.floor() <= last)
+    }
+}
+
+/// Stream name → its retained positions and metadata.
 ///
-/// Memory: 8 bytes per event (plus the vector's spare capacity) and, per stream, its name, a
-/// 16-byte key, a 24-byte vector header and the hash table's slot.
+/// Memory: 8 bytes per retained event (plus the vector's spare capacity) and, per stream, its
+/// name, a 16-byte key, a 40-byte entry and the hash table's slot; metadata, where set, on top.
 #[derive(Debug, Default)]
 pub(crate) struct StreamIndex {
-    map: RwLock<HashMap<Box<str>, Vec<u64>, NameHash>>,
+    map: RwLock<HashMap<Box<str>, Entry, NameHash>>,
 }
 
 /// Exclusive access for the writer while it publishes a group.
 pub(crate) struct StreamIndexWriter<'a> {
-    map: RwLockWriteGuard<'a, HashMap<Box<str>, Vec<u64>, NameHash>>,
+    map: RwLockWriteGuard<'a, HashMap<Box<str>, Entry, NameHash>>,
 }
 
 impl StreamIndex {
     /// The version of the stream's last event, `None` if it has none.
     pub fn last_version(&self, stream: &str) -> Option<u64> {
         let map = self.map.read().expect("stream index lock");
-        map.get(stream).and_then(|p| (p.len() as u64).checked_sub(1))
+        map.get(stream).and_then(|e| e.next_version().checked_sub(1))
+    }
+
+    /// The stream's state; a stream the index does not know reads as never written.
+    pub fn state(&self, stream: &str) -> StreamState {
+        let map = self.map.read().expect("stream index lock");
+        let Some(entry) = map.get(stream) else { return StreamState::default() };
+        let mut state = StreamState {
+            first: entry.first,
+            last: entry.next_version().checked_sub(1),
+            ..StreamState::default()
+        };
+        if let Some(record) = entry.meta.as_deref() {
+            state.apply(record);
+        }
+        state
+    }
+
+    /// The stream's metadata, if it ever had any (a tombstone included).
+    pub fn metadata(&self, stream: &str) -> Option<MetaRecord> {
+        let map = self.map.read().expect("stream index lock");
+        map.get(stream)?.meta.as_deref().cloned()
     }
 
     /// Copies into `out` up to `max` positions of `stream`, starting at version `from` and going
-    /// forward or backward. Returns `None` if the stream has no events.
+    /// forward or backward, never below version `floor`. Returns `None` if the stream is unknown.
     pub fn chunk(
         &self,
         stream: &str,
         from: u64,
+        floor: u64,
         forward: bool,
         max: usize,
         out: &mut Vec<u64>,
     ) -> Option<()> {
         out.clear();
         let map = self.map.read().expect("stream index lock");
-        let positions = map.get(stream)?;
+        let entry = map.get(stream)?;
+        let positions = &entry.positions;
         let len = positions.len() as u64;
+        // Indexes into `positions`, with the floor and the removed versions below it applied.
+        let low = floor.max(entry.first) - entry.first;
         if forward {
-            if from < len {
-                let end = from.saturating_add(max as u64).min(len);
-                out.extend_from_slice(&positions[from as usize..end as usize]);
+            let start = from.saturating_sub(entry.first).max(low);
+            if start < len {
+                let end = start.saturating_add(max as u64).min(len);
+                out.extend_from_slice(&positions[start as usize..end as usize]);
             }
-        } else if len > 0 {
-            let top = from.min(len - 1);
-            let bottom = (top + 1).saturating_sub(max as u64);
-            out.extend(positions[bottom as usize..=top as usize].iter().rev());
+        } else if from >= entry.first && len > low {
+            let top = (from - entry.first).min(len - 1);
+            if top >= low {
+                let bottom = (top + 1).saturating_sub(max as u64).max(low);
+                out.extend(positions[bottom as usize..=top as usize].iter().rev());
+            }
         }
         Some(())
     }
 
-    /// Number of streams.
+    /// Streams in the index: streams with events, metadata streams, and streams with metadata.
     pub fn stream_count(&self) -> usize {
         self.map.read().expect("stream index lock").len()
+    }
+
+    /// Every stream's name, for scavenging to plan with.
+    pub fn names(&self) -> Vec<Box<str>> {
+        self.map.read().expect("stream index lock").keys().cloned().collect()
     }
 
     /// Heap bytes held, estimated from capacities.
     pub fn memory_bytes(&self) -> usize {
         let map = self.map.read().expect("stream index lock");
-        let slots = map.capacity() * (size_of::<(Box<str>, Vec<u64>)>() + 1);
-        let owned: usize = map.iter().map(|(k, v)| k.len() + v.capacity() * 8).sum();
+        let slots = map.capacity() * (size_of::<(Box<str>, Entry)>() + 1);
+        let owned: usize = map
+            .iter()
+            .map(|(k, e)| k.len() + e.positions.capacity() * 8 + meta_bytes(e.meta.as_deref()))
+            .sum();
         slots + owned
     }
 
     /// Gives back the spare capacity recovery's appends left in every stream's positions.
     pub fn shrink(&self) {
         let mut map = self.map.write().expect("stream index lock");
-        map.values_mut().for_each(Vec::shrink_to_fit);
+        map.values_mut().for_each(|e| e.positions.shrink_to_fit());
         map.shrink_to_fit();
+    }
+
+    /// Forgets the positions of `stream`'s versions below `keep_from`, which scavenging has
+    /// removed from the log. The stream's next version does not change.
+    pub fn trim(&self, stream: &str, keep_from: u64) {
+        let mut map = self.map.write().expect("stream index lock");
+        if let Some(entry) = map.get_mut(stream) {
+            let cut = keep_from.saturating_sub(entry.first).min(entry.positions.len() as u64);
+            entry.positions.drain(..cut as usize);
+            entry.first += cut;
+            if entry.positions.capacity() > 2 * entry.positions.len() + 4 {
+                entry.positions.shrink_to_fit();
+            }
+        }
     }
 
     /// Locks the index for the writer.
@@ -83,35 +193,77 @@ impl StreamIndex {
     }
 }
 
+fn meta_bytes(meta: Option<&MetaRecord>) -> usize {
+    meta.map_or(0, |m| {
+        let custom: usize = m.meta.custom.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+        size_of::<MetaRecord>() + custom
+    })
+}
+
+/// How strictly [`StreamIndexWriter::push`] checks a version against its stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Continuity {
+    /// The stream's next version, exactly.
+    Dense,
+    /// The next version, or any later one for a stream's first retained event (its earlier
+    /// versions were removed by scavenging).
+    AfterScavenge,
+    /// Any later version; those in between are marked [`MISSING`] (salvage).
+    Holes,
+}
+
 impl StreamIndexWriter<'_> {
-    /// Appends the event with `version` of `stream` at `position`. The version must be the
-    /// stream's next one, or (with `allow_holes`, for salvage) any later one: the versions in
-    /// between are marked [`MISSING`]. On error, returns the version that was due.
+    /// Appends the event with `version` of `stream` at `position`, checked as `continuity`
+    /// says. On error, returns the version that was due.
     pub fn push(
         &mut self,
         stream: &str,
         version: u64,
         position: u64,
-        allow_holes: bool,
+        continuity: Continuity,
     ) -> Result<(), u64> {
-        let positions = match self.map.get_mut(stream) {
-            Some(p) => p,
+        let entry = match self.map.get_mut(stream) {
+            Some(e) => e,
             // Most streams are short: start at one slot rather than `Vec`'s first four.
-            None => self.map.entry(stream.into()).or_insert_with(|| Vec::with_capacity(1)),
+            None => self.map.entry(stream.into()).or_insert_with(|| Entry {
+                positions: Vec::with_capacity(1),
+                ..Entry::default()
+            }),
         };
-        let due = positions.len() as u64;
-        if version != due && !(allow_holes && version > due) {
+        let due = entry.next_version();
+        let ok = match continuity {
+            Continuity::Dense => version == due,
+            Continuity::AfterScavenge => {
+                version == due || (version > due && entry.positions.is_empty())
+            }
+            Continuity::Holes => version >= due,
+        };
+        if !ok {
             return Err(due);
         }
-        positions.resize(version as usize, MISSING);
-        positions.push(position);
+        if entry.positions.is_empty() && continuity == Continuity::AfterScavenge {
+            entry.first = version;
+        }
+        let at = (version - entry.first) as usize;
+        entry.positions.resize(at, MISSING);
+        entry.positions.push(position);
         Ok(())
+    }
+
+    /// Sets `stream`'s metadata (from a `$metadata` event of its metadata stream).
+    pub fn set_metadata(&mut self, stream: &str, record: MetaRecord) {
+        let entry = match self.map.get_mut(stream) {
+            Some(e) => e,
+            None => self.map.entry(stream.into()).or_default(),
+        };
+        entry.meta = Some(Box::new(record));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::StreamMetadata;
 
     #[test]
     fn chunks_go_both_ways_and_clamp() {
@@ -119,22 +271,96 @@ mod tests {
         {
             let mut w = idx.write();
             for v in 0..5 {
-                w.push("s", v, v * 10, false).unwrap();
+                w.push("s", v, v * 10, Continuity::Dense).unwrap();
             }
-            assert_eq!(w.push("s", 9, 90, false), Err(5));
-            w.push("h", 2, 7, true).unwrap();
+            assert_eq!(w.push("s", 9, 90, Continuity::Dense), Err(5));
+            w.push("h", 2, 7, Continuity::Holes).unwrap();
         }
         let mut out = Vec::new();
-        idx.chunk("s", 1, true, 2, &mut out).unwrap();
+        idx.chunk("s", 1, 0, true, 2, &mut out).unwrap();
         assert_eq!(out, [10, 20]);
-        idx.chunk("s", u64::MAX, false, 2, &mut out).unwrap();
+        idx.chunk("s", u64::MAX, 0, false, 2, &mut out).unwrap();
         assert_eq!(out, [40, 30]);
-        idx.chunk("s", 1, false, 10, &mut out).unwrap();
+        idx.chunk("s", 1, 0, false, 10, &mut out).unwrap();
         assert_eq!(out, [10, 0]);
-        idx.chunk("s", 7, true, 10, &mut out).unwrap();
+        idx.chunk("s", 7, 0, true, 10, &mut out).unwrap();
         assert!(out.is_empty());
-        assert!(idx.chunk("missing", 0, true, 10, &mut out).is_none());
+        assert!(idx.chunk("missing", 0, 0, true, 10, &mut out).is_none());
         assert_eq!(idx.last_version("s"), Some(4));
         assert_eq!(idx.last_version("missing"), None);
+    }
+
+    #[test]
+    fn floor_and_trim_hide_and_forget_old_versions() {
+        let idx = StreamIndex::default();
+        {
+            let mut w = idx.write();
+            for v in 0..6 {
+                w.push("s", v, 100 + v, Continuity::Dense).unwrap();
+            }
+        }
+        let mut out = Vec::new();
+        idx.chunk("s", 0, 3, true, 10, &mut out).unwrap();
+        assert_eq!(out, [103, 104, 105]);
+        idx.chunk("s", 4, 3, false, 10, &mut out).unwrap();
+        assert_eq!(out, [104, 103]);
+        idx.chunk("s", 2, 3, false, 10, &mut out).unwrap();
+        assert!(out.is_empty());
+        idx.trim("s", 4);
+        assert_eq!(idx.last_version("s"), Some(5), "trimming keeps the numbering");
+        idx.chunk("s", 0, 0, true, 10, &mut out).unwrap();
+        assert_eq!(out, [104, 105]);
+        idx.trim("s", 10);
+        assert_eq!(idx.last_version("s"), Some(5));
+        idx.write().push("s", 6, 200, Continuity::Dense).unwrap();
+        idx.chunk("s", 0, 0, true, 10, &mut out).unwrap();
+        assert_eq!(out, [200]);
+    }
+
+    #[test]
+    fn a_stream_may_start_late_only_after_scavenging() {
+        let idx = StreamIndex::default();
+        let mut w = idx.write();
+        assert_eq!(w.push("a", 3, 0, Continuity::Dense), Err(0));
+        w.push("a", 3, 0, Continuity::AfterScavenge).unwrap();
+        assert_eq!(w.push("a", 5, 1, Continuity::AfterScavenge), Err(4));
+        w.push("a", 4, 1, Continuity::AfterScavenge).unwrap();
+        drop(w);
+        assert_eq!(idx.last_version("a"), Some(4));
+        let mut out = Vec::new();
+        idx.chunk("a", 0, 0, true, 10, &mut out).unwrap();
+        assert_eq!(out, [0, 1]);
+    }
+
+    #[test]
+    fn floor_takes_the_strictest_rule() {
+        let at = |first, last, truncate_before, max_count| {
+            StreamState { first, last: Some(last), truncate_before, max_count, ..Default::default() }
+                .floor()
+        };
+        assert_eq!(at(0, 9, None, None), 0);
+        assert_eq!(at(4, 9, None, None), 4, "versions already removed stay below the floor");
+        assert_eq!(at(0, 9, None, Some(3)), 7);
+        assert_eq!(at(0, 1, None, Some(3)), 0);
+        assert_eq!(at(0, 9, Some(8), Some(3)), 8);
+        assert_eq!(at(0, 9, Some(10), None), 10, "a soft delete hides every event");
+        assert!(!StreamState { truncate_before: Some(10), ..Default::default() }.exists());
+    }
+
+    #[test]
+    fn state_applies_metadata() {
+        let idx = StreamIndex::default();
+        let mut w = idx.write();
+        for v in 0..4 {
+            w.push("s", v, v, Continuity::Dense).unwrap();
+        }
+        let meta = StreamMetadata { truncate_before: Some(4), ..StreamMetadata::default() };
+        w.set_metadata("s", MetaRecord { meta, tombstone: false });
+        w.set_metadata("t", MetaRecord { meta: StreamMetadata::default(), tombstone: true });
+        drop(w);
+        let s = idx.state("s");
+        assert_eq!((s.last, s.floor(), s.exists()), (Some(3), 4, false));
+        assert!(idx.state("t").tombstoned);
+        assert!(!idx.state("u").exists());
     }
 }

@@ -1,11 +1,13 @@
-//! Iterator over one stream's events, in version order either way.
+//! Iterator over one stream's events, in version order either way, as its metadata leaves them
+//! visible.
 
 use std::sync::Arc;
 
 use crate::{
     error::{Error, Result},
     format::CorruptionKind,
-    index::MISSING,
+    index::{MISSING, StreamState},
+    lifecycle::{StreamMetadata, now_us},
     shared::Shared,
 };
 
@@ -21,13 +23,18 @@ pub struct ReadStream {
     forward: bool,
     /// The version the next event must have; `None` once the read has run out.
     next_version: Option<u64>,
+    /// The first version the stream's metadata leaves visible.
+    floor: u64,
+    /// Events committed before this time (µs since the epoch) are hidden (`max_age`).
+    age_cutoff_us: Option<u64>,
     remaining: usize,
     chunk: Vec<u64>,
     chunk_at: usize,
 }
 
 impl ReadStream {
-    /// A read of `stream` (which has events) from version `from`.
+    /// A read of `stream` from version `from`. Fails with [`Error::StreamDeleted`] for a
+    /// tombstoned stream and [`Error::StreamNotFound`] for one without visible events.
     pub(crate) fn new(
         shared: Arc<Shared>,
         stream: &str,
@@ -35,16 +42,17 @@ impl ReadStream {
         forward: bool,
         limit: usize,
     ) -> Result<ReadStream> {
-        let last = shared
-            .streams
-            .last_version(stream)
-            .ok_or_else(|| Error::StreamNotFound { stream: stream.to_owned() })?;
-        let next_version = if forward { Some(from) } else { Some(from.min(last)) };
+        let state = shared.streams.state(stream);
+        let last = visible_last(stream, &state)?;
+        let floor = state.floor();
+        let next_version = if forward { from.max(floor) } else { from.min(last) };
         Ok(ReadStream {
             locator: Locator::new(shared),
             stream: stream.to_owned(),
             forward,
-            next_version,
+            next_version: (next_version >= floor).then_some(next_version),
+            floor,
+            age_cutoff_us: StreamMetadata::age_cutoff_us(state.max_age, now_us()),
             remaining: limit,
             chunk: Vec::new(),
             chunk_at: 0,
@@ -56,12 +64,43 @@ impl ReadStream {
         if self.chunk_at == self.chunk.len() {
             let max = self.remaining.min(CHUNK);
             let streams = &self.locator.shared().streams;
-            streams.chunk(&self.stream, version, self.forward, max, &mut self.chunk)?;
+            let (stream, floor, forward) = (&self.stream, self.floor, self.forward);
+            streams.chunk(stream, version, floor, forward, max, &mut self.chunk)?;
             self.chunk_at = 0;
         }
         let position = *self.chunk.get(self.chunk_at)?;
         self.chunk_at += 1;
         Some(position)
+    }
+
+    fn step(&self, version: u64) -> Option<u64> {
+        if self.forward { version.checked_add(1) } else { version.checked_sub(1) }
+    }
+
+    /// The event at `position`, which the index gave for `version`. `Ok(None)` if scavenging
+    /// removed it meanwhile: possible only for a version that its metadata hides by now.
+    fn read_at(&mut self, version: u64, position: u64) -> Result<Option<RecordedEvent>> {
+        let mismatch = || Error::Corruption {
+            segment: String::from("(stream index)"),
+            offset: position,
+            kind: CorruptionKind::IndexMismatch,
+        };
+        match self.locator.read(position)? {
+            Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(Some(e)),
+            None if self.locator.shared().streams.state(&self.stream).floor() > version => Ok(None),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// The last version a read of `stream` may return.
+fn visible_last(stream: &str, state: &StreamState) -> Result<u64> {
+    if state.tombstoned {
+        return Err(Error::StreamDeleted { stream: stream.to_owned() });
+    }
+    match state.last {
+        Some(last) if state.exists() => Ok(last),
+        _ => Err(Error::StreamNotFound { stream: stream.to_owned() }),
     }
 }
 
@@ -69,33 +108,38 @@ impl Iterator for ReadStream {
     type Item = Result<RecordedEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (version, position) = loop {
+        loop {
             let version = self.next_version.filter(|_| self.remaining > 0)?;
             let Some(position) = self.next_position(version) else {
                 self.next_version = None;
                 return None;
             };
-            if position != MISSING {
-                break (version, position);
+            self.next_version = self.step(version);
+            if position == MISSING {
+                // A version a salvaging open could not keep: step over it.
+                continue;
             }
-            // A version a salvaging open could not keep: step over it.
-            self.next_version =
-                if self.forward { version.checked_add(1) } else { version.checked_sub(1) };
-        };
-        let read = self.locator.read(position).and_then(|event| match event {
-            Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(e),
-            _ => Err(Error::Corruption {
-                segment: String::from("(stream index)"),
-                offset: position,
-                kind: CorruptionKind::IndexMismatch,
-            }),
-        });
-        self.remaining -= 1;
-        self.next_version = match (&read, self.forward) {
-            (Err(_), _) => None,
-            (Ok(_), true) => version.checked_add(1),
-            (Ok(_), false) => version.checked_sub(1),
-        };
-        Some(read)
+            let event = match self.read_at(version, position) {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    // Removed by a scavenge that ran after this read began: the rest of the
+                    // stream below the new floor is gone too.
+                    self.chunk.clear();
+                    self.chunk_at = 0;
+                    self.floor = self.locator.shared().streams.state(&self.stream).floor();
+                    self.next_version = self.next_version.filter(|&v| self.forward || v >= self.floor);
+                    continue;
+                }
+                Err(e) => {
+                    self.next_version = None;
+                    return Some(Err(e));
+                }
+            };
+            if self.age_cutoff_us.is_some_and(|cutoff| event.timestamp_us() < cutoff) {
+                continue;
+            }
+            self.remaining -= 1;
+            return Some(Ok(event));
+        }
     }
 }

@@ -93,16 +93,19 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mut segments = Vec::with_capacity(opened.len() + 1);
     let mut head = opened.first().map_or(0, |s| s.header.base_position);
     let count = opened.len();
+    let mut after_scavenge = false;
     for (i, segment) in opened.into_iter().enumerate() {
         // A segment followed by one being created was fsynced before that file existed, so
         // only the very last segment of the log can have a torn tail.
         let is_last = i + 1 == count && report.removed_segment.is_none();
-        let context = scan::Context { dir, options, is_last, writable };
+        after_scavenge |= segment.header.span != 0;
+        let context = scan::Context { dir, options, is_last, writable, after_scavenge };
         let segment = scan::scan_and_index(&context, segment, head, &streams, &mut report)?;
         head = head.max(segment.end_position());
         segments.push(Arc::new(segment));
     }
     if writable {
+        crate::scavenge::discard_unfinished(&*options.storage, dir)?;
         if let Some(name) = &report.removed_segment {
             tail::remove_torn_segment(dir, options, name)?;
         }

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, Record, groups_after, salvage_segment, scan_segment},
-    index::{SparseIndex, StreamIndex},
+    format::{CorruptionKind, Record, groups_after, salvage_segment, scan_any, scan_compacted},
+    index::{Continuity, SparseIndex, StreamIndex},
+    lifecycle::{METADATA_EVENT_TYPE, decode_meta, metadata_target},
     options::{Options, RecoveryMode},
     segment::Segment,
 };
@@ -19,6 +20,9 @@ pub(super) struct Context<'a> {
     pub options: &'a Options,
     pub is_last: bool,
     pub writable: bool,
+    /// Whether this or an earlier segment was rewritten by scavenging, so that a stream's
+    /// first retained event may have any version.
+    pub after_scavenge: bool,
 }
 
 /// Scans `segment`, whose records continue the log at `head`, into the indexes.
@@ -44,13 +48,49 @@ pub(super) fn scan_and_index(
     let mut index = SparseIndex::new(base, cx.options.index_stride);
     let view = file.view(len).map_err(Error::io("map segment", &path))?;
     let mut writer = streams.write();
+    let continuity = match (salvage, cx.after_scavenge) {
+        (true, _) => Continuity::Holes,
+        (false, true) => Continuity::AfterScavenge,
+        (false, false) => Continuity::Dense,
+    };
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
         let stream = record.check_stream()?;
-        writer.push(stream, record.version(), record.position(), salvage).map_err(|expected| {
+        let (version, position) = (record.version(), record.position());
+        writer.push(stream, version, position, continuity).map_err(|expected| {
             CorruptionKind::VersionMismatch { expected, found: record.version() }
-        })
+        })?;
+        if let Some(target) = metadata_target(stream)
+            && record.event_type() == METADATA_EVENT_TYPE
+        {
+            let meta = decode_meta(record.data()).ok_or(CorruptionKind::BadMetadata)?;
+            writer.set_metadata(target, meta);
+        }
+        Ok(())
     };
+    if salvage && header.span != 0 {
+        // A rewritten segment has no batches to resynchronise on: keep what precedes the
+        // first bad record and step over the rest of the file.
+        let end = scan_compacted(view.bytes(), base, header.span, |offset, record| {
+            let _ = visit(offset, record);
+            Ok(())
+        })
+        .expect("the visitor refuses nothing");
+        drop(writer);
+        let mut holes = Vec::new();
+        if let Some(damage) = end.damage {
+            holes.push((damage.record_offset, len as usize));
+            report.salvaged.push(Dropped {
+                segment: name.clone(),
+                offset: damage.record_offset as u64,
+                bytes: len - damage.record_offset as u64,
+                kind: damage.kind,
+            });
+        }
+        let end_position = end.next_position;
+        return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
+            .with_holes(holes));
+    }
     if salvage {
         // Salvage never refuses a record of a batch it proved whole: one whose version does not
         // fit its stream (it can only go backwards here) stays in `$all` but not in the stream.
@@ -70,9 +110,14 @@ pub(super) fn scan_and_index(
         return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
             .with_holes(holes));
     }
-    let end = scan_segment(view.bytes(), base, &mut visit)
+    let end = scan_any(view.bytes(), &header, &mut visit)
         .map_err(|(offset, kind)| corruption(offset, kind))?;
     drop(writer);
+    if let Some(damage) = end.damage.filter(|_| header.span != 0) {
+        // A rewritten segment was complete and durable before it replaced the original: any
+        // damage in it is corruption, never a torn tail.
+        return Err(corruption(damage.record_offset, damage.kind));
+    }
     // A torn tail is one group write: every record that still decodes after the damage was
     // committed at that group's time. Records of two commit times after it mean a group that
     // was fsynced (and acknowledged) follows the damage: that is corruption, never a torn tail.

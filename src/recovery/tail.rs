@@ -45,7 +45,7 @@ pub(super) fn settle_damage(
 /// Gives the writer a segment to append to: creates the first one of a new store (and makes the
 /// new directory durable in its parent), and starts a fresh one when the configured group bound
 /// has grown past the one stated in the last segment's header, so the header always bounds the
-/// torn tail of the groups written into it.
+/// torn tail of the groups written into it, or when the last segment is a scavenged one.
 pub(super) fn ensure_active_segment(
     dir: &Path,
     options: &Options,
@@ -68,10 +68,12 @@ pub(super) fn ensure_active_segment(
         }
         return Ok(());
     };
-    if last.group_bytes_max() >= options.group_bytes_max {
+    if last.group_bytes_max() >= options.group_bytes_max && !last.is_compacted() {
         return Ok(());
     }
-    if last.committed_len() > SEGMENT_HEADER_LEN as u64 {
+    // A segment rewritten by scavenging is never written to again (its header states no
+    // torn-tail bound for new groups); it is last only if the segment after it was lost.
+    if last.committed_len() > SEGMENT_HEADER_LEN as u64 || last.is_compacted() {
         segments.push(create(head)?);
         return Ok(());
     }

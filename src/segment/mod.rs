@@ -33,6 +33,9 @@ pub(crate) struct Segment {
     base_position: u64,
     /// The torn-tail bound stated in the header.
     group_bytes_max: u32,
+    /// The header's span: zero for a segment the writer wrote, else the positions a segment
+    /// rewritten by scavenging covers.
+    span: u32,
     name: String,
     path: PathBuf,
     file: Box<dyn StorageFile>,
@@ -62,7 +65,7 @@ impl Segment {
         let name = segment_file_name(base_position);
         let path = dir.join(&name);
         let file = storage.create(&path).map_err(Error::io("create segment", &path))?;
-        let header = SegmentHeader { base_position, group_bytes_max };
+        let header = SegmentHeader { base_position, group_bytes_max, span: 0 };
         file.write_at(0, &header.encode()).map_err(Error::io("write segment header", &path))?;
         if sync {
             file.sync_data().map_err(Error::io("fsync segment header", &path))?;
@@ -86,6 +89,7 @@ impl Segment {
         Segment {
             base_position: header.base_position,
             group_bytes_max: header.group_bytes_max,
+            span: header.span,
             name,
             path,
             file,
@@ -112,6 +116,18 @@ impl Segment {
     /// The torn-tail bound stated in the header.
     pub fn group_bytes_max(&self) -> u32 {
         self.group_bytes_max
+    }
+
+    /// Whether scavenging rewrote this segment (its positions may have gaps).
+    pub fn is_compacted(&self) -> bool {
+        self.span != 0
+    }
+
+    /// The header as it is on disk.
+    pub fn header(&self) -> SegmentHeader {
+        let (base_position, group_bytes_max, span) =
+            (self.base_position, self.group_bytes_max, self.span);
+        SegmentHeader { base_position, group_bytes_max, span }
     }
 
     /// Full path.

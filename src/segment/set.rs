@@ -24,6 +24,15 @@ impl SegmentSet {
         segments.push(segment);
     }
 
+    /// Puts `segment` in place of the segment with the same base position (a scavenged
+    /// rewrite). Readers holding the old one keep reading it; new reads get the new one.
+    pub fn replace(&self, segment: Arc<Segment>) {
+        let mut segments = self.segments.write().expect("segment set lock");
+        let i = segments.partition_point(|s| s.base_position() < segment.base_position());
+        debug_assert_eq!(segments[i].base_position(), segment.base_position());
+        segments[i] = segment;
+    }
+
     /// The segment that holds `position`: the last one whose base is at or before it.
     pub fn find(&self, position: u64) -> Option<Arc<Segment>> {
         let segments = self.segments.read().expect("segment set lock");

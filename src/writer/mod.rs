@@ -9,12 +9,7 @@
 mod idempotency;
 mod request;
 
-use std::{
-    collections::HashMap,
-    io,
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, io, sync::Arc};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -25,6 +20,8 @@ pub use request::{validate_event_type, validate_stream_name};
 use crate::{
     error::{Error, Result},
     format::{RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
+    index::{Continuity, StreamState},
+    lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target, now_us},
     options::Durability,
     read::Locator,
     segment::Segment,
@@ -52,6 +49,8 @@ struct Group {
     answers: Vec<(Reply, MultiAppendResult)>,
     /// Last versions of the streams this group appends to, ahead of the stream index.
     versions: HashMap<String, u64>,
+    /// Metadata this group sets, by the stream it applies to, ahead of the stream index.
+    metadata: HashMap<String, MetaRecord>,
     next_position: u64,
     timestamp_us: u64,
 }
@@ -185,16 +184,13 @@ impl Writer {
         }
         let mut currents = Vec::with_capacity(request.parts.len());
         for part in &request.parts {
-            let current = self.current_version(&part.stream);
-            if !part.expected.admits(current) {
-                let _ = request.reply.send(Err(Error::WrongExpectedVersion {
-                    stream: part.stream.clone(),
-                    expected: part.expected,
-                    actual: current,
-                }));
-                return;
+            match self.check_part(part) {
+                Ok(current) => currents.push(current),
+                Err(error) => {
+                    let _ = request.reply.send(Err(error));
+                    return;
+                }
             }
-            currents.push(current);
         }
         let room = self.shared.options.segment_bytes_max;
         if self.segment_len + (self.group.bytes.len() + request.records.len()) as u64 > room {
@@ -210,12 +206,35 @@ impl Writer {
         self.group.answers.push((request.reply, result));
     }
 
-    /// The stream's last version as of the group so far.
-    fn current_version(&self, stream: &str) -> Option<u64> {
-        match self.group.versions.get(stream) {
-            Some(&v) => Some(v),
-            None => self.shared.streams.last_version(stream),
+    /// Checks one part against its stream as of the group so far: not tombstoned (nor, for a
+    /// metadata stream, its stream), and at the expected version. Returns its last version.
+    fn check_part(&self, part: &request::Part) -> Result<Option<u64>> {
+        let state = self.stream_state(&part.stream);
+        let target = metadata_target(&part.stream);
+        if state.tombstoned || target.is_some_and(|t| self.stream_state(t).tombstoned) {
+            let stream = target.unwrap_or(&part.stream).to_owned();
+            return Err(Error::StreamDeleted { stream });
         }
+        if !part.expected.admits_state(state.last, state.exists()) {
+            return Err(Error::WrongExpectedVersion {
+                stream: part.stream.clone(),
+                expected: part.expected,
+                actual: state.last,
+            });
+        }
+        Ok(state.last)
+    }
+
+    /// The stream's state as of the group so far.
+    fn stream_state(&self, stream: &str) -> StreamState {
+        let mut state = self.shared.streams.state(stream);
+        if let Some(&last) = self.group.versions.get(stream) {
+            state.last = Some(last);
+        }
+        if let Some(record) = self.group.metadata.get(stream) {
+            state.apply(record);
+        }
+        state
     }
 
     /// Copies the append's records into the group and fills in their commit-time fields.
@@ -228,9 +247,15 @@ impl Writer {
         let mut position = first_position;
         let mut streams = Vec::with_capacity(request.parts.len());
         for (part, current) in request.parts.iter().zip(currents) {
+            if part.events == 0 {
+                // A check-only part (a delete checks the stream it deletes): nothing to seal.
+                continue;
+            }
             let first_version = current.map_or(0, |v| v + 1);
             let part_first = position;
+            let mut last_offset = offset;
             for version in first_version..first_version + u64::from(part.events) {
+                last_offset = offset;
                 let len = record_len(&group.bytes[offset..]).expect("encoded record");
                 let batch_left = u16::try_from(last_position - position).expect("bounded append");
                 let fields = RecordFields {
@@ -245,6 +270,9 @@ impl Writer {
             }
             let last_version = first_version + u64::from(part.events) - 1;
             group.versions.insert(part.stream.clone(), last_version);
+            if let Some((target, record)) = metadata_of(&group.bytes[last_offset..offset]) {
+                group.metadata.insert(target.to_owned(), record);
+            }
             let result = AppendResult {
                 first_position: Position(part_first),
                 last_position: Position(position - 1),
@@ -287,6 +315,7 @@ impl Writer {
         }
         self.group.bytes.clear();
         self.group.versions.clear();
+        self.group.metadata.clear();
     }
 
     fn commit(&mut self) -> Result<(), (&'static str, io::Error)> {
@@ -311,9 +340,13 @@ impl Writer {
             .map(|(offset, r)| (r.position(), u32::try_from(base + offset as u64).expect("<4GiB")));
         self.active.publish(offsets, new_len, end);
         let mut streams = self.shared.streams.write();
-        for (_, record) in own_records(&self.group.bytes) {
-            let pushed = streams.push(record.stream(), record.version(), record.position(), false);
+        for (offset, record) in own_records(&self.group.bytes) {
+            let (stream, version, position) = (record.stream(), record.version(), record.position());
+            let pushed = streams.push(stream, version, position, Continuity::Dense);
             debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
+            if let Some((target, meta)) = metadata_of(&self.group.bytes[offset..]) {
+                streams.set_metadata(target, meta);
+            }
         }
         self.shared.set_head(end);
         drop(streams);
@@ -369,6 +402,19 @@ impl Writer {
     }
 }
 
+/// The stream a sealed record of the writer's own sets metadata for, and that metadata, if the
+/// record (at the start of `bytes`) is a `$metadata` event of a metadata stream.
+fn metadata_of(bytes: &[u8]) -> Option<(&str, MetaRecord)> {
+    let (_, record) = own_records(bytes).next()?;
+    let target = metadata_target(record.stream())?;
+    if record.event_type() != METADATA_EVENT_TYPE {
+        return None;
+    }
+    let meta = decode_meta(record.data());
+    debug_assert!(meta.is_some(), "the store encodes its own metadata events");
+    Some((target, meta?))
+}
+
 /// The event at `position`, from the group being written if it is not committed yet.
 fn read_original(
     group: &Group,
@@ -389,8 +435,4 @@ fn read_original(
     }
     let event = locator.read(position).ok()??;
     Some(original(event.record()))
-}
-
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }

@@ -41,7 +41,24 @@ impl AppendRequest {
         parts: Vec<StreamAppend>,
         options: &Options,
     ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
-        check_shape(&parts, options)?;
+        AppendRequest::build_as(parts, options, Origin::Caller)
+    }
+
+    /// Like [`build`](AppendRequest::build), for the store's own appends: `$$` metadata streams
+    /// are allowed, and so are parts without events, which only check their stream's version.
+    pub fn build_system(
+        parts: Vec<StreamAppend>,
+        options: &Options,
+    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
+        AppendRequest::build_as(parts, options, Origin::Store)
+    }
+
+    fn build_as(
+        parts: Vec<StreamAppend>,
+        options: &Options,
+        origin: Origin,
+    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
+        check_shape(&parts, options, origin)?;
         let total_events: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut ids = Vec::with_capacity(total_events);
         let mut records = Vec::new();
@@ -70,19 +87,31 @@ impl AppendRequest {
     }
 }
 
+/// Who builds an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A caller of the public API.
+    Caller,
+    /// The store itself (metadata, deletes).
+    Store,
+}
+
 /// Checks names, counts and sizes before anything is encoded.
-fn check_shape(parts: &[StreamAppend], options: &Options) -> Result<()> {
-    if parts.is_empty() {
+fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Result<()> {
+    if parts.iter().all(|p| p.events.is_empty()) {
         return Err(Error::EmptyAppend);
     }
     let mut events = 0u64;
     let mut bytes = 0u64;
     for (i, part) in parts.iter().enumerate() {
-        validate_stream_name(&part.stream)?;
+        match crate::lifecycle::metadata_target(&part.stream) {
+            Some(target) if origin == Origin::Store => validate_stream_name(target)?,
+            _ => validate_stream_name(&part.stream)?,
+        }
         if parts[..i].iter().any(|p| p.stream == part.stream) {
             return Err(Error::DuplicateStream { stream: part.stream.clone() });
         }
-        if part.events.is_empty() {
+        if part.events.is_empty() && origin == Origin::Caller {
             return Err(Error::EmptyAppend);
         }
         for event in &part.events {

@@ -9,6 +9,7 @@ mod fuzz_checks;
 mod fuzz_corpus;
 mod idempotency;
 mod kill9;
+mod lifecycle;
 mod model;
 mod modes;
 mod poison;

@@ -1,0 +1,137 @@
+//! Scavenging: reclaiming the space of events no read can return any more (tombstoned streams,
+//! events below a stream's `truncate_before` or `max_count`, soft-deleted streams, events past
+//! `max_age`) by rewriting sealed segments without them. Global positions never change: what
+//! remains keeps its position, and `$all` readers see gaps. The active segment is never touched.
+//!
+//! It runs online, on the caller's thread: the writer goes on appending, readers go on reading
+//! (one that holds an old segment keeps reading its valid bytes, which live until it lets go),
+//! and each segment switch is crash-safe on its own (see `rewrite`). Progress is observable and
+//! a cancel stops it between two writes; what it finished stays done.
+
+mod plan;
+mod rewrite;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+pub(crate) use rewrite::discard_unfinished;
+
+use crate::{
+    error::{Error, Result},
+    lifecycle::now_us,
+    shared::Shared,
+};
+
+/// Watches and steers a running scavenge from another thread. Clones share one scavenge.
+#[derive(Clone, Debug, Default)]
+pub struct ScavengeControl {
+    inner: Arc<Control>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    cancelled: AtomicBool,
+    bytes_total: AtomicU64,
+    bytes_done: AtomicU64,
+    bytes_reclaimed: AtomicU64,
+}
+
+impl Control {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// How far a scavenge has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScavengeProgress {
+    /// Bytes of sealed segments it will read.
+    pub bytes_total: u64,
+    /// Bytes of sealed segments read and, where needed, rewritten.
+    pub bytes_done: u64,
+    /// Bytes given back so far.
+    pub bytes_reclaimed: u64,
+}
+
+impl ScavengeControl {
+    /// A control for one scavenge.
+    pub fn new() -> ScavengeControl {
+        ScavengeControl::default()
+    }
+
+    /// Asks the scavenge to stop at its next check (between two writes of a segment). Segments
+    /// it already switched stay scavenged; the one in progress is left as it was.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// The progress so far.
+    pub fn progress(&self) -> ScavengeProgress {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ScavengeProgress {
+            bytes_total: load(&self.inner.bytes_total),
+            bytes_done: load(&self.inner.bytes_done),
+            bytes_reclaimed: load(&self.inner.bytes_reclaimed),
+        }
+    }
+}
+
+/// What a scavenge did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScavengeReport {
+    /// Sealed segments read.
+    pub segments_scanned: usize,
+    /// Segments rewritten without removed events.
+    pub segments_rewritten: usize,
+    /// Events removed.
+    pub events_removed: u64,
+    /// Bytes of sealed segments before.
+    pub bytes_before: u64,
+    /// Bytes given back.
+    pub bytes_reclaimed: u64,
+    /// Whether it stopped early because it was cancelled.
+    pub cancelled: bool,
+}
+
+/// Scavenges every sealed segment of the store, in log order.
+pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<ScavengeReport> {
+    let _only_one = shared.scavenging.try_lock().map_err(|_| Error::ScavengeInProgress)?;
+    if let Some(error) = shared.poisoned() {
+        return Err(error);
+    }
+    let control = &*control.inner;
+    let head = shared.head();
+    let window = u64::from(shared.options.idempotency_window_events);
+    let mut plan = plan::Plan::new(&shared.streams, head.saturating_sub(window), now_us());
+    // Everything but the active (last) segment, as of now; later rotations wait for next time.
+    let mut sealed = shared.segments.snapshot();
+    sealed.pop();
+    let mut report = ScavengeReport {
+        bytes_before: sealed.iter().map(|s| s.committed_len()).sum(),
+        ..ScavengeReport::default()
+    };
+    control.bytes_total.store(report.bytes_before, Ordering::Relaxed);
+    for segment in &sealed {
+        if control.is_cancelled() {
+            report.cancelled = true;
+            break;
+        }
+        let done = rewrite::rewrite(shared, segment, &mut plan, control)?;
+        report.segments_scanned += 1;
+        if let Some(new) = done.segment {
+            shared.segments.replace(new);
+            for (stream, keep_from) in &done.keep_from {
+                shared.streams.trim(stream, *keep_from);
+            }
+            report.segments_rewritten += 1;
+            report.events_removed += done.events_removed;
+            report.bytes_reclaimed += done.bytes_reclaimed;
+            control.bytes_reclaimed.fetch_add(done.bytes_reclaimed, Ordering::Relaxed);
+        }
+        control.bytes_done.fetch_add(segment.committed_len(), Ordering::Relaxed);
+    }
+    report.cancelled |= control.is_cancelled();
+    Ok(report)
+}

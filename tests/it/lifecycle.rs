@@ -1,0 +1,144 @@
+//! Stream lifecycle: soft deletes, tombstones and metadata, as reads see them at once and after
+//! a reopen.
+
+use std::time::Duration;
+
+use annal::{Error, ExpectedVersion, NewEvent, Position, StreamMetadata, StreamVersion};
+
+use crate::common::{event, fast_options, open};
+
+fn versions(store: &annal::Store, stream: &str) -> Vec<u64> {
+    store
+        .read_stream_forward(stream, StreamVersion::START, usize::MAX)
+        .unwrap()
+        .map(|e| e.unwrap().version().get())
+        .collect()
+}
+
+fn all_streams(store: &annal::Store) -> Vec<String> {
+    store.read_all_forward(Position::START, usize::MAX).map(|e| e.unwrap().stream().into()).collect()
+}
+
+#[test]
+fn lifecycle_soft_delete_hides_the_stream_and_a_new_append_continues_its_numbering() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    store.append("a", ExpectedVersion::NoStream, (0..3).map(event)).unwrap();
+    store.append("b", ExpectedVersion::NoStream, [event(9)]).unwrap();
+    let stale = store.delete_stream("a", ExpectedVersion::Exact(1));
+    assert!(matches!(stale, Err(Error::WrongExpectedVersion { actual: Some(2), .. })));
+    assert_eq!(versions(&store, "a"), [0, 1, 2], "a refused delete changes nothing");
+
+    store.delete_stream("a", ExpectedVersion::Exact(2)).unwrap();
+    let read = store.read_stream_forward("a", StreamVersion::START, 10);
+    assert!(matches!(read, Err(Error::StreamNotFound { .. })));
+    assert!(matches!(store.delete_stream("a", ExpectedVersion::Any), Err(Error::StreamNotFound { .. })));
+    // `$all` keeps the deleted events (until a scavenge) and shows the metadata event.
+    assert_eq!(all_streams(&store), ["a", "a", "a", "b", "$$a"]);
+    assert_eq!(store.stream_version("a"), Some(StreamVersion(2)));
+
+    let again = store.append("a", ExpectedVersion::NoStream, [event(3)]).unwrap();
+    assert_eq!(again.first_version, StreamVersion(3), "numbering continues");
+    assert_eq!(versions(&store, "a"), [3]);
+    drop(store);
+    let store = open(dir.path(), fast_options());
+    assert_eq!(versions(&store, "a"), [3], "the delete survives a reopen");
+    assert_eq!(versions(&store, "b"), [0]);
+}
+
+#[test]
+fn lifecycle_tombstone_forbids_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    store.append("t", ExpectedVersion::NoStream, [event(0)]).unwrap();
+    let stale = store.tombstone_stream("t", ExpectedVersion::NoStream);
+    assert!(matches!(stale, Err(Error::WrongExpectedVersion { .. })));
+    store.tombstone_stream("t", ExpectedVersion::Exact(0)).unwrap();
+    assert_tombstoned(&store, "t");
+    drop(store);
+    let store = open(dir.path(), fast_options());
+    assert_tombstoned(&store, "t");
+    // A stream that never existed can be tombstoned, reserving its name.
+    store.tombstone_stream("never", ExpectedVersion::NoStream).unwrap();
+    assert_tombstoned(&store, "never");
+}
+
+fn assert_tombstoned(store: &annal::Store, stream: &str) {
+    let deleted = |r: Result<(), Error>| matches!(r, Err(Error::StreamDeleted { .. }));
+    assert!(deleted(store.read_stream_forward(stream, StreamVersion::START, 1).map(|_| ())));
+    assert!(deleted(store.append(stream, ExpectedVersion::Any, [event(1)]).map(|_| ())));
+    assert!(deleted(store.delete_stream(stream, ExpectedVersion::Any).map(|_| ())));
+    assert!(deleted(store.tombstone_stream(stream, ExpectedVersion::Any).map(|_| ())));
+    assert!(deleted(store.stream_metadata(stream).map(|_| ())));
+    let meta = store.set_stream_metadata(stream, ExpectedVersion::Any, StreamMetadata::default());
+    assert!(deleted(meta.map(|_| ())));
+}
+
+#[test]
+fn lifecycle_metadata_rules_apply_to_reads_at_once_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    store.append("m", ExpectedVersion::NoStream, (0..10).map(event)).unwrap();
+    assert_eq!(store.stream_metadata("m").unwrap(), None);
+    let mut meta = StreamMetadata { max_count: Some(4), ..StreamMetadata::default() };
+    meta.custom.insert("owner".into(), "team-7".into());
+    let v = store.set_stream_metadata("m", ExpectedVersion::NoStream, meta.clone()).unwrap();
+    assert_eq!(v, StreamVersion(0));
+    assert_eq!(versions(&store, "m"), [6, 7, 8, 9]);
+    let backward: Vec<u64> = store
+        .read_stream_backward("m", StreamVersion::END, usize::MAX)
+        .unwrap()
+        .map(|e| e.unwrap().version().get())
+        .collect();
+    assert_eq!(backward, [9, 8, 7, 6]);
+    let stale = store.set_stream_metadata("m", ExpectedVersion::NoStream, meta.clone());
+    assert!(matches!(stale, Err(Error::WrongExpectedVersion { .. })));
+
+    let truncate = StreamMetadata { truncate_before: Some(8), ..meta.clone() };
+    store.set_stream_metadata("m", ExpectedVersion::Exact(0), truncate.clone()).unwrap();
+    assert_eq!(versions(&store, "m"), [8, 9]);
+    drop(store);
+    let store = open(dir.path(), fast_options());
+    assert_eq!(versions(&store, "m"), [8, 9]);
+    assert_eq!(store.stream_metadata("m").unwrap(), Some((StreamVersion(1), truncate)));
+}
+
+#[test]
+fn lifecycle_max_age_hides_old_events_but_not_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    store.append("old", ExpectedVersion::NoStream, (0..3).map(event)).unwrap();
+    let meta = StreamMetadata { max_age: Some(Duration::ZERO), ..StreamMetadata::default() };
+    store.set_stream_metadata("old", ExpectedVersion::Any, meta).unwrap();
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(versions(&store, "old").is_empty(), "every event is older than zero");
+    let hour = StreamMetadata { max_age: Some(Duration::from_secs(3600)), ..Default::default() };
+    store.set_stream_metadata("old", ExpectedVersion::Any, hour).unwrap();
+    assert_eq!(versions(&store, "old"), [0, 1, 2]);
+}
+
+#[test]
+fn lifecycle_stream_subscription_starts_at_the_first_visible_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    store.append("s", ExpectedVersion::NoStream, (0..5).map(event)).unwrap();
+    let meta = StreamMetadata { truncate_before: Some(3), ..StreamMetadata::default() };
+    store.set_stream_metadata("s", ExpectedVersion::Any, meta).unwrap();
+    let mut sub = store.subscribe_to_stream("s", StreamVersion::START).unwrap();
+    let first = sub.recv().unwrap();
+    assert_eq!(first.version(), StreamVersion(3));
+}
+
+#[test]
+fn lifecycle_bad_names_and_metadata_streams_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    let r = store.append("$$x", ExpectedVersion::Any, [NewEvent::new("$metadata", vec![1])]);
+    assert!(matches!(r, Err(Error::InvalidStreamName { .. })));
+    assert!(matches!(store.delete_stream("", ExpectedVersion::Any), Err(Error::InvalidStreamName { .. })));
+    assert!(matches!(
+        store.tombstone_stream("$$x", ExpectedVersion::Any),
+        Err(Error::InvalidStreamName { .. })
+    ));
+    assert_eq!(store.head(), Position(0), "nothing was written");
+}
