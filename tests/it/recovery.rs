@@ -564,9 +564,9 @@ fn recovery_damaged_header_of_segment_with_records_is_corruption() {
                 if segment == last_name && *k == kind)
         });
     }
-    // A header that passes its checksum but holds an impossible value (reserved bytes set).
+    // A header that passes its checksum but holds an impossible value (its own length).
     let mut bytes = last.clone();
-    bytes[24] = 1;
+    bytes[10] = 33;
     reseal_header(&mut bytes);
     fs::write(&path, &bytes).unwrap();
     assert_open_refused(dir.path(), small_options(), |e| {
