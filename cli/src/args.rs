@@ -5,24 +5,23 @@ use std::path::PathBuf;
 use annal::{ExpectedVersion, Filter};
 use clap::{Args, Parser, Subcommand};
 
-const ABOUT: &str = "Inspect, verify, read, follow, append to and back up annal event stores.";
+const ABOUT: &str = "Inspect, verify, read, follow, append to, delete from, scavenge and back up annal event stores.";
 
 const LONG_ABOUT: &str = "\
-Inspect, verify, read, follow, append to and back up annal event stores.
+Inspect, verify, read, follow, append to, delete from, scavenge and back up annal event stores.
 
 An annal store is a directory of segment files holding one totally ordered log shared by many
-streams. Read-only commands (stats, verify, read, read-all, tail, backup) take no lock, change
-nothing and work while another process has the store open. append needs the store for itself
-and fails with exit code 6 while another process holds it.
-
-There is no `annal scavenge`: annal does not scavenge (reclaim the space of deleted events) yet.";
+streams. Read-only commands (stats, verify, read, read-all, tail, backup, and metadata without
+--set options) take no lock, change nothing and work while another process has the store open.
+append, delete, metadata with --set options and scavenge need the store for themselves and
+fail with exit code 6 while another process holds it.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  any other error (I/O failure, unusable store, …)
   2  invalid command line or input
-  3  not found: no such store directory, or no such stream
+  3  not found: no such store directory, or no such stream, or the stream was deleted
   4  corruption: the store is damaged, or verify found problems
   5  conflict: wrong expected version (or an event id used by another append)
   6  locked: another process has the store open for writing";
@@ -36,6 +35,9 @@ Examples:
   annal read-all ./events --category order --limit 20
   annal tail ./events --type OrderPlaced
   annal backup ./events /backups/events-monday
+  annal delete ./events order-1
+  annal metadata ./events order-1 --set-max-count 100
+  annal scavenge ./events
   annal bench /tmp/scratch
 
 Details, the JSON shapes and backup/restore: docs/cli.md.";
@@ -162,6 +164,72 @@ Examples:
   annal backup ./events /backups/latest --json"
     )]
     Backup(BackupArgs),
+
+    /// Delete a stream: soft (it can be written again) or, with --hard, for good (a tombstone).
+    #[command(
+        long_about = "\
+Delete a stream, if it is at --expected-version. Prints the position of the record of the
+delete.
+
+A soft delete (the default) hides the stream's events from stream reads and subscriptions at
+once: the stream reads as not found (exit 3). Appending to it later brings it back with only
+the new events, their versions continuing the old numbering. With --hard the stream is
+tombstoned: it reads as deleted and every later append to it fails (exit 3), for good.
+
+$all keeps the deleted events until `annal scavenge` removes them; positions never change.
+The store must not be open in another process (exit 6 if it is).",
+        after_help = "\
+Examples:
+  annal delete ./events order-1
+  annal delete ./events order-1 --expected-version 7
+  annal delete ./events order-1 --hard --json"
+    )]
+    Delete(DeleteArgs),
+
+    /// Show or change a stream's metadata: max count, max age, truncate-before, custom keys.
+    #[command(
+        long_about = "\
+Show or change a stream's metadata: rules that hide old events from stream reads (and let
+`annal scavenge` remove them from the log) and free-form keys.
+
+  max-count N        keep only the last N events
+  max-age SECONDS    hide events committed longer ago than this
+  truncate-before V  hide events with a version below V (a soft delete sets this)
+
+Without --set options it prints the metadata and its version (the version of the stream's
+metadata stream), from a read-only open. With them it reads the metadata, applies the changes
+(--clear first starts from no metadata at all), writes the result with the version it read as
+the expected version and prints the new version. That needs the store for itself (exit 6 if
+another process has it open).",
+        after_help = "\
+Examples:
+  annal metadata ./events order-1
+  annal metadata ./events order-1 --set-max-count 100 --set owner=billing
+  annal metadata ./events order-1 --clear --set-max-age 86400 --json"
+    )]
+    Metadata(MetadataArgs),
+
+    /// Reclaim the space of deleted and expired events by rewriting sealed segments.
+    #[command(
+        long_about = "\
+Reclaim the space of events no read can return any more, by rewriting the sealed segments
+without them. Removed: every event of a tombstoned stream (delete --hard); events below a
+stream's truncate-before or before its last max-count ones; the events of soft-deleted
+streams; events older than max-age; replaced metadata. Never removed: the last event of each
+stream that is not tombstoned (it carries the stream's version), anything in the active
+(last) segment, and the --keep-recent most recent events of the log (default 100000).
+
+Positions never change: what remains keeps its position, and reading $all skips the gaps.
+Each segment is replaced atomically, so a crash leaves it either as it was or scavenged.
+
+The store must not be open in another process (exit 6 if it is). A progress bar shows on a
+terminal; the result is printed at the end.",
+        after_help = "\
+Examples:
+  annal scavenge ./events
+  annal scavenge ./events --keep-recent 1000 --json"
+    )]
+    Scavenge(ScavengeArgs),
 
     /// Measure annal against the raw disk, in a scratch directory; prints a table of ratios.
     #[command(
@@ -321,6 +389,79 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
+/// `annal delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The stream to delete.
+    pub stream: String,
+    /// What the stream must be at for the delete to happen: any, no-stream, exists, or the
+    /// version of its last event.
+    #[arg(long, value_name = "any|no-stream|exists|N", default_value = "any",
+          value_parser = parse_expected)]
+    pub expected_version: ExpectedVersion,
+    /// Delete for good (a tombstone): the stream can never be read or written again.
+    #[arg(long)]
+    pub hard: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `annal metadata`.
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// The stream whose metadata to show or change.
+    pub stream: String,
+    /// Keep only the stream's last N events.
+    #[arg(long, value_name = "N")]
+    pub set_max_count: Option<u64>,
+    /// Hide the stream's events committed longer ago than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub set_max_age: Option<u64>,
+    /// Hide the stream's events with a version below V.
+    #[arg(long, value_name = "V")]
+    pub set_truncate_before: Option<u64>,
+    /// Set a custom key; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Start from no metadata at all, then apply the --set options (alone: remove every rule
+    /// and key).
+    #[arg(long)]
+    pub clear: bool,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl MetadataArgs {
+    /// Whether the command changes the metadata (and so opens the store for writing).
+    pub fn changes(&self) -> bool {
+        self.clear
+            || self.set_max_count.is_some()
+            || self.set_max_age.is_some()
+            || self.set_truncate_before.is_some()
+            || !self.set.is_empty()
+    }
+}
+
+/// `annal scavenge`.
+#[derive(Debug, Args)]
+pub struct ScavengeArgs {
+    /// The store directory.
+    pub dir: PathBuf,
+    /// Never remove any of the N most recent events of the log: a retried append is checked
+    /// for duplicates against them (the idempotency window). Default: the library's, 100000.
+    #[arg(long, value_name = "N")]
+    pub keep_recent: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `annal bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -348,6 +489,14 @@ fn parse_expected(text: &str) -> Result<ExpectedVersion, String> {
     }
 }
 
+/// Parses `KEY=VALUE` (the value may contain `=`; the key must not be empty).
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +514,14 @@ mod tests {
         assert_eq!(parse_expected("exists"), Ok(ExpectedVersion::StreamExists));
         assert_eq!(parse_expected("17"), Ok(ExpectedVersion::Exact(17)));
         assert!(parse_expected("-1").is_err());
+    }
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_key_value("a="), Ok(("a".into(), String::new())));
+        assert!(parse_key_value("=b").is_err());
+        assert!(parse_key_value("ab").is_err());
     }
 
     #[test]

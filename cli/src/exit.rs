@@ -14,7 +14,8 @@ pub enum Exit {
     Other = 1,
     /// The command line or its input is invalid (clap uses 2 for bad arguments, too).
     Usage = 2,
-    /// The store directory or the stream does not exist.
+    /// The store directory or the stream does not exist, or the stream was deleted (a
+    /// tombstoned stream can be neither read nor written).
     NotFound = 3,
     /// The store is damaged: an open refused it, or `verify` found problems.
     Corruption = 4,
@@ -106,15 +107,18 @@ impl From<io::Error> for Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         let exit = match &error {
-            Error::StreamNotFound { .. } => Exit::NotFound,
+            Error::StreamNotFound { .. } | Error::StreamDeleted { .. } => Exit::NotFound,
             Error::Corruption { .. } => Exit::Corruption,
             Error::WrongExpectedVersion { .. } => Exit::Conflict,
-            Error::Locked { .. } => Exit::Locked,
+            // One scavenge at a time is a lock within the process that holds the store; the CLI
+            // holds its store alone, so this is another user of the same store, like `Locked`.
+            Error::Locked { .. } | Error::ScavengeInProgress => Exit::Locked,
             Error::InvalidStreamName { .. }
             | Error::InvalidEventType { .. }
             | Error::LimitExceeded { .. }
             | Error::EmptyAppend
-            | Error::DuplicateEventId { .. } => Exit::Usage,
+            | Error::DuplicateEventId { .. }
+            | Error::InvalidMetadata { .. } => Exit::Usage,
             Error::EventIdConflict { .. } => Exit::Conflict,
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Exit::NotFound,
             _ => Exit::Other,
@@ -128,8 +132,8 @@ impl From<Error> for Failure {
             ),
             Error::Locked { dir } => format!(
                 "the store in {} is locked by another process (a store holds it open for \
-                 writing); read-only commands (stats, verify, read, read-all, tail, backup) \
-                 still work",
+                 writing); read-only commands (stats, verify, read, read-all, tail, backup, \
+                 metadata without --set options) still work",
                 dir.display()
             ),
             Error::Corruption { .. } => {
@@ -162,7 +166,11 @@ mod tests {
             Failure::BrokenPipe => Exit::Ok,
         };
         assert_eq!(code(Error::StreamNotFound { stream: "s".into() }), Exit::NotFound);
+        assert_eq!(code(Error::StreamDeleted { stream: "s".into() }), Exit::NotFound);
         assert_eq!(code(Error::Locked { dir: "d".into() }), Exit::Locked);
+        assert_eq!(code(Error::ScavengeInProgress), Exit::Locked);
+        let invalid = Error::InvalidMetadata { stream: "s".into(), reason: "too long" };
+        assert_eq!(code(invalid), Exit::Usage);
         assert_eq!(code(Error::EmptyAppend), Exit::Usage);
         assert_eq!(code(Error::Closed), Exit::Other);
         let conflict = Error::WrongExpectedVersion {

@@ -16,7 +16,7 @@ use std::{
 
 use annal::{
     ExpectedVersion, Filter, NewEvent, Options, PersistentOptions, Position, Store,
-    format::SEGMENT_HEADER_LEN,
+    format::{FORMAT_VERSION, SEGMENT_HEADER_LEN},
 };
 use serde_json::Value;
 
@@ -164,7 +164,7 @@ fn stats_json_reports_the_counts() {
     assert_eq!(stats["events"], 120);
     assert_eq!(stats["streams"], 3);
     assert_eq!(stats["head"], 120);
-    assert_eq!(stats["format_version"], 1);
+    assert_eq!(stats["format_version"], FORMAT_VERSION);
     assert!(stats["segments"].as_u64().unwrap() > 1, "{stats}");
     let files: u64 = fs::read_dir(dir.path())
         .unwrap()
@@ -480,16 +480,190 @@ fn tail_follows_appends_made_by_another_process() {
 }
 
 #[test]
-fn help_has_examples_and_says_there_is_no_scavenge() {
+fn help_has_examples_and_lists_the_lifecycle_commands() {
     let top = stdout(&run(&["--help"]));
-    assert!(top.contains("no `annal scavenge`"), "{top}");
+    assert!(!top.contains("no `annal scavenge`"), "{top}");
     assert!(top.contains("Exit codes:"), "{top}");
-    for command in ["stats", "verify", "read", "read-all", "tail", "append", "backup", "bench"] {
+    for command in ["delete", "metadata", "scavenge"] {
+        assert!(top.contains(&format!("annal {command} ./events")), "{command}: {top}");
+    }
+    let commands = ["stats", "verify", "read", "read-all", "tail", "append", "backup", "bench"];
+    for command in commands.into_iter().chain(["delete", "metadata", "scavenge"]) {
         let help = run(&[command, "--help"]);
         assert_eq!(code(&help), 0);
         assert!(stdout(&help).contains("Examples:"), "{command}: {}", stdout(&help));
     }
-    assert_eq!(code(&run(&["scavenge", "x"])), 2);
+    let scavenge = stdout(&run(&["scavenge", "--help"]));
+    assert!(scavenge.contains("--keep-recent") && scavenge.contains("Positions never change"));
+    assert_eq!(code(&run(&["scavenge"])), 2);
+    assert_eq!(code(&run(&["metadata", "x", "s-1", "--set", "no-equals-sign"])), 2);
+}
+
+/// A stream `name` with `events` events, appended through the CLI.
+fn append_events(dir: &Path, name: &str, events: usize) {
+    let input: String = (0..events).map(|i| format!("{{\"type\":\"E\",\"data\":{i}}}\n")).collect();
+    let output = run_with_stdin(&["append", path(dir), name], &input);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+}
+
+#[test]
+fn delete_then_read_exits_3_and_an_append_brings_the_stream_back() {
+    let dir = tempfile::tempdir().unwrap();
+    append_events(dir.path(), "order-1", 3);
+    let wrong = run(&["delete", path(dir.path()), "order-1", "--expected-version", "1"]);
+    assert_eq!(code(&wrong), 5, "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("expected 1, actual 2"), "{}", stderr(&wrong));
+
+    let output = run(&["delete", path(dir.path()), "order-1", "--expected-version", "2", "--json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let result = &json_lines(&output)[0];
+    assert_eq!(
+        (result["kind"].as_str(), result["stream"].as_str()),
+        (Some("soft"), Some("order-1"))
+    );
+    assert_eq!(result["position"], 3, "the delete record follows the 3 events");
+
+    let read = run(&["read", path(dir.path()), "order-1"]);
+    assert_eq!(code(&read), 3, "{}", stderr(&read));
+    assert!(stderr(&read).contains("\"order-1\" not found"), "{}", stderr(&read));
+    let metadata = json_lines(&run(&["metadata", path(dir.path()), "order-1", "--json"]));
+    assert_eq!(metadata[0]["metadata"]["truncate_before"], 3);
+
+    append_events(dir.path(), "order-1", 1);
+    let events = json_lines(&run(&["read", path(dir.path()), "order-1", "--json"]));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["version"], 3, "versions continue the old numbering");
+    assert_eq!(code(&run(&["delete", path(dir.path()), "nobody-1"])), 3);
+    let missing = dir.path().join("missing");
+    assert_eq!(code(&run(&["delete", path(&missing), "order-1"])), 3);
+    assert!(!missing.exists(), "delete creates no store");
+}
+
+#[test]
+fn delete_hard_then_append_exits_3_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    append_events(dir.path(), "order-1", 2);
+    let output = run(&["delete", path(dir.path()), "order-1", "--hard"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("tombstoned \"order-1\""), "{}", stdout(&output));
+
+    let append = run_with_stdin(&["append", path(dir.path()), "order-1"], "{\"type\":\"E\"}\n");
+    assert_eq!(code(&append), 3, "{}", stderr(&append));
+    assert!(stderr(&append).contains("deleted for good"), "{}", stderr(&append));
+    assert_eq!(code(&run(&["read", path(dir.path()), "order-1"])), 3);
+    assert_eq!(code(&run(&["metadata", path(dir.path()), "order-1"])), 3);
+    assert_eq!(code(&run(&["delete", path(dir.path()), "order-1"])), 3);
+}
+
+#[test]
+fn metadata_max_count_2_leaves_the_last_2_events_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    append_events(dir.path(), "order-1", 5);
+    let none = run(&["metadata", path(dir.path()), "order-1"]);
+    assert_eq!(code(&none), 0, "{}", stderr(&none));
+    assert!(stdout(&none).contains("has no metadata"), "{}", stdout(&none));
+
+    let set =
+        ["metadata", path(dir.path()), "order-1", "--set-max-count", "2", "--set", "owner=ann"];
+    let output = run(&set);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).contains("version 0"), "{}", stdout(&output));
+    let events = json_lines(&run(&["read", path(dir.path()), "order-1", "--json"]));
+    let versions: Vec<_> = events.iter().map(|e| e["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, [3, 4]);
+
+    // A second change keeps what it does not name and bumps the version.
+    let more = ["metadata", path(dir.path()), "order-1", "--set-max-age", "3600", "--json"];
+    let shown = &json_lines(&run(&more))[0];
+    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["metadata"]["max_count"], 2);
+    assert_eq!(shown["metadata"]["max_age_seconds"], 3600);
+    assert_eq!(shown["metadata"]["custom"]["owner"], "ann");
+
+    let cleared =
+        &json_lines(&run(&["metadata", path(dir.path()), "order-1", "--clear", "--json"]))[0];
+    assert_eq!(cleared["version"], 2);
+    assert_eq!(cleared["metadata"]["max_count"], Value::Null);
+    assert_eq!(json_lines(&run(&["read", path(dir.path()), "order-1", "--json"])).len(), 5);
+}
+
+#[test]
+fn lifecycle_commands_on_a_locked_store_exit_6() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("held-1", ExpectedVersion::NoStream, [NewEvent::new("Held", "{}")]).unwrap();
+    for args in [
+        &["delete", path(dir.path()), "held-1"][..],
+        &["metadata", path(dir.path()), "held-1", "--set-max-count", "1"],
+        &["scavenge", path(dir.path())],
+    ] {
+        let output = run(args);
+        assert_eq!(code(&output), 6, "{args:?}: {}", stderr(&output));
+    }
+    // Showing metadata is read-only.
+    assert_eq!(code(&run(&["metadata", path(dir.path()), "held-1"])), 0);
+    assert_eq!(store.stream_version("held-1").map(|v| v.get()), Some(0));
+}
+
+#[test]
+fn scavenge_removes_deleted_events_then_verify_and_backup_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dest) = (dir.path().join("src"), dir.path().join("copy"));
+    let store = small_segment_store(&src, 600, 20);
+    for i in (0..20).step_by(2) {
+        let stream = format!("count-{i}");
+        if i % 4 == 0 {
+            store.tombstone_stream(&stream, ExpectedVersion::Any).unwrap();
+        } else {
+            store.delete_stream(&stream, ExpectedVersion::Any).unwrap();
+        }
+    }
+    let kept_before: Vec<_> = store
+        .read_stream_forward("count-1", annal::StreamVersion::START, usize::MAX)
+        .unwrap()
+        .map(|e| e.unwrap().position())
+        .collect();
+    let head = store.head();
+    store.close();
+    drop(store);
+    let bytes_on_disk = |dir: &Path| -> u64 {
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    let before = bytes_on_disk(&src);
+
+    let output = run(&["scavenge", path(&src), "--keep-recent", "0", "--json"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report = &json_lines(&output)[0];
+    assert!(report["events_removed"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["bytes_reclaimed"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["segments_rewritten"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["keep_recent"], 0);
+    assert_eq!(report["cancelled"], false);
+    assert!(bytes_on_disk(&src) < before);
+
+    let verify = run(&["verify", path(&src), "--json", "--quiet"]);
+    assert_eq!(code(&verify), 0, "{}", stdout(&verify));
+    assert_eq!(json_lines(&verify)[0]["clean"], true);
+    let backup = run(&["backup", path(&src), path(&dest), "--json"]);
+    assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+    assert_eq!(code(&run(&["verify", path(&dest), "--quiet"])), 0);
+
+    // Positions never change: a live stream reads back at the same positions, and the head
+    // stays where it was.
+    let copy = Store::open_read_only(&dest, Options::default()).unwrap();
+    assert_eq!(copy.head(), head);
+    let kept_after: Vec<_> = copy
+        .read_stream_forward("count-1", annal::StreamVersion::START, usize::MAX)
+        .unwrap()
+        .map(|e| e.unwrap().position())
+        .collect();
+    assert_eq!(kept_after, kept_before);
+    assert_eq!(code(&run(&["read", path(&dest), "count-0"])), 3);
+
+    // Nothing left to remove: a second run reclaims nothing, in human form.
+    let again = run(&["scavenge", path(&src), "--keep-recent", "0"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(stdout(&again).contains("events removed     0"), "{}", stdout(&again));
 }
 
 #[test]

@@ -3,7 +3,10 @@
 mod append;
 mod backup;
 mod bench;
+mod delete;
+mod metadata;
 mod read;
+mod scavenge;
 mod stats;
 mod tail;
 mod verify;
@@ -30,6 +33,9 @@ pub fn run(command: Command) -> CliResult {
         Command::Tail(args) => tail::run(&args),
         Command::Append(args) => append::run(&args),
         Command::Backup(args) => backup::run(&args),
+        Command::Delete(args) => delete::run(&args),
+        Command::Metadata(args) => metadata::run(&args),
+        Command::Scavenge(args) => scavenge::run(&args),
         Command::Bench(args) => bench::run(&args),
     }
 }
@@ -92,6 +98,13 @@ pub fn require_store(dir: &Path) -> CliResult<()> {
 pub fn open_read_only(dir: &Path) -> CliResult<Store> {
     require_store(dir)?;
     Ok(Store::open_read_only(dir, Options::default())?)
+}
+
+/// Opens the existing store in `dir` for writing with `options`: exit 3 if there is none
+/// (unlike `append`, these commands do not create one), exit 6 while another process holds it.
+pub fn open_writable(dir: &Path, options: Options) -> CliResult<Store> {
+    require_store(dir)?;
+    Ok(Store::open_with(dir, options)?)
 }
 
 #[cfg(test)]
