@@ -16,6 +16,7 @@ mod poison;
 mod recovery;
 mod regressions;
 mod scavenge;
+mod scavenge_crash;
 mod scavenge_kill9;
 mod scavenge_model;
 mod sim_model;
