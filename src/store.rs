@@ -29,8 +29,9 @@ use crate::{
     writer::{AppendRequest, Message, Writer},
 };
 
-/// Where a caller waits for the writer's answer.
-type AnswerRx = Receiver<Result<MultiAppendResult>>;
+/// Checks and encodes an append for the writer; returns it and where its answer will come.
+type BuildRequest =
+    fn(Vec<StreamAppend>, &Options) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)>;
 
 /// An open event store. Cloning is cheap; every clone is the same store, usable from any
 /// thread. The store closes when [`close`](Store::close) is called or the last clone is dropped.
@@ -175,11 +176,7 @@ impl Store {
         self.submit(parts, AppendRequest::build_system)
     }
 
-    fn submit(
-        &self,
-        parts: Vec<StreamAppend>,
-        build: fn(Vec<StreamAppend>, &Options) -> Result<(AppendRequest, AnswerRx)>,
-    ) -> Result<MultiAppendResult> {
+    fn submit(&self, parts: Vec<StreamAppend>, build: BuildRequest) -> Result<MultiAppendResult> {
         let shared = &self.inner.shared;
         if let Some(error) = shared.poisoned() {
             return Err(error);

@@ -1,7 +1,8 @@
 //! The 32-byte header that opens every segment file, and the segment file names.
 
 use super::{
-    CorruptionKind, FORMAT_VERSION, FORMAT_VERSION_MIN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, SEGMENT_SUFFIX,
+    CorruptionKind, FORMAT_VERSION, FORMAT_VERSION_MIN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    SEGMENT_SUFFIX,
 };
 
 /// The decoded header of a segment file.

@@ -196,10 +196,10 @@ mod tests {
         .unwrap();
         assert_eq!((seen, end.next_position, end.damage), (vec![0, 4], 6, None));
         let beyond = scan_compacted(&bytes, 0, 4, |_, _| Ok(())).unwrap();
-        assert_eq!(beyond.damage.unwrap().kind, CorruptionKind::PositionMismatch {
-            expected: 1,
-            found: 4
-        });
+        assert_eq!(
+            beyond.damage.unwrap().kind,
+            CorruptionKind::PositionMismatch { expected: 1, found: 4 }
+        );
         assert!(scan_segment(&bytes, 0, |_, _| Ok(())).unwrap().damage.is_some());
     }
 

@@ -225,10 +225,10 @@ impl StreamIndexWriter<'_> {
         let entry = match self.map.get_mut(stream) {
             Some(e) => e,
             // Most streams are short: start at one slot rather than `Vec`'s first four.
-            None => self.map.entry(stream.into()).or_insert_with(|| Entry {
-                positions: Vec::with_capacity(1),
-                ..Entry::default()
-            }),
+            None => self
+                .map
+                .entry(stream.into())
+                .or_insert_with(|| Entry { positions: Vec::with_capacity(1), ..Entry::default() }),
         };
         let due = entry.next_version();
         let ok = match continuity {
@@ -335,8 +335,14 @@ mod tests {
     #[test]
     fn floor_takes_the_strictest_rule() {
         let at = |first, last, truncate_before, max_count| {
-            StreamState { first, last: Some(last), truncate_before, max_count, ..Default::default() }
-                .floor()
+            StreamState {
+                first,
+                last: Some(last),
+                truncate_before,
+                max_count,
+                ..Default::default()
+            }
+            .floor()
         };
         assert_eq!(at(0, 9, None, None), 0);
         assert_eq!(at(4, 9, None, None), 4, "versions already removed stay below the floor");

@@ -26,7 +26,11 @@ pub(crate) fn delete(store: &Store, stream: &str, expected: ExpectedVersion) -> 
 }
 
 /// Hard delete: a tombstone, keeping the rest of the metadata.
-pub(crate) fn tombstone(store: &Store, stream: &str, expected: ExpectedVersion) -> Result<Position> {
+pub(crate) fn tombstone(
+    store: &Store,
+    stream: &str,
+    expected: ExpectedVersion,
+) -> Result<Position> {
     rewrite_metadata(store, stream, Some(expected), |_, record| {
         record.tombstone = true;
         Ok(())

@@ -22,10 +22,11 @@ pub(crate) struct MetaRecord {
 /// Encodes a metadata event's data.
 pub(crate) fn encode_meta(record: &MetaRecord) -> Vec<u8> {
     let m = &record.meta;
-    let flags = u8::from(m.max_count.is_some()) * HAS_MAX_COUNT
-        | u8::from(m.max_age.is_some()) * HAS_MAX_AGE
-        | u8::from(m.truncate_before.is_some()) * HAS_TRUNCATE_BEFORE
-        | u8::from(record.tombstone) * TOMBSTONE;
+    let flag = |set: bool, bit: u8| if set { bit } else { 0 };
+    let flags = flag(m.max_count.is_some(), HAS_MAX_COUNT)
+        | flag(m.max_age.is_some(), HAS_MAX_AGE)
+        | flag(m.truncate_before.is_some(), HAS_TRUNCATE_BEFORE)
+        | flag(record.tombstone, TOMBSTONE);
     let mut b = Vec::with_capacity(FIXED_LEN);
     b.push(META_VERSION);
     b.push(flags);
@@ -48,7 +49,8 @@ pub(crate) fn encode_meta(record: &MetaRecord) -> Vec<u8> {
 pub(crate) fn decode_meta(bytes: &[u8]) -> Option<MetaRecord> {
     let fixed = bytes.get(..FIXED_LEN)?;
     let flags = fixed[1];
-    if fixed[0] != META_VERSION || flags & !(HAS_MAX_COUNT | HAS_MAX_AGE | HAS_TRUNCATE_BEFORE | TOMBSTONE) != 0 {
+    let known = HAS_MAX_COUNT | HAS_MAX_AGE | HAS_TRUNCATE_BEFORE | TOMBSTONE;
+    if fixed[0] != META_VERSION || flags & !known != 0 {
         return None;
     }
     let u64_at = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));

@@ -127,7 +127,8 @@ impl Iterator for ReadStream {
                     self.chunk.clear();
                     self.chunk_at = 0;
                     self.floor = self.locator.shared().streams.state(&self.stream).floor();
-                    self.next_version = self.next_version.filter(|&v| self.forward || v >= self.floor);
+                    self.next_version =
+                        self.next_version.filter(|&v| self.forward || v >= self.floor);
                     continue;
                 }
                 Err(e) => {

@@ -341,7 +341,8 @@ impl Writer {
         self.active.publish(offsets, new_len, end);
         let mut streams = self.shared.streams.write();
         for (offset, record) in own_records(&self.group.bytes) {
-            let (stream, version, position) = (record.stream(), record.version(), record.position());
+            let (stream, version, position) =
+                (record.stream(), record.version(), record.position());
             let pushed = streams.push(stream, version, position, Continuity::Dense);
             debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
             if let Some((target, meta)) = metadata_of(&self.group.bytes[offset..]) {
