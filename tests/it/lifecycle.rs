@@ -16,7 +16,10 @@ fn versions(store: &annal::Store, stream: &str) -> Vec<u64> {
 }
 
 fn all_streams(store: &annal::Store) -> Vec<String> {
-    store.read_all_forward(Position::START, usize::MAX).map(|e| e.unwrap().stream().into()).collect()
+    store
+        .read_all_forward(Position::START, usize::MAX)
+        .map(|e| e.unwrap().stream().into())
+        .collect()
 }
 
 #[test]
@@ -32,7 +35,10 @@ fn lifecycle_soft_delete_hides_the_stream_and_a_new_append_continues_its_numberi
     store.delete_stream("a", ExpectedVersion::Exact(2)).unwrap();
     let read = store.read_stream_forward("a", StreamVersion::START, 10);
     assert!(matches!(read, Err(Error::StreamNotFound { .. })));
-    assert!(matches!(store.delete_stream("a", ExpectedVersion::Any), Err(Error::StreamNotFound { .. })));
+    assert!(matches!(
+        store.delete_stream("a", ExpectedVersion::Any),
+        Err(Error::StreamNotFound { .. })
+    ));
     // `$all` keeps the deleted events (until a scavenge) and shows the metadata event.
     assert_eq!(all_streams(&store), ["a", "a", "a", "b", "$$a"]);
     assert_eq!(store.stream_version("a"), Some(StreamVersion(2)));
@@ -135,7 +141,10 @@ fn lifecycle_bad_names_and_metadata_streams_are_refused() {
     let store = open(dir.path(), fast_options());
     let r = store.append("$$x", ExpectedVersion::Any, [NewEvent::new("$metadata", vec![1])]);
     assert!(matches!(r, Err(Error::InvalidStreamName { .. })));
-    assert!(matches!(store.delete_stream("", ExpectedVersion::Any), Err(Error::InvalidStreamName { .. })));
+    assert!(matches!(
+        store.delete_stream("", ExpectedVersion::Any),
+        Err(Error::InvalidStreamName { .. })
+    ));
     assert!(matches!(
         store.tombstone_stream("$$x", ExpectedVersion::Any),
         Err(Error::InvalidStreamName { .. })

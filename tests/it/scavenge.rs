@@ -12,11 +12,7 @@ use crate::common::{fast_options, open};
 
 /// Small segments, no idempotency window (so nothing is kept for retries), no fsync.
 fn options() -> Options {
-    Options {
-        segment_bytes_max: 16 * 1024,
-        idempotency_window_events: 0,
-        ..fast_options()
-    }
+    Options { segment_bytes_max: 16 * 1024, idempotency_window_events: 0, ..fast_options() }
 }
 
 fn payload(stream: usize, version: usize) -> NewEvent {
@@ -105,7 +101,10 @@ fn check_after_scavenge(store: &Store, after: &BTreeMap<u64, (String, u64, Vec<u
     assert!(store.verify().unwrap().is_clean());
     let deleted = store.read_stream_forward("s-0", StreamVersion(next), 10);
     assert!(matches!(deleted, Err(Error::StreamNotFound { .. })) || next > 25);
-    assert_eq!(store.read_stream_forward("s-1", StreamVersion::START, usize::MAX).unwrap().count(), 25);
+    assert_eq!(
+        store.read_stream_forward("s-1", StreamVersion::START, usize::MAX).unwrap().count(),
+        25
+    );
     // The deleted stream's numbering survives the removal of its events.
     let r = store.append("s-0", ExpectedVersion::Exact(next - 1), [payload(0, 0)]);
     match r {
@@ -137,7 +136,10 @@ fn scavenge_tombstone_max_count_and_truncate_before_remove_what_they_hide() {
     assert_eq!((count("s-2"), count("s-3")), (10, 30));
     drop(store);
     let store = open(dir.path(), options());
-    assert!(matches!(store.append("s-0", ExpectedVersion::Any, [payload(0, 0)]), Err(Error::StreamDeleted { .. })));
+    assert!(matches!(
+        store.append("s-0", ExpectedVersion::Any, [payload(0, 0)]),
+        Err(Error::StreamDeleted { .. })
+    ));
     let s1: Vec<u64> = store
         .read_stream_forward("s-1", StreamVersion::START, usize::MAX)
         .unwrap()
@@ -194,7 +196,10 @@ fn scavenge_runs_beside_appends_and_a_reader_holding_old_segments() {
         let p = event.position().get();
         assert!(p > last);
         if let Some((stream, version, data)) = before.get(&p) {
-            assert_eq!((event.stream(), event.version().get(), event.data()), (stream.as_str(), *version, data.as_slice()));
+            assert_eq!(
+                (event.stream(), event.version().get(), event.data()),
+                (stream.as_str(), *version, data.as_slice())
+            );
         }
         last = p;
     }

@@ -60,7 +60,9 @@ fn build(disk: &SimDisk) {
     for v in 0..EVENTS {
         for s in 0..STREAMS {
             let data = format!("{s}/{v}/{}", "x".repeat(60)).into_bytes();
-            store.append(&format!("s-{s}"), ExpectedVersion::Any, [NewEvent::new("T", data)]).unwrap();
+            store
+                .append(&format!("s-{s}"), ExpectedVersion::Any, [NewEvent::new("T", data)])
+                .unwrap();
         }
     }
     store.delete_stream("s-0", ExpectedVersion::Any).unwrap();
@@ -97,7 +99,8 @@ fn scavenge_crash_at_every_io_point_keeps_every_visible_event() {
             assert!(outcome.is_err() || crash_at == scavenge_ops, "op {crash_at}: {outcome:?}");
             drop(store);
             let crashed = disk.crash(variant);
-            let where_ = format!("crash at scavenge op {crash_at} of {scavenge_ops}, variant {variant}");
+            let where_ =
+                format!("crash at scavenge op {crash_at} of {scavenge_ops}, variant {variant}");
             check(&crashed, &before, &visible_before, &where_);
             cases += 1;
         }
@@ -106,8 +109,14 @@ fn scavenge_crash_at_every_io_point_keeps_every_visible_event() {
 }
 
 /// Opens the crashed disk and checks it against what was there before the scavenge.
-fn check(disk: &SimDisk, before: &Events, visible_before: &BTreeMap<String, Vec<u64>>, where_: &str) {
-    let store = Store::open_with(dir(), options(disk)).unwrap_or_else(|e| panic!("{where_}: open: {e}"));
+fn check(
+    disk: &SimDisk,
+    before: &Events,
+    visible_before: &BTreeMap<String, Vec<u64>>,
+    where_: &str,
+) {
+    let store =
+        Store::open_with(dir(), options(disk)).unwrap_or_else(|e| panic!("{where_}: open: {e}"));
     let now = all(&store);
     for (position, event) in &now {
         assert!(before.get(position) == Some(event), "{where_}: event at {position} changed");
