@@ -338,3 +338,38 @@ fn readme_example_is_the_compiled_crate_doctest() {
         "README.md's example must stay the crate-root doctest of src/lib.rs, which compiles it"
     );
 }
+
+#[test]
+fn format_doc_stream_metadata_table_matches_a_stored_metadata_event() {
+    let rows = table("## Stream metadata");
+    assert_eq!(rows.iter().map(|r| r.size).sum::<usize>(), 28);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), Options::default()).unwrap();
+    let mut meta = annal::StreamMetadata {
+        max_count: Some(7),
+        max_age: Some(std::time::Duration::from_micros(123_456)),
+        truncate_before: None,
+        ..Default::default()
+    };
+    meta.custom.insert("b".into(), "two".into());
+    meta.custom.insert("a".into(), "one".into());
+    store.set_stream_metadata("order-1", ExpectedVersion::NoStream, meta).unwrap();
+    let event = store.read_all_forward(annal::Position::START, 1).next().unwrap().unwrap();
+    assert_eq!((event.stream(), event.event_type()), ("$$order-1", "$metadata"));
+    let data = event.data();
+    let mut f = Fields::new(&rows, data);
+    assert_eq!(f.u8("meta_version"), 1);
+    assert_eq!(f.u8("flags"), 0b0011, "max_count and max_age set, no truncate, no tombstone");
+    assert_eq!(f.u16("custom_count"), 2);
+    assert_eq!(f.u64("max_count"), 7);
+    assert_eq!(f.u64("max_age_us"), 123_456);
+    assert_eq!(f.u64("truncate_before"), 0);
+    f.assert_all_checked("stream metadata");
+    // The pairs follow in key order: length (2 bytes), key, length (4 bytes), value.
+    let pairs = [&[1u8, 0][..], b"a", &[3, 0, 0, 0], b"one", &[1, 0], b"b", &[3, 0, 0, 0], b"two"];
+    assert_eq!(&data[28..], pairs.concat().as_slice());
+
+    store.tombstone_stream("order-1", ExpectedVersion::Any).unwrap();
+    let last = store.read_all_backward(annal::Position::END, 1).next().unwrap().unwrap();
+    assert_eq!(last.data()[1], 0b1011, "a tombstone keeps the metadata and sets bit 3");
+}
