@@ -8,6 +8,9 @@ use super::{CorruptionKind, HeaderError, SegmentHeader, scan_any};
 pub struct SegmentCheck {
     /// The base position from the header.
     pub base_position: u64,
+    /// The header's span: 0 for a segment the writer wrote (positions dense), else the
+    /// positions a segment rewritten by scavenging covers (its records may have gaps).
+    pub span: u32,
     /// Records in complete, valid batches.
     pub records: u64,
     /// The position after the last valid record.
@@ -32,6 +35,7 @@ pub fn check_segment(bytes: &[u8]) -> Result<SegmentCheck, HeaderError> {
     .expect("the visitor refuses nothing");
     Ok(SegmentCheck {
         base_position: header.base_position,
+        span: header.span,
         records,
         next_position: end.next_position,
         valid_len: end.valid_len as u64,

@@ -19,7 +19,11 @@ pub fn check_decode(data: &[u8]) {
     for bytes in [data.to_vec(), with_valid_header(data)] {
         if let Ok(check) = check_segment(&bytes) {
             assert!(check.valid_len <= bytes.len() as u64);
-            assert_eq!(check.next_position - check.base_position, check.records);
+            let positions = check.next_position - check.base_position;
+            match check.span {
+                0 => assert_eq!(positions, check.records),
+                span => assert!(positions == u64::from(span) && check.records <= positions),
+            }
             assert_eq!(check.damage.is_none(), check.valid_len == bytes.len() as u64);
         }
     }
@@ -79,7 +83,10 @@ fn write_durably(disk: &SimDisk, path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// typed error, or a store whose every event reads back verified and which takes appends.
 pub fn check_open(data: &[u8]) {
     let disk = SimDisk::new();
-    for (base, bytes) in split_files(data) {
+    let files = split_files(data);
+    // A scavenged segment (version 2 with a span) may leave gaps in the positions.
+    let scavenged = files.iter().any(|(_, b)| b.get(24..28).is_some_and(|s| s != [0; 4]));
+    for (base, bytes) in files {
         let _ = write_durably(&disk, &dir().join(segment_name(base)), &bytes);
     }
     let store = match Store::open_with(dir(), options(&disk)) {
@@ -93,10 +100,25 @@ pub fn check_open(data: &[u8]) {
         let event = event.expect("a recovered store reads back without errors");
         assert!(event.position().get() < head);
         count += 1;
-        let stream = store.read_stream_forward(event.stream(), event.version(), 1).unwrap();
-        assert_eq!(stream.map(|e| e.unwrap().id()).next(), Some(event.id()));
+        // Stream metadata may hide the event from its stream, never change it.
+        match store.read_stream_forward(event.stream(), event.version(), 1) {
+            Ok(mut read) => {
+                if let Some(found) = read.next() {
+                    let found = found.expect("a recovered stream reads back without errors");
+                    assert!(found.version() >= event.version());
+                    if found.version() == event.version() {
+                        assert_eq!(found.id(), event.id());
+                    }
+                }
+            }
+            Err(Error::StreamNotFound { .. } | Error::StreamDeleted { .. }) => {}
+            Err(other) => panic!("stream read of a recovered event: {other}"),
+        }
     }
-    assert_eq!(count, store.stats().events);
+    match scavenged {
+        false => assert_eq!(count, store.stats().events),
+        true => assert!(count <= store.stats().events),
+    }
     let r = store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("P", vec![1])]);
     assert_eq!(r.expect("a recovered store takes appends").first_position.get(), head);
 }

@@ -62,6 +62,43 @@ fn sample_segments() -> Vec<(u64, Vec<u8>)> {
     files
 }
 
+/// The segment files of a small simulated store after deletes, a tombstone, metadata and a
+/// scavenge: version-2 segments with spans and gaps, and metadata events.
+fn scavenged_segments() -> Vec<(u64, Vec<u8>)> {
+    let disk = SimDisk::new();
+    let options = annal::Options { idempotency_window_events: 0, ..options(&disk) };
+    let store = Store::open_with(dir(), options).unwrap();
+    for n in 0..60u64 {
+        let events = (0..1 + n % 3).map(|i| NewEvent::new("Seed", vec![i as u8; 30]));
+        store.append(&format!("s-{}", n % 5), ExpectedVersion::Any, events).unwrap();
+    }
+    store.delete_stream("s-0", ExpectedVersion::Any).unwrap();
+    store.tombstone_stream("s-1", ExpectedVersion::Any).unwrap();
+    let capped = annal::StreamMetadata { max_count: Some(2), ..Default::default() };
+    store.set_stream_metadata("s-2", ExpectedVersion::Any, capped).unwrap();
+    for n in 0..10 {
+        store.append("s-3", ExpectedVersion::Any, [NewEvent::new("Roll", vec![n; 200])]).unwrap();
+    }
+    assert!(store.scavenge().unwrap().events_removed > 0);
+    store.close();
+    (0..400u64)
+        .filter_map(|base| Some((base, disk.file_bytes(&dir().join(format!("{base:020}.seg")))?)))
+        .collect()
+}
+
+/// Adds the scavenged-store seeds to the corpus and leaves the others (version-1 files, kept
+/// as fixtures of that format) as they are. Run by hand:
+/// `cargo test --release --test it -- --ignored regenerate_scavenged`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn fuzz_corpus_regenerate_scavenged() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let files = scavenged_segments();
+    let compacted = files.iter().find(|(_, b)| b[24..28] != [0; 4]).expect("a scavenged one");
+    fs::write(root.join("decode_record/seed-scavenged-segment"), &compacted.1).unwrap();
+    fs::write(root.join("open_segments/seed-scavenged-store"), join_files(&files)).unwrap();
+}
+
 /// Writes the seed corpus. Run by hand: `cargo test --release --test it -- --ignored regenerate`.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand"]
