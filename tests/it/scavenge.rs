@@ -254,3 +254,41 @@ fn scavenge_leftover_temporary_file_is_removed_on_open() {
     assert!(!stray.exists());
     assert_eq!(all(&store).len(), 16);
 }
+
+#[test]
+fn scavenge_damaged_scavenged_segment_is_corruption_and_salvage_reads_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), options());
+    build(&store, 10, 20);
+    for stream in (0..10).step_by(2) {
+        store.delete_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
+    }
+    roll(&store);
+    assert!(store.scavenge().unwrap().segments_rewritten > 0);
+    let before = all(&store);
+    store.close();
+    drop(store);
+    let first = dir.path().join("00000000000000000000.seg");
+    let mut bytes = fs::read(&first).unwrap();
+    assert_ne!(bytes[24..28], [0; 4], "the first segment was scavenged");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    fs::write(&first, &bytes).unwrap();
+    let refused = Store::open_with(dir.path(), options());
+    assert!(
+        matches!(&refused, Err(Error::Corruption { segment, .. }) if segment.starts_with("0000")),
+        "a scavenged segment has no torn tail: {:?}",
+        refused.map(|_| ())
+    );
+    let salvage = Options { recovery_mode: annal::RecoveryMode::Salvage, ..options() };
+    let salvaged = Store::open_with(dir.path(), salvage).unwrap();
+    let dropped = &salvaged.recovery_report().salvaged;
+    assert_eq!(dropped.len(), 1);
+    assert!(dropped[0].offset <= at as u64);
+    let kept = all(&salvaged);
+    assert!(!kept.is_empty() && kept.len() < before.len());
+    assert!(
+        kept.iter().all(|(p, e)| before.get(p) == Some(e)),
+        "salvage returns only intact events"
+    );
+}
