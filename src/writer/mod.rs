@@ -19,7 +19,7 @@ pub use request::{validate_event_type, validate_stream_name};
 
 use crate::{
     error::{Error, Result},
-    format::{RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
+    format::{Record, RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
     index::{Continuity, StreamState},
     lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target, now_us},
     options::Durability,
@@ -270,7 +270,8 @@ impl Writer {
             }
             let last_version = first_version + u64::from(part.events) - 1;
             group.versions.insert(part.stream.clone(), last_version);
-            if let Some((target, record)) = metadata_of(&group.bytes[last_offset..offset]) {
+            let (_, last) = own_records(&group.bytes[last_offset..offset]).next().expect("sealed");
+            if let Some((target, record)) = metadata_of(last) {
                 group.metadata.insert(target.to_owned(), record);
             }
             let result = AppendResult {
@@ -340,12 +341,12 @@ impl Writer {
             .map(|(offset, r)| (r.position(), u32::try_from(base + offset as u64).expect("<4GiB")));
         self.active.publish(offsets, new_len, end);
         let mut streams = self.shared.streams.write();
-        for (offset, record) in own_records(&self.group.bytes) {
+        for (_, record) in own_records(&self.group.bytes) {
             let (stream, version, position) =
                 (record.stream(), record.version(), record.position());
             let pushed = streams.push(stream, version, position, Continuity::Dense);
             debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
-            if let Some((target, meta)) = metadata_of(&self.group.bytes[offset..]) {
+            if let Some((target, meta)) = metadata_of(record) {
                 streams.set_metadata(target, meta);
             }
         }
@@ -403,10 +404,9 @@ impl Writer {
     }
 }
 
-/// The stream a sealed record of the writer's own sets metadata for, and that metadata, if the
-/// record (at the start of `bytes`) is a `$metadata` event of a metadata stream.
-fn metadata_of(bytes: &[u8]) -> Option<(&str, MetaRecord)> {
-    let (_, record) = own_records(bytes).next()?;
+/// The stream a record of the writer's own sets metadata for, and that metadata, if the record
+/// is a `$metadata` event of a metadata stream.
+fn metadata_of(record: Record<'_>) -> Option<(&str, MetaRecord)> {
     let target = metadata_target(record.stream())?;
     if record.event_type() != METADATA_EVENT_TYPE {
         return None;
