@@ -167,7 +167,7 @@ fn scavenge_keeps_the_idempotency_window_and_the_active_segment() {
 }
 
 #[test]
-fn scavenge_runs_beside_appends_and_a_reader_holding_old_segments() {
+fn scavenge_runs_beside_appends_an_old_reader_and_a_subscription() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), options());
     build(&store, 20, 20);
@@ -177,6 +177,8 @@ fn scavenge_runs_beside_appends_and_a_reader_holding_old_segments() {
     let before = all(&store);
     let mut reader = store.read_all_forward(Position::START, usize::MAX);
     let first: Vec<_> = reader.by_ref().take(10).map(|e| e.unwrap().position().get()).collect();
+    let mut subscription = store.subscribe_to_all(Position::START, annal::Filter::all());
+    let mut delivered = vec![subscription.recv().unwrap().position().get()];
     let writer = {
         let store = store.clone();
         std::thread::spawn(move || {
@@ -213,6 +215,14 @@ fn scavenge_runs_beside_appends_and_a_reader_holding_old_segments() {
         }
     }
     assert!(store.verify().unwrap().is_clean());
+    // The subscription went on through the scavenge: in order, every event still in the log
+    // delivered, up to the last append.
+    let end = acked.last().unwrap().last_position.get();
+    while *delivered.last().unwrap() < end {
+        delivered.push(subscription.recv().unwrap().position().get());
+    }
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]));
+    assert!(after.keys().all(|p| delivered.binary_search(p).is_ok()), "a live event was skipped");
 }
 
 #[test]
