@@ -59,11 +59,13 @@ impl ReadAll {
                 cursor.view = cursor.segment.view(have + 1)?;
                 continue;
             }
-            let Some(next) = self.shared.segments.next_after(cursor.segment.base_position()) else {
+            let after = cursor.segment.end_position();
+            let Some(next) = next_segment(&self.shared, &cursor.segment) else {
                 return Ok(None);
             };
             cursor.view = next.view(next.committed_len())?;
-            cursor.offset = next.first_offset();
+            let len = cursor.view.bytes().len();
+            cursor.offset = next.locate_ceil(cursor.view.bytes(), after).unwrap_or(len);
             cursor.segment = next;
         }
         let event = decode_at(&cursor.segment, &cursor.view, cursor.offset, None)?;
@@ -83,6 +85,18 @@ impl ReadAll {
         self.last = Some(position);
         Ok(Some(event))
     }
+}
+
+/// The segment that continues the log after `segment`: the one holding the position after its
+/// end. That is usually the next by base, but after a scavenge merged `segment` (or the segments
+/// after it) into another, it is the merged one, which may start before `segment` did. A
+/// salvaged segment may end before the next one starts; then it is the next by base.
+fn next_segment(shared: &Shared, segment: &Arc<Segment>) -> Option<Arc<Segment>> {
+    let segments = &shared.segments;
+    segments
+        .find(segment.end_position())
+        .filter(|s| !Arc::ptr_eq(s, segment) && s.end_position() > segment.end_position())
+        .or_else(|| segments.next_after(segment.base_position()))
 }
 
 impl Iterator for ReadAll {

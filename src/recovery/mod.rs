@@ -3,10 +3,11 @@
 //! refuse anything else, or salvage around it), and rebuild the indexes and the idempotency
 //! window from what remains.
 //!
-//! The stages live in their own files (`headers` → `scan` → `tail` → `window`); only
-//! [`recover`] decides between them.
+//! The stages live in their own files (`headers` → `scan` → `tail` → `window`, and `merged` for
+//! what an interrupted scavenge left); only [`recover`] decides between them.
 
 mod headers;
+mod merged;
 mod scan;
 mod tail;
 mod window;
@@ -37,6 +38,9 @@ pub struct RecoveryReport {
     pub removed_segment: Option<String>,
     /// What a [`RecoveryMode::Salvage`] open stepped over: damaged byte ranges and segments.
     pub salvaged: Vec<Dropped>,
+    /// Segments that a scavenge had merged into the segment before them (whose span covers
+    /// them) and that a crash left behind: removed, or ignored by a read-only open.
+    pub merged_leftovers: Vec<String>,
 }
 
 /// A torn tail cut off the last segment.
@@ -94,11 +98,20 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mut head = opened.first().map_or(0, |s| s.header.base_position);
     let count = opened.len();
     let mut after_scavenge = false;
+    // Whether the last segment kept was a scavenged one (whose span ends at `head`).
+    let mut last_was_scavenged = false;
     for (i, segment) in opened.into_iter().enumerate() {
+        if last_was_scavenged && segment.header.base_position < head {
+            // Inside the span of the scavenged segment before it: that segment holds what this
+            // one kept (it was fsynced and renamed into place before this one was removed).
+            report.merged_leftovers.push(segment.name);
+            continue;
+        }
         // A segment followed by one being created was fsynced before that file existed, so
         // only the very last segment of the log can have a torn tail.
         let is_last = i + 1 == count && report.removed_segment.is_none();
         after_scavenge |= segment.header.span != 0;
+        last_was_scavenged = segment.header.span != 0;
         let context = scan::Context { dir, options, is_last, writable, after_scavenge };
         let segment = scan::scan_and_index(&context, segment, head, &streams, &mut report)?;
         head = head.max(segment.end_position());
@@ -106,6 +119,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     }
     if writable {
         crate::scavenge::discard_unfinished(&*options.storage, dir)?;
+        merged::remove_leftovers(dir, options, &report.merged_leftovers)?;
         if let Some(name) = &report.removed_segment {
             tail::remove_torn_segment(dir, options, name)?;
         }

@@ -3,6 +3,9 @@
 //! `max_age`) by rewriting sealed segments without them. Global positions never change: what
 //! remains keeps its position, and `$all` readers see gaps. The active segment is never touched.
 //!
+//! Consecutive segments whose remaining records fit in one segment are merged into one, so a
+//! scavenge also gives back files, not just bytes.
+//!
 //! It runs online, on the caller's thread: the writer goes on appending, readers go on reading
 //! (one that holds an old segment keeps reading its valid bytes, which live until it lets go),
 //! and each segment switch is crash-safe on its own (see `rewrite`). Progress is observable and
@@ -20,9 +23,12 @@ pub(crate) use rewrite::discard_unfinished;
 
 use crate::{
     error::{Error, Result},
+    format::SEGMENT_HEADER_LEN,
     lifecycle::now_us,
     shared::Shared,
 };
+
+use rewrite::Decided;
 
 /// Watches and steers a running scavenge from another thread. Clones share one scavenge.
 #[derive(Clone, Debug, Default)]
@@ -83,7 +89,7 @@ impl ScavengeControl {
 pub struct ScavengeReport {
     /// Sealed segments read.
     pub segments_scanned: usize,
-    /// Segments rewritten without removed events.
+    /// Segments rewritten (without removed events, and small neighbours merged into one).
     pub segments_rewritten: usize,
     /// Events removed.
     pub events_removed: u64,
@@ -113,25 +119,59 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
         ..ScavengeReport::default()
     };
     control.bytes_total.store(report.bytes_before, Ordering::Relaxed);
+    // Consecutive segments whose kept records fit in one segment, to be written as one.
+    let mut run: Vec<Decided> = Vec::new();
     for segment in &sealed {
         if control.is_cancelled() {
-            report.cancelled = true;
             break;
         }
-        let done = rewrite::rewrite(shared, segment, &mut plan, control)?;
+        let decided = rewrite::decide(segment, &mut plan)?;
         report.segments_scanned += 1;
-        if let Some(new) = done.segment {
-            shared.segments.replace(new);
-            for (stream, keep_from) in &done.keep_from {
-                shared.streams.trim(stream, *keep_from);
-            }
-            report.segments_rewritten += 1;
-            report.events_removed += done.events_removed;
-            report.bytes_reclaimed += done.bytes_reclaimed;
-            control.bytes_reclaimed.fetch_add(done.bytes_reclaimed, Ordering::Relaxed);
+        if !run.is_empty() && !fits(&run, &decided, shared.options.segment_bytes_max) {
+            switch(shared, std::mem::take(&mut run), control, &mut report)?;
         }
+        run.push(decided);
         control.bytes_done.fetch_add(segment.committed_len(), Ordering::Relaxed);
     }
-    report.cancelled |= control.is_cancelled();
+    if !run.is_empty() {
+        switch(shared, run, control, &mut report)?;
+    }
+    report.cancelled = control.is_cancelled();
     Ok(report)
+}
+
+/// Whether `next` can join `run` in one segment: the kept bytes fit a segment, and the positions
+/// covered fit the sparse index's 32-bit offsets from the base.
+fn fits(run: &[Decided], next: &Decided, segment_bytes_max: u64) -> bool {
+    let bytes: u64 = run.iter().map(|d| d.kept_bytes).sum::<u64>() + next.kept_bytes;
+    let base = run[0].segment.base_position();
+    let span = next.segment.end_position() - base;
+    SEGMENT_HEADER_LEN as u64 + bytes <= segment_bytes_max && span <= u64::from(u32::MAX)
+}
+
+/// Writes `run` as one segment, unless it is a single segment that loses nothing, and switches
+/// readers and the stream index to it.
+fn switch(
+    shared: &Shared,
+    run: Vec<Decided>,
+    control: &Control,
+    report: &mut ScavengeReport,
+) -> Result<()> {
+    if run.len() == 1 && run[0].removed == 0 {
+        return Ok(());
+    }
+    let Some(new) = rewrite::merge(shared, &run, control)? else { return Ok(()) };
+    let before: u64 = run.iter().map(|d| d.segment.committed_len()).sum();
+    let reclaimed = before - new.committed_len();
+    shared.segments.replace_run(Arc::new(new), run.len());
+    for decided in &run {
+        for (stream, &keep_from) in &decided.keep_from {
+            shared.streams.trim(stream, keep_from);
+        }
+        report.events_removed += decided.removed;
+    }
+    report.segments_rewritten += run.len();
+    report.bytes_reclaimed += reclaimed;
+    control.bytes_reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
+    Ok(())
 }

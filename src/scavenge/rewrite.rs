@@ -1,14 +1,16 @@
-//! Rewriting one sealed segment without the records a scavenge removes, and switching to the
-//! new file crash-safely:
+//! Rewriting a run of consecutive sealed segments as one, without the records a scavenge
+//! removes, and switching to the new file crash-safely:
 //!
 //! 1. write the header and every kept record, byte for byte as they were (each one verified
-//!    against its checksum on the way), to `<segment>.scav`;
+//!    against its checksum when it was decided), to `<first segment>.scav`;
 //! 2. `fdatasync` it, read it back and check it holds exactly the kept records;
-//! 3. rename it over the segment (atomic: a crash leaves the old file or the new one, both
-//!    complete), then fsync the directory.
+//! 3. rename it over the first segment (atomic: a crash leaves the old file or the new one,
+//!    both complete), then fsync the directory;
+//! 4. if it merged several segments, remove the others and fsync the directory again.
 //!
-//! A `.scav` file left by a crash is an unfinished rewrite whose original is still in place;
-//! recovery removes it.
+//! A `.scav` file left by a crash is an unfinished rewrite whose originals are all still in
+//! place; recovery removes it. Segments left after step 3 lie inside the span of the new first
+//! segment, which holds everything they kept; recovery removes them (`recovery::merged`).
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
@@ -16,7 +18,7 @@ use crate::{
     error::{Error, Result},
     format::{CorruptionKind, SEGMENT_HEADER_LEN, SegmentHeader, scan_any, scan_compacted},
     index::SparseIndex,
-    io::Storage,
+    io::{ReadView, Storage},
     segment::Segment,
     shared::Shared,
 };
@@ -29,43 +31,41 @@ pub(crate) const SCAVENGE_SUFFIX: &str = ".scav";
 /// Bytes gathered before each write to the new file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// What rewriting one segment did.
-#[derive(Default)]
-pub(crate) struct Rewritten {
-    /// Events removed.
-    pub events_removed: u64,
-    /// Bytes the segment lost.
-    pub bytes_reclaimed: u64,
-    /// The new segment, if it was rewritten (`None`: nothing to remove, or cancelled).
-    pub segment: Option<Arc<Segment>>,
-    /// For each stream that lost events: the first version it keeps.
+/// One sealed segment with every record decided.
+pub(crate) struct Decided {
+    pub segment: Arc<Segment>,
+    view: Arc<dyn ReadView>,
+    /// Offset and length of each record that stays, in order.
+    kept: Vec<(usize, usize)>,
+    /// Bytes of the records that stay.
+    pub kept_bytes: u64,
+    /// Records that go.
+    pub removed: u64,
+    /// For each stream that loses events here: the first version it keeps.
     pub keep_from: HashMap<String, u64>,
 }
 
-/// Decides every record of `segment` with `plan`, and rewrites it if any record goes.
-pub(crate) fn rewrite(
-    shared: &Shared,
-    segment: &Segment,
-    plan: &mut Plan,
-    control: &Control,
-) -> Result<Rewritten> {
-    let view = segment.view(segment.committed_len())?;
-    let bytes = &view.bytes()[..segment.committed_len() as usize];
-    let mut kept: Vec<(usize, usize)> = Vec::new();
-    let mut done = Rewritten::default();
+/// Reads `segment`, verifying every record, and decides each with `plan`.
+pub(crate) fn decide(segment: &Arc<Segment>, plan: &mut Plan) -> Result<Decided> {
+    let len = segment.committed_len();
+    let view = segment.view(len)?;
+    let bytes = &view.bytes()[..len as usize];
     let corruption = |offset: usize, kind| Error::Corruption {
         segment: segment.name().to_owned(),
         offset: offset as u64,
         kind,
     };
+    let (mut kept, mut kept_bytes, mut removed) = (Vec::new(), 0, 0);
+    let mut keep_from: HashMap<String, u64> = HashMap::new();
     let end = scan_any(bytes, &segment.header(), |offset, record| {
         if plan.removes(&record) {
-            done.events_removed += 1;
+            removed += 1;
             let next = record.version() + 1;
-            let keep = done.keep_from.entry(record.stream().to_owned()).or_insert(next);
+            let keep = keep_from.entry(record.stream().to_owned()).or_insert(next);
             *keep = (*keep).max(next);
         } else {
             kept.push((offset, record.len()));
+            kept_bytes += record.len() as u64;
         }
         Ok(())
     })
@@ -73,37 +73,20 @@ pub(crate) fn rewrite(
     if let Some(damage) = end.damage {
         return Err(corruption(damage.record_offset, damage.kind));
     }
-    if done.events_removed == 0 || control.is_cancelled() {
-        done.keep_from.clear();
-        done.events_removed = 0;
-        return Ok(done);
-    }
-    let span = u32::try_from(segment.end_position() - segment.base_position())
-        .expect("a segment spans < 2^32 positions");
-    let header = SegmentHeader { span, ..segment.header() };
-    let Some(new) = write_and_switch(shared, segment, header, bytes, &kept, control)? else {
-        done.keep_from.clear();
-        done.events_removed = 0;
-        return Ok(done);
-    };
-    done.bytes_reclaimed = bytes.len() as u64 - new.committed_len();
-    done.segment = Some(Arc::new(new));
-    Ok(done)
+    let segment = Arc::clone(segment);
+    Ok(Decided { segment, view: Arc::clone(&view), kept, kept_bytes, removed, keep_from })
 }
 
-/// Writes the kept records to a new file and puts it in place of `segment`; `None` if
-/// cancelled before the switch (the new file is then removed).
-fn write_and_switch(
-    shared: &Shared,
-    segment: &Segment,
-    header: SegmentHeader,
-    bytes: &[u8],
-    kept: &[(usize, usize)],
-    control: &Control,
-) -> Result<Option<Segment>> {
+/// Writes the kept records of the consecutive segments `run` to one new segment and puts it in
+/// place of them on disk; `None` if cancelled before the switch (the new file is removed).
+pub(crate) fn merge(shared: &Shared, run: &[Decided], control: &Control) -> Result<Option<Segment>> {
+    let (first, last) = (&run[0].segment, &run[run.len() - 1].segment);
+    let span = u32::try_from(last.end_position() - first.base_position())
+        .expect("runs are bounded to spans < 2^32 positions");
+    let header = SegmentHeader { span, ..first.header() };
     let storage = &*shared.options.storage;
-    let path = segment.path();
-    let tmp = path.with_file_name(format!("{}{SCAVENGE_SUFFIX}", segment.name()));
+    let path = first.path();
+    let tmp = path.with_file_name(format!("{}{SCAVENGE_SUFFIX}", first.name()));
     let io = |op| Error::io(op, &tmp);
     // A file left by an attempt that failed in this process: it was never renamed.
     let _ = storage.remove(&tmp);
@@ -111,32 +94,45 @@ fn write_and_switch(
     let mut index = SparseIndex::new(header.base_position, shared.options.index_stride);
     let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES + SEGMENT_HEADER_LEN);
     buf.extend_from_slice(&header.encode());
-    let mut written = 0u64;
-    for &(offset, len) in kept {
-        let record = &bytes[offset..offset + len];
-        let position = u64::from_le_bytes(record[8..16].try_into().expect("8 bytes"));
-        index.note(position, u32::try_from(written as usize + buf.len()).expect("< 4 GiB"));
-        buf.extend_from_slice(record);
-        if buf.len() >= WRITE_CHUNK_BYTES {
-            file.write_at(written, &buf).map_err(io("write scavenged segment"))?;
-            written += buf.len() as u64;
-            buf.clear();
-            if control.is_cancelled() {
-                return discard(storage, &tmp).map(|()| None);
+    let (mut written, mut records) = (0u64, 0usize);
+    for decided in run {
+        let bytes = decided.view.bytes();
+        for &(offset, len) in &decided.kept {
+            let record = &bytes[offset..offset + len];
+            let position = u64::from_le_bytes(record[8..16].try_into().expect("8 bytes"));
+            let at = u32::try_from(written as usize + buf.len()).expect("< 4 GiB");
+            index.note(position, at);
+            buf.extend_from_slice(record);
+            records += 1;
+            if buf.len() >= WRITE_CHUNK_BYTES {
+                file.write_at(written, &buf).map_err(io("write scavenged segment"))?;
+                written += buf.len() as u64;
+                buf.clear();
+                if control.is_cancelled() {
+                    return discard(storage, &tmp).map(|()| None);
+                }
             }
         }
     }
     file.write_at(written, &buf).map_err(io("write scavenged segment"))?;
     let len = written + buf.len() as u64;
     file.sync_data().map_err(io("fsync scavenged segment"))?;
-    check_written(&*file, &header, len, kept.len(), &tmp)?;
+    check_written(&*file, &header, len, records, &tmp)?;
     if control.is_cancelled() {
         return discard(storage, &tmp).map(|()| None);
     }
-    storage.rename(&tmp, path).map_err(Error::io("rename scavenged segment", path))?;
     let dir = &shared.dir;
+    storage.rename(&tmp, path).map_err(Error::io("rename scavenged segment", path))?;
     storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
-    let (name, end) = (segment.name().to_owned(), segment.end_position());
+    // The commit point has passed: the new segment holds what the others kept.
+    for merged in &run[1..] {
+        let path = merged.segment.path();
+        storage.remove(path).map_err(Error::io("remove merged segment", path))?;
+    }
+    if run.len() > 1 {
+        storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
+    }
+    let (name, end) = (first.name().to_owned(), last.end_position());
     let new = Segment::recovered(header, name, path.to_path_buf(), file, len, end, index);
     new.seal();
     Ok(Some(new))

@@ -24,13 +24,15 @@ impl SegmentSet {
         segments.push(segment);
     }
 
-    /// Puts `segment` in place of the segment with the same base position (a scavenged
-    /// rewrite). Readers holding the old one keep reading it; new reads get the new one.
-    pub fn replace(&self, segment: Arc<Segment>) {
+    /// Puts `segment` in place of the `count` segments starting at its base position (a
+    /// scavenged rewrite that merged them). Readers holding old ones keep reading them; new
+    /// reads get the new one.
+    pub fn replace_run(&self, segment: Arc<Segment>, count: usize) {
         let mut segments = self.segments.write().expect("segment set lock");
         let i = segments.partition_point(|s| s.base_position() < segment.base_position());
         debug_assert_eq!(segments[i].base_position(), segment.base_position());
-        segments[i] = segment;
+        debug_assert!(i + count < segments.len(), "the active segment is never replaced");
+        segments.splice(i..i + count, [segment]);
     }
 
     /// The segment that holds `position`: the last one whose base is at or before it.

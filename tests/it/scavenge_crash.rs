@@ -1,5 +1,5 @@
 //! Scavenging under simulated power loss: a power cut at every I/O operation of a scavenge, each
-//! crash damaged several ways, must leave a store that opens, holds every event that was
+//! crash damaged several ways (four), must leave a store that opens, holds every event that was
 //! visible before (same position, same bytes), verifies clean, and scavenges to the end when
 //! run again. Proves the rewrite protocol (write `.scav`, fsync, rename over, fsync directory)
 //! leaves each segment either as it was or fully rewritten.
@@ -11,7 +11,7 @@ use annal::{ExpectedVersion, NewEvent, Options, Position, Store, StreamVersion, 
 use crate::sim_model::dir;
 
 /// Damage variants tried at each crash point.
-const VARIANTS: u64 = 3;
+const VARIANTS: u64 = 4;
 const STREAMS: usize = 8;
 const EVENTS: usize = 12;
 
@@ -53,9 +53,10 @@ fn visible(store: &Store) -> BTreeMap<String, Vec<u64>> {
         .collect()
 }
 
-/// The same store every time: streams appended round-robin, one soft-deleted, one
-/// tombstoned, one capped, then rolled onto a fresh segment so everything above is sealed.
-fn build(disk: &SimDisk) {
+/// The same store every time: streams appended round-robin, one soft-deleted, `tombstones`
+/// tombstoned (with several, what remains of neighbouring segments fits one and they merge),
+/// one capped, then rolled onto a fresh segment so everything above is sealed.
+fn build(disk: &SimDisk, tombstones: &[&str]) {
     let store = Store::open_with(dir(), options(disk)).unwrap();
     for v in 0..EVENTS {
         for s in 0..STREAMS {
@@ -66,7 +67,9 @@ fn build(disk: &SimDisk) {
         }
     }
     store.delete_stream("s-0", ExpectedVersion::Any).unwrap();
-    store.tombstone_stream("s-1", ExpectedVersion::Any).unwrap();
+    for &tombstoned in tombstones {
+        store.tombstone_stream(tombstoned, ExpectedVersion::Any).unwrap();
+    }
     let capped = annal::StreamMetadata { max_count: Some(3), ..Default::default() };
     store.set_stream_metadata("s-2", ExpectedVersion::NoStream, capped).unwrap();
     let segments = store.stats().segments;
@@ -78,8 +81,21 @@ fn build(disk: &SimDisk) {
 
 #[test]
 fn scavenge_crash_at_every_io_point_keeps_every_visible_event() {
+    // One store whose segments are rewritten one by one, one whose segments also merge.
+    let (cases, _) = simulate(&["s-1"]);
+    let (merge_cases, finished_merges) = simulate(&["s-1", "s-4", "s-5"]);
+    eprintln!(
+        "scavenge crash simulation: {} cases, {finished_merges} with a merge finished by the open",
+        cases + merge_cases
+    );
+    assert!(finished_merges > 0, "no crash fell between a merge's rename and its removals");
+}
+
+/// Crashes at every I/O operation of a scavenge of the store `build(_, tombstones)` makes;
+/// returns the cases run and how many of them the open had to finish a merge in.
+fn simulate(tombstones: &[&str]) -> (usize, usize) {
     let reference = SimDisk::new();
-    build(&reference);
+    build(&reference, tombstones);
     let store = Store::open_with(dir(), options(&reference)).unwrap();
     let (before, visible_before) = (all(&store), visible(&store));
     let start = reference.ops();
@@ -88,33 +104,36 @@ fn scavenge_crash_at_every_io_point_keeps_every_visible_event() {
     assert!(report.events_removed > 0 && report.segments_rewritten > 1, "{report:?}");
     drop(store);
 
-    let mut cases = 0;
+    let (mut cases, mut finished_merges) = (0, 0);
     for crash_at in 0..=scavenge_ops {
         for variant in 0..VARIANTS {
             let disk = SimDisk::new();
-            build(&disk);
+            build(&disk, tombstones);
             let store = Store::open_with(dir(), options(&disk)).unwrap();
             disk.fail_at(disk.ops() + crash_at, io::ErrorKind::Other, true);
             let outcome = store.scavenge();
             assert!(outcome.is_err() || crash_at == scavenge_ops, "op {crash_at}: {outcome:?}");
             drop(store);
             let crashed = disk.crash(variant);
-            let where_ =
-                format!("crash at scavenge op {crash_at} of {scavenge_ops}, variant {variant}");
-            check(&crashed, &before, &visible_before, &where_);
+            let where_ = format!(
+                "tombstones {tombstones:?}: crash at scavenge op {crash_at} of {scavenge_ops}, \
+                 variant {variant}"
+            );
+            finished_merges += usize::from(check(&crashed, &before, &visible_before, &where_));
             cases += 1;
         }
     }
-    eprintln!("scavenge crash simulation: {cases} cases over {scavenge_ops} I/O operations");
+    (cases, finished_merges)
 }
 
-/// Opens the crashed disk and checks it against what was there before the scavenge.
+/// Opens the crashed disk and checks it against what was there before the scavenge. Returns
+/// whether the open had to finish a merge (remove segments a merged one replaced).
 fn check(
     disk: &SimDisk,
     before: &Events,
     visible_before: &BTreeMap<String, Vec<u64>>,
     where_: &str,
-) {
+) -> bool {
     let store =
         Store::open_with(dir(), options(disk)).unwrap_or_else(|e| panic!("{where_}: open: {e}"));
     let now = all(&store);
@@ -131,6 +150,7 @@ fn check(
     store.scavenge().unwrap_or_else(|e| panic!("{where_}: scavenge again: {e}"));
     assert_eq!(visible(&store), *visible_before, "{where_}: after the second scavenge");
     store.append("s-3", ExpectedVersion::Any, [NewEvent::new("T", b"after".to_vec())]).unwrap();
+    !store.recovery_report().merged_leftovers.is_empty()
 }
 
 fn disk_has_scav_files(disk: &SimDisk) -> bool {
