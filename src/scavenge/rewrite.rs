@@ -79,7 +79,11 @@ pub(crate) fn decide(segment: &Arc<Segment>, plan: &mut Plan) -> Result<Decided>
 
 /// Writes the kept records of the consecutive segments `run` to one new segment and puts it in
 /// place of them on disk; `None` if cancelled before the switch (the new file is removed).
-pub(crate) fn merge(shared: &Shared, run: &[Decided], control: &Control) -> Result<Option<Segment>> {
+pub(crate) fn merge(
+    shared: &Shared,
+    run: &[Decided],
+    control: &Control,
+) -> Result<Option<Segment>> {
     let (first, last) = (&run[0].segment, &run[run.len() - 1].segment);
     let span = u32::try_from(last.end_position() - first.base_position())
         .expect("runs are bounded to spans < 2^32 positions");
