@@ -33,6 +33,30 @@ fn build(store: &Store, streams: usize, events: usize) {
     }
 }
 
+/// A store of `streams` × `events` (see [`build`]) in which every other stream is soft-deleted,
+/// rolled so that all of it is sealed.
+fn half_deleted(dir: &std::path::Path, streams: usize, events: usize) -> Store {
+    let store = open(dir, options());
+    build(&store, streams, events);
+    for stream in (0..streams).step_by(2) {
+        store.delete_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
+    }
+    roll(&store);
+    store
+}
+
+/// A store of 10 streams × 40 events in which all but `s-0` are tombstoned, rolled so that all
+/// of it is sealed: what remains of neighbouring segments fits one, so they merge.
+fn mostly_tombstoned(dir: &std::path::Path) -> Store {
+    let store = open(dir, options());
+    build(&store, 10, 40);
+    for stream in 1..10 {
+        store.tombstone_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
+    }
+    roll(&store);
+    store
+}
+
 /// Appends to stream `roll` until the log rotates, so that every earlier event is in a sealed
 /// segment.
 fn roll(store: &Store) {
@@ -43,7 +67,7 @@ fn roll(store: &Store) {
 }
 
 /// Every event of `$all`: position → (stream, version, data).
-fn all(store: &Store) -> BTreeMap<u64, (String, u64, Vec<u8>)> {
+pub fn all(store: &Store) -> BTreeMap<u64, (String, u64, Vec<u8>)> {
     store
         .read_all_forward(Position::START, usize::MAX)
         .map(|e| {
@@ -60,12 +84,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 #[test]
 fn scavenge_half_deleted_store_halves_its_size_and_keeps_positions() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), options());
-    build(&store, 40, 25);
-    for stream in (0..40).step_by(2) {
-        store.delete_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
-    }
-    roll(&store);
+    let store = half_deleted(dir.path(), 40, 25);
     let before = all(&store);
     let bytes_before = dir_bytes(dir.path());
     let report = store.scavenge().unwrap();
@@ -268,12 +287,7 @@ fn scavenge_leftover_temporary_file_is_removed_on_open() {
 #[test]
 fn scavenge_damaged_scavenged_segment_is_corruption_and_salvage_reads_around_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), options());
-    build(&store, 10, 20);
-    for stream in (0..10).step_by(2) {
-        store.delete_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
-    }
-    roll(&store);
+    let store = half_deleted(dir.path(), 10, 20);
     assert!(store.scavenge().unwrap().segments_rewritten > 0);
     let before = all(&store);
     store.close();
@@ -306,12 +320,7 @@ fn scavenge_damaged_scavenged_segment_is_corruption_and_salvage_reads_around_it(
 #[test]
 fn scavenge_merges_neighbours_whose_remains_fit_one_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), options());
-    build(&store, 10, 40);
-    for stream in 1..10 {
-        store.tombstone_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
-    }
-    roll(&store);
+    let store = mostly_tombstoned(dir.path());
     let (segments_before, before) = (store.stats().segments, all(&store));
     let report = store.scavenge().unwrap();
     let segments_after = store.stats().segments;
@@ -335,12 +344,7 @@ fn scavenge_merges_neighbours_whose_remains_fit_one_segment() {
 #[test]
 fn scavenge_merge_interrupted_before_the_old_files_went_is_finished_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), options());
-    build(&store, 10, 40);
-    for stream in 1..10 {
-        store.tombstone_stream(&format!("s-{stream}"), ExpectedVersion::Any).unwrap();
-    }
-    roll(&store);
+    let store = mostly_tombstoned(dir.path());
     let originals: Vec<(std::path::PathBuf, Vec<u8>)> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())

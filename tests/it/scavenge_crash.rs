@@ -4,40 +4,27 @@
 //! run again. Proves the rewrite protocol (write `.scav`, fsync, rename over, fsync directory)
 //! leaves each segment either as it was or fully rewritten.
 
-use std::{collections::BTreeMap, io, sync::Arc};
+use std::{collections::BTreeMap, io};
 
-use annal::{ExpectedVersion, NewEvent, Options, Position, Store, StreamVersion, io::SimDisk};
+use annal::{ExpectedVersion, NewEvent, Options, Store, StreamVersion, io::SimDisk};
 
-use crate::sim_model::dir;
+use crate::{
+    scavenge::all,
+    sim_model::{self, dir},
+};
 
 /// Damage variants tried at each crash point.
 const VARIANTS: u64 = 4;
 const STREAMS: usize = 8;
 const EVENTS: usize = 12;
 
+/// The simulation's options (2 KiB segments), with no idempotency window so that deleted
+/// events are removable.
 fn options(disk: &SimDisk) -> Options {
-    Options {
-        storage: Arc::new(disk.clone()),
-        segment_bytes_max: 2048,
-        event_bytes_max: 512,
-        append_bytes_max: 1024,
-        group_bytes_max: 1024,
-        idempotency_window_events: 0,
-        ..Options::default()
-    }
+    Options { idempotency_window_events: 0, ..sim_model::options(disk) }
 }
 
 type Events = BTreeMap<u64, (String, u64, Vec<u8>)>;
-
-fn all(store: &Store) -> Events {
-    store
-        .read_all_forward(Position::START, usize::MAX)
-        .map(|e| {
-            let e = e.unwrap();
-            (e.position().get(), (e.stream().to_owned(), e.version().get(), e.data().to_vec()))
-        })
-        .collect()
-}
 
 /// Each stream's visible events: stream → positions.
 fn visible(store: &Store) -> BTreeMap<String, Vec<u64>> {
