@@ -49,7 +49,7 @@ mod writer;
 pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
 pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
-pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
+pub use read::{EventRef, ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
 pub use recovery::{Dropped, RecoveryReport, TornTail};
 pub use store::{Stats, Store};
 pub use subscription::{

@@ -167,6 +167,12 @@ impl<'a> Record<'a> {
     pub fn stream_bytes(&self) -> &'a [u8] {
         &self.bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + self.stream_len()]
     }
+    /// The stream name and event type, adjacent in the record, as one run of bytes (UTF-8
+    /// unless something other than annal wrote them) and the length of the stream name.
+    pub fn text_bytes(&self) -> (&'a [u8], usize) {
+        let end = RECORD_HEADER_LEN + self.stream_len() + self.type_len();
+        (&self.bytes[RECORD_HEADER_LEN..end], self.stream_len())
+    }
     /// The stream name, checked to be UTF-8.
     pub fn check_stream(&self) -> Result<&'a str, CorruptionKind> {
         std::str::from_utf8(self.stream_bytes()).map_err(|_| CorruptionKind::InvalidUtf8)
@@ -244,6 +250,14 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode_record(&buf[..cut], 0).is_err(), "cut at {cut} undetected");
         }
+    }
+
+    #[test]
+    fn checksum_is_crc32_of_the_record_without_its_checksum_field() {
+        let buf = sealed("order-1", b"payload");
+        let mut without = buf[0..4].to_vec();
+        without.extend_from_slice(&buf[8..]);
+        assert_eq!(checksum(&buf), crc32fast::hash(&without));
     }
 
     #[test]
