@@ -1,0 +1,77 @@
+//! Single workloads for a profiler, so that before/after figures are instruction counts (which
+//! repeat to the instruction on a noisy machine) rather than times. Included only by
+//! `examples/bench.rs`:
+//!
+//! ```text
+//! cargo build --release --example bench
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profiled_reads*' \
+//!     target/release/examples/bench --profile read-all 100000
+//! valgrind --tool=callgrind target/release/examples/bench --profile build 100000
+//! ```
+//!
+//! `read-all` builds a store outside the measured function, then reads `$all` forward three
+//! times through [`workload::read_all`], the same code the table times (per event:
+//! instructions ÷ (3 × events)); `read-all-recorded` does the same through the iterator of
+//! `RecordedEvent`s ([`workload::read_all_recorded`]). `build` fills a store of 200 B events
+//! in appends of 100 without fsync (W3's CPU side: callers' encoding, the writer's sealing,
+//! the hand-offs).
+
+use std::time::Instant;
+
+use super::{
+    Layout, PAYLOAD_BYTES,
+    workload::{self, Touched},
+};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs the workload `args` names (`read-all`, `read-all-recorded` or `build`), with the number
+/// of events `args` gives next (100,000 if none).
+pub fn run(args: &[String]) -> Res<()> {
+    let what = args.first().map_or("", String::as_str);
+    let events = match args.get(1) {
+        Some(n) => n.parse()?,
+        None => 100_000,
+    };
+    let layout = Layout::sized(events, PAYLOAD_BYTES);
+    let dir = tempfile::tempdir()?;
+    let start = Instant::now();
+    match what {
+        "read-all" | "read-all-recorded" => {
+            let (store, _) = workload::build(dir.path(), layout)?;
+            let start = Instant::now();
+            let read =
+                if what == "read-all" { workload::read_all } else { workload::read_all_recorded };
+            let fold = profiled_reads(&store, read)?;
+            println!("read-all: 3 × {events} events in {:?} (fold {fold})", start.elapsed());
+        }
+        "build" => {
+            let (store, built) = workload::build(dir.path(), layout)?;
+            println!("build: {events} events in {built:?}");
+            drop(store);
+        }
+        other => {
+            return Err(format!(
+                "--profile wants read-all, read-all-recorded or build, not {other:?}"
+            )
+            .into());
+        }
+    }
+    println!("total {:?}", start.elapsed());
+    Ok(())
+}
+
+/// Three forward reads of `$all`; the function callgrind's `--toggle-collect` names.
+#[inline(never)]
+fn profiled_reads(
+    store: &annal::Store,
+    read: fn(&annal::Store) -> annal::Result<Touched>,
+) -> Res<u64> {
+    let mut fold = 0u64;
+    for _ in 0..3 {
+        let touched = read(store)?;
+        assert_eq!(touched.events, store.head().get(), "read every event");
+        fold = fold.wrapping_add(touched.fold);
+    }
+    Ok(fold)
+}
