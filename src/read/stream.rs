@@ -83,7 +83,13 @@ impl Iterator for ReadStream {
                 if self.forward { version.checked_add(1) } else { version.checked_sub(1) };
         };
         let read = self.locator.read(position).and_then(|event| match event {
-            Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(e),
+            // Bytes, not `stream()`: the name needs no UTF-8 check to be compared.
+            Some(e)
+                if e.record().stream_bytes() == self.stream.as_bytes()
+                    && e.version().get() == version =>
+            {
+                Ok(e)
+            }
             _ => Err(Error::Corruption {
                 segment: String::from("(stream index)"),
                 offset: position,
