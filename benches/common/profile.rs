@@ -12,7 +12,8 @@
 //! `read-all` builds a store outside the measured function, then reads `$all` forward three
 //! times (or as many as a third argument says) through [`workload::read_all`], the same code the table times (per event:
 //! instructions ÷ (3 × events)); `read-all-recorded` does the same through the iterator of
-//! `RecordedEvent`s ([`workload::read_all_recorded`]). `build` fills a store of 200 B events
+//! `RecordedEvent`s ([`workload::read_all_recorded`]); `read-streams` reads W5's 1,000 random
+//! whole streams (its own store; the count is ignored). `build` fills a store of 200 B events
 //! in appends of 100 without fsync (W3's CPU side: callers' encoding, the writer's sealing,
 //! the hand-offs).
 
@@ -25,9 +26,9 @@ use super::{
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Runs the workload `args` names (`read-all`, `read-all-recorded` or `build`), with the number
-/// of events `args` gives next (100,000 if none) and, for reads, the number of reads after that
-/// (3 if none; the best is printed, so many reads give a steadier rate).
+/// Runs the workload `args` names (`read-all`, `read-all-recorded`, `read-streams`, `build`),
+/// with the number of events `args` gives next (100,000 if none) and, for reads, the number of
+/// reads after that (3 if none; the best is printed, so many reads give a steadier rate).
 pub fn run(args: &[String]) -> Res<()> {
     let what = args.first().map_or("", String::as_str);
     let events = match args.get(1) {
@@ -46,9 +47,18 @@ pub fn run(args: &[String]) -> Res<()> {
             let (store, _) = workload::build(dir.path(), layout)?;
             let read =
                 if what == "read-all" { workload::read_all } else { workload::read_all_recorded };
-            let best = profiled_reads(&store, read, rounds)?;
+            let best = profiled_reads(&store, &read, rounds)?;
             let rate = events as f64 / best.as_secs_f64() / 1e6;
             println!("{what}: {events} events, best of {rounds} reads {best:?}: {rate:.2}M/s");
+        }
+        "read-streams" => {
+            let layout = Layout::STREAMS;
+            let (store, _) = workload::build(dir.path(), layout)?;
+            let picks = layout.random_streams();
+            let read = move |store: &annal::Store| workload::read_streams(store, &picks);
+            let best = profiled_reads(&store, &read, rounds)?;
+            let rate = Layout::RANDOM_STREAMS_EVENTS as f64 / best.as_secs_f64() / 1e6;
+            println!("{what}: 1,000 random streams, best of {rounds} reads {best:?}: {rate:.2}M/s");
         }
         "build" => {
             let (store, built) = workload::build(dir.path(), layout)?;
@@ -57,7 +67,7 @@ pub fn run(args: &[String]) -> Res<()> {
         }
         other => {
             return Err(format!(
-                "--profile wants read-all, read-all-recorded or build, not {other:?}"
+                "--profile wants read-all, read-all-recorded, read-streams or build, not {other:?}"
             )
             .into());
         }
@@ -71,7 +81,7 @@ pub fn run(args: &[String]) -> Res<()> {
 #[inline(never)]
 fn profiled_reads(
     store: &annal::Store,
-    read: fn(&annal::Store) -> annal::Result<Touched>,
+    read: &dyn Fn(&annal::Store) -> annal::Result<Touched>,
     rounds: u32,
 ) -> Res<Duration> {
     let mut best = Duration::MAX;
@@ -79,7 +89,7 @@ fn profiled_reads(
         let start = Instant::now();
         let touched = read(store)?;
         best = best.min(start.elapsed());
-        assert_eq!(touched.events, store.head().get(), "read every event");
+        assert!(touched.events > 0, "read something");
     }
     Ok(best)
 }
