@@ -138,7 +138,9 @@ impl TextCache {
 
     /// Holds `bytes` split at `stream_len`: one UTF-8 check for both fields. Bytes that are not
     /// UTF-8 (which no annal writer produces) read as U+FFFD, field by field, as
-    /// [`Record::stream`] has them; such a cache entry matches no record, so it is checked again.
+    /// [`Record::stream`] has them. The cache then holds other bytes than the record's, so the
+    /// next such record is checked again; a record that does hold the cached bytes has that
+    /// text, whatever put it there.
     fn fill(&mut self, bytes: &[u8], stream_len: usize) {
         self.text.clear();
         match std::str::from_utf8(bytes) {
