@@ -83,12 +83,15 @@ fn after_length_field(len: [u8; 4]) -> crc32fast::Hasher {
         h.update(&len);
         (len, h)
     }
-    LAST.with_borrow_mut(|last| {
+    let cached = LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
         if last.0 != len {
             *last = hashed(len);
         }
         last.1.clone()
-    })
+    });
+    // A read from a thread-local destructor may find the cache gone: hash without it.
+    cached.unwrap_or_else(|_| hashed(len).1)
 }
 
 /// A record whose length fields and checksum have been verified. Its text fields are not
