@@ -4,11 +4,14 @@
 //! `cargo run --release --example bench -- --quick` prints one table in about half a minute;
 //! without `--quick` every timed loop runs four times longer. `ANNAL_BENCH_10M=1` adds opening
 //! a 10M-event store (~2.8 GB of disk). `-- --criterion` prints instead the ratios of the last
-//! `cargo bench` run, read from `target/criterion`. The workloads are the criterion benches'
-//! own, in `benches/common/`.
+//! `cargo bench` run, read from `target/criterion`; `-- --profile read-all|build` runs one
+//! workload alone for a profiler (see `benches/common/profile.rs`). The workloads are the
+//! criterion benches' own, in `benches/common/`.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "../benches/common/profile.rs"]
+mod profile;
 #[path = "../benches/common/report.rs"]
 mod report;
 #[path = "../benches/common/sqlite.rs"]
@@ -40,6 +43,9 @@ fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--criterion") {
         return criterion_report();
+    }
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        return profile::run(&args[at + 1..]);
     }
     let quick = args.iter().any(|a| a == "--quick");
     let run = Run {
@@ -207,17 +213,21 @@ fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
 
     table.section(&format!("W4 read $all forward, {size} (raw: pread + CRC of the segments)"));
     let files = raw::segment_files(&run.path("1m"))?;
-    let [a, s, r] = best_rates(
-        3,
+    // A warm read of the quick store takes ~10 ms, so one descheduling spoils a round: the
+    // best of ten, taking turns, is steadier than of three on a shared machine.
+    let [a, s, r, handles] = best_rates(
+        10,
         false,
         [
             &mut || Ok(workload::read_all(&store)?.events),
             &mut || Ok(lite.read_all()?.events),
             &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
+            &mut || Ok(workload::read_all_recorded(&store)?.events),
         ],
     )?;
     let check = ("≥ 5× SQLite, > 20M/s", a / s >= 5.0 && a > 20e6);
-    table.values("warm events/s", a, Some(s), Some(r), Some(check));
+    table.values("warm events/s (next_ref)", a, Some(s), Some(r), Some(check));
+    table.values("warm events/s (iterator)", handles, Some(s), Some(r), None);
     if drop_page_cache() {
         let [a, s, r] = best_rates(
             2,

@@ -52,7 +52,7 @@ pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
 pub use lifecycle::StreamMetadata;
 pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
-pub use read::{ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
+pub use read::{EventRef, ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
 pub use recovery::{Dropped, RecoveryReport, TornTail};
 pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};
 pub use store::{Stats, Store};

@@ -139,19 +139,39 @@ pub struct Touched {
 
 impl Touched {
     fn add(&mut self, event: &annal::RecordedEvent) {
-        self.events += 1;
-        self.payload_bytes += event.data().len() as u64;
-        let id = event.id().as_u64_pair().0;
         let text = event.stream().len() + event.event_type().len();
-        let data = event.data().first().copied().unwrap_or(0);
-        self.fold = self.fold.wrapping_add(
-            event.position().get() ^ event.version().get() ^ id ^ text as u64 ^ u64::from(data),
-        );
+        let id = event.id().as_u64_pair().0;
+        self.fold_in(event.position(), event.version(), id, text, event.data());
+    }
+
+    fn add_ref(&mut self, event: &annal::EventRef<'_>) {
+        let text = event.stream().len() + event.event_type().len();
+        let id = event.id().as_u64_pair().0;
+        self.fold_in(event.position(), event.version(), id, text, event.data());
+    }
+
+    fn fold_in(&mut self, p: Position, v: StreamVersion, id: u64, text: usize, data: &[u8]) {
+        self.events += 1;
+        self.payload_bytes += data.len() as u64;
+        let first = u64::from(data.first().copied().unwrap_or(0));
+        self.fold = self.fold.wrapping_add(p.get() ^ v.get() ^ id ^ text as u64 ^ first);
     }
 }
 
-/// Reads all of `$all` forward (every record's checksum verified on decode).
+/// Reads all of `$all` forward (every record's checksum verified on decode), borrowing each
+/// event from the read ([`annal::ReadAll::next_ref`]), the way to read a large range.
 pub fn read_all(store: &Store) -> Result<Touched> {
+    let mut touched = Touched::default();
+    let mut read = store.read_all_forward(Position::START, usize::MAX);
+    while let Some(event) = read.next_ref() {
+        touched.add_ref(&event?);
+    }
+    Ok(touched)
+}
+
+/// [`read_all`] through the iterator of [`annal::RecordedEvent`]s, which share the segment's
+/// mapped bytes (a reference count per event) and check text on every access.
+pub fn read_all_recorded(store: &Store) -> Result<Touched> {
     let mut touched = Touched::default();
     for event in store.read_all_forward(Position::START, usize::MAX) {
         touched.add(&event?);

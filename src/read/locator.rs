@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, decode_record},
+    format::{CorruptionKind, Record, decode_record},
     io::ReadView,
     segment::Segment,
     shared::Shared,
@@ -86,17 +86,29 @@ pub(crate) fn decode_at(
     offset: usize,
     expected: Option<u64>,
 ) -> Result<RecordedEvent> {
+    let len = verify_at(segment, view.bytes(), offset, expected)?.len();
+    Ok(RecordedEvent::new(Arc::clone(view), offset, len))
+}
+
+/// Decodes and verifies the record at `offset` of `segment`'s `bytes`, which must hold
+/// `expected` if given.
+pub(crate) fn verify_at<'a>(
+    segment: &Segment,
+    bytes: &'a [u8],
+    offset: usize,
+    expected: Option<u64>,
+) -> Result<Record<'a>> {
     let corrupt = |kind| Error::Corruption {
         segment: segment.name().to_owned(),
         offset: offset as u64,
         kind,
     };
-    let record = decode_record(view.bytes(), offset).map_err(corrupt)?;
+    let record = decode_record(bytes, offset).map_err(corrupt)?;
     if let Some(expected) = expected.filter(|&p| p != record.position()) {
         return Err(corrupt(CorruptionKind::PositionMismatch {
             expected,
             found: record.position(),
         }));
     }
-    Ok(RecordedEvent::new(Arc::clone(view), offset, record.len()))
+    Ok(record)
 }

@@ -4,11 +4,13 @@
 
 mod all;
 mod event;
+mod event_ref;
 mod locator;
 mod stream;
 
 pub use all::{ReadAll, ReadAllBackward};
 pub use event::RecordedEvent;
+pub use event_ref::EventRef;
 pub use stream::ReadStream;
 
 pub(crate) use locator::Locator;

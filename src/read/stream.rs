@@ -86,7 +86,13 @@ impl ReadStream {
             kind: CorruptionKind::IndexMismatch,
         };
         match self.locator.read(position)? {
-            Some(e) if e.stream() == self.stream && e.version().get() == version => Ok(Some(e)),
+            // Bytes, not `stream()`: the name needs no UTF-8 check to be compared.
+            Some(e)
+                if e.record().stream_bytes() == self.stream.as_bytes()
+                    && e.version().get() == version =>
+            {
+                Ok(Some(e))
+            }
             None if self.locator.shared().streams.state(&self.stream).floor() > version => Ok(None),
             _ => Err(mismatch()),
         }

@@ -2,8 +2,6 @@
 //! can be checked without the log's state is checked here, on the caller's thread, so that bad
 //! input never reaches the writer and the writer's work per event stays small.
 
-use std::collections::HashSet;
-
 use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
@@ -58,10 +56,11 @@ impl AppendRequest {
         options: &Options,
         origin: Origin,
     ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
-        check_shape(&parts, options, origin)?;
+        let total_bytes = check_shape(&parts, options, origin)?;
         let total_events: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut ids = Vec::with_capacity(total_events);
-        let mut records = Vec::new();
+        // Sized once: growing it by doubling copied a batch's records about twice over.
+        let mut records = Vec::with_capacity(total_bytes);
         let mut request_parts = Vec::with_capacity(parts.len());
         for part in parts {
             for event in &part.events {
@@ -96,8 +95,8 @@ enum Origin {
     Store,
 }
 
-/// Checks names, counts and sizes before anything is encoded.
-fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Result<()> {
+/// Checks names, counts and sizes before anything is encoded; the bytes the records will take.
+fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Result<usize> {
     if parts.iter().all(|p| p.events.is_empty()) {
         return Err(Error::EmptyAppend);
     }
@@ -137,7 +136,7 @@ fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Res
     if bytes > max {
         return Err(Error::LimitExceeded { limit: Limit::AppendBytes, actual: bytes, max });
     }
-    Ok(())
+    Ok(bytes as usize)
 }
 
 fn check_unique_ids(ids: &[Uuid]) -> Result<()> {
@@ -149,13 +148,13 @@ fn check_unique_ids(ids: &[Uuid]) -> Result<()> {
         }
         return Ok(());
     }
-    let mut seen = HashSet::with_capacity(ids.len());
-    for id in ids {
-        if !seen.insert(id) {
-            return Err(Error::DuplicateEventId { id: *id });
-        }
+    // Sorted copies, not a `HashSet`: SipHash of every id cost more than encoding the event.
+    let mut sorted: Vec<u128> = ids.iter().map(Uuid::as_u128).collect();
+    sorted.sort_unstable();
+    match sorted.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(Error::DuplicateEventId { id: Uuid::from_u128(w[0]) }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Checks a stream name a caller may append to: 1..=255 bytes of UTF-8 without control

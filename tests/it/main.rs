@@ -1,6 +1,7 @@
 //! Integration tests, one binary with a module per scenario.
 
 mod basics;
+mod borrowed_reads;
 mod common;
 mod concurrency;
 mod faults;

@@ -1,0 +1,125 @@
+//! Single workloads for a profiler, so that before/after figures are instruction counts (which
+//! repeat to the instruction on a noisy machine) rather than times. Included only by
+//! `examples/bench.rs`:
+//!
+//! ```text
+//! cargo build --release --example bench
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profiled_reads*' \
+//!     target/release/examples/bench --profile read-all 100000
+//! valgrind --tool=callgrind target/release/examples/bench --profile build 100000
+//! target/release/examples/bench --profile append 0 20
+//! ```
+//!
+//! - `read-all N [R]`: builds a store of N events outside the measured function, then reads
+//!   `$all` forward R times (3 if not given) through [`workload::read_all`], the code the table
+//!   times, and prints the best rate (per event: instructions ÷ (R × N)).
+//! - `read-all-recorded N [R]`: the same through the iterator of `RecordedEvent`s
+//!   ([`workload::read_all_recorded`]).
+//! - `read-streams _ [R]`: W5's 1,000 random whole streams, on W5's own store.
+//! - `append _ [R]`: W1 against raw `pwrite` + `fdatasync` in R turns of 0.25 s each, and the
+//!   median ratio, which the disk's drift mostly cancels out of.
+//! - `build N`: fills a store of N events of 200 B in appends of 100 without fsync (W3's CPU
+//!   side: the callers' encoding, the writer's sealing, the hand-offs).
+
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    Layout, PAYLOAD_BYTES,
+    count::CountingStorage,
+    raw::{self, Budget},
+    workload::{self, Touched},
+};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs the workload `args` names (`read-all`, `read-all-recorded`, `read-streams`, `append`,
+/// `build`), with the number of events `args` gives next (100,000 if none) and, for reads, the
+/// number of reads (or turns) after that (3 if none; reads print the best, so many reads give a
+/// steadier rate).
+pub fn run(args: &[String]) -> Res<()> {
+    let what = args.first().map_or("", String::as_str);
+    let events = match args.get(1) {
+        Some(n) => n.parse()?,
+        None => 100_000,
+    };
+    let rounds = match args.get(2) {
+        Some(n) => n.parse()?,
+        None => 3,
+    };
+    let layout = Layout::sized(events, PAYLOAD_BYTES);
+    let dir = tempfile::tempdir()?;
+    let start = Instant::now();
+    match what {
+        "read-all" | "read-all-recorded" => {
+            let (store, _) = workload::build(dir.path(), layout)?;
+            let read =
+                if what == "read-all" { workload::read_all } else { workload::read_all_recorded };
+            let best = profiled_reads(&store, &read, rounds)?;
+            let rate = events as f64 / best.as_secs_f64() / 1e6;
+            println!("{what}: {events} events, best of {rounds} reads {best:?}: {rate:.2}M/s");
+        }
+        "read-streams" => {
+            let layout = Layout::STREAMS;
+            let (store, _) = workload::build(dir.path(), layout)?;
+            let picks = layout.random_streams();
+            let read = move |store: &annal::Store| workload::read_streams(store, &picks);
+            let best = profiled_reads(&store, &read, rounds)?;
+            let rate = Layout::RANDOM_STREAMS_EVENTS as f64 / best.as_secs_f64() / 1e6;
+            println!("{what}: 1,000 random streams, best of {rounds} reads {best:?}: {rate:.2}M/s");
+        }
+        "append" => append_against_raw(dir.path(), rounds)?,
+        "build" => {
+            let (store, built) = workload::build(dir.path(), layout)?;
+            println!("build: {events} events in {built:?}");
+            drop(store);
+        }
+        other => {
+            return Err(format!(
+                "--profile wants read-all, read-all-recorded, read-streams, append or build, not {other:?}"
+            )
+            .into());
+        }
+    }
+    println!("total {:?}", start.elapsed());
+    Ok(())
+}
+
+/// `rounds` forward reads of `$all`, the function callgrind's `--toggle-collect` names; the
+/// shortest.
+#[inline(never)]
+fn profiled_reads(
+    store: &annal::Store,
+    read: &dyn Fn(&annal::Store) -> annal::Result<Touched>,
+    rounds: u32,
+) -> Res<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let touched = read(store)?;
+        best = best.min(start.elapsed());
+        assert!(touched.events > 0, "read something");
+    }
+    Ok(best)
+}
+
+/// W1 alone: `rounds` pairs of 0.25 s slices, durable single-event appends from one writer and
+/// then raw `pwrite` + `fdatasync` of the same bytes; prints each pair's ratio and the median,
+/// so two builds can be compared by a figure that the disk's drift mostly cancels out of.
+fn append_against_raw(dir: &std::path::Path, rounds: u32) -> Res<()> {
+    let syncs = CountingStorage::new();
+    let options = workload::counted_options(annal::Durability::Fsync, &syncs);
+    let store = annal::Store::open_with(dir.join("store"), options)?;
+    let record = raw::record_bytes("writer-0", PAYLOAD_BYTES);
+    let budget = Budget::time(Duration::from_millis(250));
+    let mut ratios = Vec::new();
+    for _ in 0..rounds {
+        let a = workload::concurrent_appends(&store, &syncs, 1, PAYLOAD_BYTES, budget);
+        let r = raw::group_appends(dir, record, 1, budget)?;
+        let ratio = a.events_per_s() / r.events_per_s();
+        println!("annal {:.0}/s raw {:.0}/s: {ratio:.2}×", a.events_per_s(), r.events_per_s());
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!("append: median annal ÷ raw {:.2}×", ratios[ratios.len() / 2]);
+    Ok(())
+}
