@@ -3,6 +3,11 @@
 mod basics;
 mod common;
 mod concurrency;
+mod es_codec;
+mod es_model;
+mod es_projection;
+mod es_repository;
+mod es_snapshots;
 mod faults;
 mod format_doc;
 mod fuzz_checks;

@@ -1,0 +1,134 @@
+//! Snapshots: taken every N events, used when sound, and ignored (with the state still exact)
+//! when missing, damaged, of another snapshot version, beyond the stream or from another
+//! history.
+
+use std::path::{Path, PathBuf};
+
+use annal::{
+    StreamVersion,
+    es::{Aggregate, At, Repository, RepositoryOptions},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::es_model::{Account, AccountEvent, Command, Rejected, store};
+
+fn options(snapshot_every: u64) -> RepositoryOptions {
+    RepositoryOptions { snapshot_every, ..Default::default() }
+}
+
+fn snapshot_file(dir: &Path, id: &str) -> PathBuf {
+    dir.join("snapshots").join("account").join(format!("{id}.snap"))
+}
+
+/// Opens account `id` and deposits 1, 2, ... `deposits`.
+fn fill(repo: &Repository<Account>, id: &str, deposits: u64) {
+    repo.execute(id, &Command::Open(id.into())).unwrap();
+    for amount in 1..=deposits {
+        repo.execute(id, &Command::Deposit(amount)).unwrap();
+    }
+}
+
+/// The state a fresh repository loads, and how it loaded it.
+fn reload(store: &annal::Store, id: &str) -> (Account, annal::es::RepositoryStats) {
+    let fresh = Repository::<Account>::new(store, options(10)).unwrap();
+    let state = fresh.read(id, |a, _| a.clone()).unwrap();
+    (state, fresh.stats())
+}
+
+/// The state rebuilt from every event, without any snapshot.
+fn rebuilt(store: &annal::Store, id: &str) -> Account {
+    let repo = Repository::<Account>::new(store, options(0)).unwrap();
+    repo.load_at(id, At::Version(StreamVersion::END)).unwrap().state
+}
+
+#[test]
+fn snapshots_are_taken_every_n_events_and_used_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let accounts = Repository::<Account>::new(&store, options(10)).unwrap();
+    fill(&accounts, "a1", 34); // 35 events: snapshots at 10, 20 and 30
+    assert_eq!(accounts.stats().snapshots_written, 3);
+    assert!(snapshot_file(dir.path(), "a1").exists());
+    let (state, stats) = reload(&store, "a1");
+    assert_eq!((stats.from_snapshot, stats.snapshots_ignored), (1, 0));
+    assert_eq!(state, rebuilt(&store, "a1"));
+    assert_eq!(state.balance, 34 * 35 / 2);
+}
+
+#[test]
+fn snapshots_missing_or_corrupt_are_ignored_and_the_state_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    fill(&Repository::new(&store, options(10)).unwrap(), "a1", 24);
+    let file = snapshot_file(dir.path(), "a1");
+    let good = std::fs::read(&file).unwrap();
+    for at in [0, 20, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        std::fs::write(&file, &bad).unwrap();
+        let (state, stats) = reload(&store, "a1");
+        assert_eq!((stats.from_snapshot, stats.snapshots_ignored), (0, 1), "flip at {at}");
+        assert_eq!(state, rebuilt(&store, "a1"));
+    }
+    std::fs::write(&file, &good[..good.len() - 3]).unwrap();
+    assert_eq!(reload(&store, "a1").1.snapshots_ignored, 1);
+    std::fs::remove_file(&file).unwrap();
+    let (state, stats) = reload(&store, "a1");
+    assert_eq!((stats.from_snapshot, stats.snapshots_ignored), (0, 0));
+    assert_eq!(state, rebuilt(&store, "a1"));
+}
+
+/// The same account, after a change that makes its old snapshots unusable.
+#[derive(Default, Serialize, Deserialize)]
+struct AccountV2(Account);
+
+impl Aggregate for AccountV2 {
+    const TYPE: &'static str = "account";
+    const SNAPSHOT_VERSION: u32 = 2;
+    type Event = AccountEvent;
+    type Command = Command;
+    type Error = Rejected;
+
+    fn handle(&self, command: &Command) -> Result<Vec<AccountEvent>, Rejected> {
+        self.0.handle(command)
+    }
+
+    fn apply(&mut self, event: AccountEvent) {
+        self.0.apply(event);
+    }
+}
+
+#[test]
+fn snapshots_of_another_snapshot_version_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    fill(&Repository::new(&store, options(10)).unwrap(), "a1", 14);
+    let v2 = Repository::<AccountV2>::new(&store, options(10)).unwrap();
+    let state = v2.read("a1", |a, _| a.0.clone()).unwrap();
+    assert_eq!((v2.stats().from_snapshot, v2.stats().snapshots_ignored), (0, 1));
+    assert_eq!(state, rebuilt(&store, "a1"));
+}
+
+#[test]
+fn snapshots_beyond_the_stream_or_from_another_history_are_ignored() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store_a = store(dir_a.path());
+    fill(&Repository::new(&store_a, options(10)).unwrap(), "a1", 29); // snapshot at v29
+    let snapshot = std::fs::read(snapshot_file(dir_a.path(), "a1")).unwrap();
+    let store_b = store(dir_b.path());
+    let other = Repository::<Account>::new(&store_b, options(0)).unwrap();
+    fill(&other, "a1", 9); // only 10 events: the snapshot is beyond the stream
+    std::fs::create_dir_all(snapshot_file(dir_b.path(), "a1").parent().unwrap()).unwrap();
+    std::fs::write(snapshot_file(dir_b.path(), "a1"), &snapshot).unwrap();
+    let (state, stats) = reload(&store_b, "a1");
+    assert_eq!((stats.from_snapshot, stats.snapshots_ignored), (0, 1));
+    assert_eq!(state, rebuilt(&store_b, "a1"));
+    // 40 events now, other amounts: version 29 exists but is another event.
+    for _ in 0..30 {
+        other.execute("a1", &Command::Deposit(1000)).unwrap();
+    }
+    let (state, stats) = reload(&store_b, "a1");
+    assert_eq!((stats.from_snapshot, stats.snapshots_ignored), (0, 1));
+    assert_eq!(state, rebuilt(&store_b, "a1"));
+    assert_eq!(state.balance, 45 + 30_000);
+}
