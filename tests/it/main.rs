@@ -4,6 +4,7 @@ mod basics;
 mod common;
 mod concurrency;
 mod es_codec;
+mod es_examples;
 mod es_model;
 mod es_projection;
 mod es_repository;
