@@ -94,9 +94,9 @@ impl<T> Cache<T> {
         self.entries.len()
     }
 
-    /// Drops every cached state.
+    /// Drops every cached state, and the memory that held them.
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries = HashMap::new();
         self.order.clear();
     }
 }
