@@ -43,7 +43,7 @@ impl<A: Aggregate> Repository<A> {
     /// `id`'s current state, from its snapshot if usable and the events after it.
     pub(crate) fn rehydrate(&self, id: &str) -> Result<Loaded<A>, Error> {
         self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
-        let mut loaded = match self.from_snapshot(id) {
+        let mut loaded = match self.usable_snapshot(id) {
             Some(loaded) => {
                 self.stats.from_snapshot.fetch_add(1, Ordering::Relaxed);
                 loaded
@@ -55,7 +55,7 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// The state in `id`'s snapshot, if every check passes (see the module doc).
-    fn from_snapshot(&self, id: &str) -> Option<Loaded<A>> {
+    fn usable_snapshot(&self, id: &str) -> Option<Loaded<A>> {
         let bytes = match self.snapshots.read(id) {
             Ok(None) => return None,
             Ok(Some(bytes)) => Some(bytes),
