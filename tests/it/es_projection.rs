@@ -47,6 +47,14 @@ impl Projection for Balances {
     }
 }
 
+/// A store in `dir` and a repository in which account "a" is open.
+fn with_account_a(dir: &std::path::Path) -> (annal::Store, Repository<Account>) {
+    let store = store(dir);
+    let accounts = Repository::<Account>::new(&store, Default::default()).unwrap();
+    accounts.execute("a", &Command::Open("a".into())).unwrap();
+    (store, accounts)
+}
+
 fn deposit(repo: &Repository<Account>, id: &str, amount: u64) -> Position {
     repo.execute(id, &Command::Deposit(amount)).unwrap().last_position.unwrap()
 }
@@ -76,9 +84,7 @@ fn projection_catches_up_and_waits_for_a_just_appended_position() {
 #[test]
 fn projection_restarts_from_its_checkpoint_without_handling_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
-    let accounts = Repository::<Account>::new(&store, Default::default()).unwrap();
-    accounts.execute("a", &Command::Open("a".into())).unwrap();
+    let (store, accounts) = with_account_a(dir.path());
     let first = deposit(&accounts, "a", 1);
     let runner = ProjectionRunner::start(&store, "balances", Balances::default()).unwrap();
     assert!(runner.wait_for(first, WAIT).unwrap());
@@ -97,9 +103,7 @@ fn projection_restarts_from_its_checkpoint_without_handling_twice() {
 #[test]
 fn projection_rebuild_starts_over_from_the_first_event() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
-    let accounts = Repository::<Account>::new(&store, Default::default()).unwrap();
-    accounts.execute("a", &Command::Open("a".into())).unwrap();
+    let (store, accounts) = with_account_a(dir.path());
     let last = deposit(&accounts, "a", 7);
     let runner = ProjectionRunner::start(&store, "balances", Balances::default()).unwrap();
     assert!(runner.wait_for(last, WAIT).unwrap());
@@ -116,9 +120,7 @@ fn projection_rebuild_starts_over_from_the_first_event() {
 #[test]
 fn projection_handler_failure_stops_the_runner_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
-    let accounts = Repository::<Account>::new(&store, Default::default()).unwrap();
-    accounts.execute("a", &Command::Open("a".into())).unwrap();
+    let (store, accounts) = with_account_a(dir.path());
     let bad = deposit(&accounts, "a", 13);
     let failing = Balances { fail_at_amount: Some(13), ..Balances::default() };
     let runner = ProjectionRunner::start(&store, "balances", failing).unwrap();

@@ -132,3 +132,51 @@ fn snapshots_beyond_the_stream_or_from_another_history_are_ignored() {
     assert_eq!(state, rebuilt(&store_b, "a1"));
     assert_eq!(state.balance, 45 + 30_000);
 }
+
+/// The rows `(offset, size, field)` of the layout table in `docs/format.md`'s "Snapshot files".
+fn documented_snapshot_layout() -> Vec<(usize, usize, String)> {
+    const FORMAT_MD: &str = include_str!("../../docs/format.md");
+    let section = FORMAT_MD.split("## Snapshot files").nth(1).expect("a snapshot section");
+    let table = section.split("| offset | size | field | meaning |").nth(1).expect("a table");
+    let rows = table.lines().skip(2).take_while(|l| l.starts_with('|'));
+    let cell = |row: &str, at: usize| row.split('|').nth(at).unwrap().trim().to_owned();
+    rows.map(|r| (cell(r, 1).parse().unwrap(), cell(r, 2).parse().unwrap(), cell(r, 3))).collect()
+}
+
+#[test]
+fn snapshots_file_bytes_match_docs_format_md() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    fill(&Repository::new(&store, options(10)).unwrap(), "a1", 9); // a snapshot at v9
+    let file = std::fs::read(snapshot_file(dir.path(), "a1")).unwrap();
+    let last = store.read_stream_backward("account-a1", StreamVersion::END, 1).unwrap();
+    let last_id = last.map(Result::unwrap).next().unwrap().id();
+    let layout = documented_snapshot_layout();
+    let header_len = layout.iter().map(|(at, size, _)| at + size).max().unwrap();
+    let state_len = file.len() - header_len - "account".len() - "a1".len() - 4;
+    let uint = |bytes: &[u8]| bytes.iter().rev().fold(0u64, |n, b| n << 8 | u64::from(*b));
+    let fields: Vec<&str> = layout.iter().map(|(_, _, f)| f.as_str()).collect();
+    assert_eq!(fields.len(), 10, "{fields:?}");
+    for (at, size, field) in &layout {
+        let bytes = &file[*at..at + size];
+        match field.as_str() {
+            "magic" => assert_eq!(bytes, b"ANNALSNP"),
+            "version" => assert_eq!(uint(bytes), 1),
+            "type_len" => assert_eq!(uint(bytes), 7),
+            "snapshot_version" => assert_eq!(uint(bytes), 1),
+            "aggregate_version" => assert_eq!(uint(bytes), 9),
+            "last_event_id" => assert_eq!(bytes, last_id.as_bytes()),
+            "written_us" => assert!(uint(bytes) > 1_600_000_000_000_000),
+            "id_len" => assert_eq!(uint(bytes), 2),
+            "reserved" => assert_eq!(uint(bytes), 0),
+            "state_len" => assert_eq!(uint(bytes), state_len as u64),
+            other => panic!("undocumented field {other}"),
+        }
+    }
+    let body = &file[header_len..];
+    assert_eq!(&body[..9], b"accounta1");
+    let state: Account = rmp_serde::from_slice(&body[9..9 + state_len]).unwrap();
+    assert_eq!(state, rebuilt(&store, "a1"));
+    let crc = crc32fast::hash(&file[..file.len() - 4]).to_le_bytes();
+    assert_eq!(&file[file.len() - 4..], crc);
+}
