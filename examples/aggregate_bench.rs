@@ -13,13 +13,14 @@ mod aggregates;
 #[expect(dead_code, reason = "the bench uses the bank's model, not its demo")]
 mod bank;
 #[path = "../benches/common/count.rs"]
-#[expect(dead_code, reason = "only the allocator is used")]
 mod count;
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use annal::{
-    Store,
+    Options, Store,
     es::{Codec, Repository, RepositoryOptions, stream_of},
 };
 use count::CountingAlloc;
@@ -41,13 +42,16 @@ fn main() -> Result<()> {
     let round_trips = if quick { 200 } else { 1_000 };
     let dir = tempfile::tempdir()?;
     println!("{:<62} {:>26}", "workload", "figure");
-    round_trip_rows(&aggregates::durable_store(&dir.path().join("rt")), round_trips);
+    let syncs = count::CountingStorage::new();
+    let options = Options { storage: Arc::new(syncs.clone()), ..Options::default() };
+    let store = Store::open_with(dir.path().join("rt"), options)?;
+    round_trip_rows(&store, &syncs, round_trips);
     rehydration_rows(&dir.path().join("history"))?;
     memory_row(&dir.path().join("memory"))?;
     Ok(())
 }
 
-fn round_trip_rows(store: &Store, round_trips: usize) {
+fn round_trip_rows(store: &Store, syncs: &count::CountingStorage, round_trips: usize) {
     let accounts = aggregates::repository(store);
     let codec = Codec::new();
     let ids: Vec<String> = (0..CLIENTS).map(|i| format!("client{i}")).collect();
@@ -64,10 +68,12 @@ fn round_trip_rows(store: &Store, round_trips: usize) {
     row("  baseline: Store::append of the same event, 1 client", &pair(&raw));
     row("  ratio command / append (p50, p99)", &ratio(&one, &raw));
     let per_client = round_trips / 4;
+    let syncs_before = syncs.syncs();
     let start = Instant::now();
     let many =
         aggregates::concurrent(CLIENTS, per_client, |i| aggregates::deposit(&accounts, &ids[i]));
     let wall = start.elapsed();
+    let per_sync = many.len() as f64 / (syncs.syncs() - syncs_before) as f64;
     let raw_streams: Vec<_> =
         ids.iter().map(|id| stream_of::<bank::Account>(&format!("raw{id}"))).collect();
     let start = Instant::now();
@@ -77,6 +83,7 @@ fn round_trip_rows(store: &Store, round_trips: usize) {
     let raw_wall = start.elapsed();
     row("command round trip, 32 clients on distinct aggregates", &pair(&many));
     row("  commands/s", &format!("{:.0}", many.len() as f64 / wall.as_secs_f64()));
+    row("  commands per fsync", &format!("{per_sync:.1}"));
     row("  baseline: Store::append, 32 clients", &pair(&raw_many));
     row("  baseline appends/s", &format!("{:.0}", raw_many.len() as f64 / raw_wall.as_secs_f64()));
     row("  ratio command / append (p50, p99)", &ratio(&many, &raw_many));

@@ -19,11 +19,6 @@ use crate::bank::{Account, AccountEvent, Command};
 /// Events per append when a long history is written.
 const HISTORY_BATCH: u64 = 1_000;
 
-/// A durable store (fsync on every group commit).
-pub fn durable_store(dir: &Path) -> Store {
-    Store::open(dir).expect("open store")
-}
-
 /// A store without fsync, for building histories quickly.
 pub fn fast_store(dir: &Path) -> Store {
     let options = Options { durability: Durability::None, ..Options::default() };
