@@ -10,7 +10,10 @@ use annal::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::es_model::{Account, AccountEvent, Command, Rejected, store};
+use crate::{
+    common::small_options,
+    es_model::{Account, AccountEvent, Command, Rejected, store},
+};
 
 fn options(snapshot_every: u64) -> RepositoryOptions {
     RepositoryOptions { snapshot_every, ..Default::default() }
@@ -179,4 +182,46 @@ fn snapshots_file_bytes_match_docs_format_md() {
     assert_eq!(state, rebuilt(&store, "a1"));
     let crc = crc32fast::hash(&file[..file.len() - 4]).to_le_bytes();
     assert_eq!(&file[file.len() - 4..], crc);
+}
+
+/// A store on `disk` where account "a1" has 15 events and a snapshot at version 9.
+fn sim_account(disk: &annal::io::SimDisk) -> (annal::Store, Repository<Account>) {
+    let storage = std::sync::Arc::new(disk.clone());
+    let store = annal::Store::open_with("/sim/es", annal::Options { storage, ..small_options() });
+    let store = store.unwrap();
+    let accounts = Repository::<Account>::new(&store, options(0)).unwrap();
+    fill(&accounts, "a1", 9);
+    assert_eq!(accounts.snapshot_now("a1").unwrap(), Some(StreamVersion(9)));
+    (5..10).for_each(|_| drop(accounts.execute("a1", &Command::Deposit(100)).unwrap()));
+    (store, accounts)
+}
+
+#[test]
+fn snapshots_power_loss_at_every_step_of_a_write_leaves_a_whole_file_and_the_exact_state() {
+    let clean = annal::io::SimDisk::new();
+    let (_store, accounts) = sim_account(&clean);
+    let before = clean.ops();
+    accounts.snapshot_now("a1").unwrap();
+    let steps = clean.ops() - before;
+    assert!(steps >= 5, "remove tmp, create, write, fsync, rename, fsync dir");
+    for step in 0..=steps {
+        for variant in 0..4 {
+            let disk = annal::io::SimDisk::new();
+            let (store, accounts) = sim_account(&disk);
+            disk.fail_at(disk.ops() + step, std::io::ErrorKind::Other, true);
+            accounts.snapshot_now("a1").unwrap(); // a failed write is counted, not returned
+            let failed = accounts.stats().snapshot_write_failures;
+            assert_eq!(failed, u64::from(step < steps), "step {step}");
+            let crashed = disk.crash(variant);
+            drop((accounts, store));
+            let storage = std::sync::Arc::new(crashed);
+            let options = annal::Options { storage, ..small_options() };
+            let store = annal::Store::open_with("/sim/es", options).unwrap();
+            let (state, stats) = reload(&store, "a1");
+            assert_eq!(state, rebuilt(&store, "a1"), "step {step}/{variant}");
+            assert_eq!(state.balance, 45 + 500);
+            let used = (stats.from_snapshot, stats.snapshots_ignored);
+            assert_eq!(used, (1, 0), "old or new file, whole: step {step}/{variant}");
+        }
+    }
 }
