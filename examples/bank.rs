@@ -116,6 +116,10 @@ impl Aggregate for Account {
             }
         }
     }
+
+    fn size_hint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.owner.as_ref().map_or(0, String::capacity)
+    }
 }
 
 /// The read model: every account's balance.

@@ -31,6 +31,14 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + 'static {
 
     /// This state moved on by `event`. Must not fail: the event already happened.
     fn apply(&mut self, event: Self::Event);
+
+    /// The bytes this state takes in memory, for the repository's byte bound
+    /// ([`cache_bytes_max`](super::RepositoryOptions::cache_bytes_max)). The default counts
+    /// only the value itself; a state that holds strings or collections should add their heap
+    /// bytes (an estimate is fine: it is called on every command).
+    fn size_hint(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
 }
 
 /// A point in an aggregate's past, for [`Repository::load_at`](super::Repository::load_at).

@@ -33,6 +33,9 @@ use crate::{ExpectedVersion, NewEvent, Position, Store, StreamAppend, StreamVers
 pub struct RepositoryOptions {
     /// Most aggregate states kept in memory (0: none). Default 10,000.
     pub cache_capacity: usize,
+    /// Most bytes of aggregate states kept in memory, as [`Aggregate::size_hint`] estimates
+    /// them (plus the id); `None`: only the count bounds the cache. Default `None`.
+    pub cache_bytes_max: Option<u64>,
     /// A cached state unused for this long is dropped (passivated) at the next command and
     /// rehydrated when needed again. Default 5 minutes.
     pub idle_timeout: Duration,
@@ -47,6 +50,7 @@ impl Default for RepositoryOptions {
     fn default() -> Self {
         RepositoryOptions {
             cache_capacity: 10_000,
+            cache_bytes_max: None,
             idle_timeout: Duration::from_secs(300),
             snapshot_every: 100,
             max_retries: 3,
@@ -73,6 +77,8 @@ pub struct Outcome {
 pub struct RepositoryStats {
     /// States in the cache now.
     pub cached: usize,
+    /// Their bytes, as estimated (see [`RepositoryOptions::cache_bytes_max`]).
+    pub cached_bytes: u64,
     /// Commands that found their state cached.
     pub cache_hits: u64,
     /// States loaded from the store.
@@ -133,7 +139,11 @@ impl<A: Aggregate> Repository<A> {
         Ok(Repository {
             store: store.clone(),
             codec,
-            cache: Mutex::new(Cache::new(options.cache_capacity, options.idle_timeout)),
+            cache: Mutex::new(Cache::new(
+                options.cache_capacity,
+                options.cache_bytes_max.unwrap_or(u64::MAX),
+                options.idle_timeout,
+            )),
             options,
             busy: Busy::default(),
             snapshots: SnapshotFiles::new(store, A::TYPE),
@@ -163,7 +173,7 @@ impl<A: Aggregate> Repository<A> {
         if matches!(result, Ok(_) | Err(Error::Domain(_) | Error::Conflict { .. })) {
             // The states match the log (a failed append may have left it unknown: drop them).
             let mut cache = lock(&self.cache);
-            ids.into_iter().zip(states).for_each(|(id, state)| cache.put(id, state));
+            ids.into_iter().zip(states).for_each(|(id, state)| put(&mut cache, id, state));
         }
         result
     }
@@ -178,7 +188,7 @@ impl<A: Aggregate> Repository<A> {
         let _busy = self.busy.acquire(&ids);
         let loaded = self.check_out(id)?;
         let result = f(&loaded.state, loaded.version.map(StreamVersion));
-        lock(&self.cache).put(id.to_owned(), loaded);
+        put(&mut lock(&self.cache), id.to_owned(), loaded);
         Ok(result)
     }
 
@@ -190,7 +200,7 @@ impl<A: Aggregate> Repository<A> {
         let loaded = self.check_out(id)?;
         self.write_snapshot(id, &loaded);
         let version = loaded.version.map(StreamVersion);
-        lock(&self.cache).put(id.to_owned(), loaded);
+        put(&mut lock(&self.cache), id.to_owned(), loaded);
         Ok(version)
     }
 
@@ -212,6 +222,7 @@ impl<A: Aggregate> Repository<A> {
         let s = &self.stats;
         RepositoryStats {
             cached: cache.len(),
+            cached_bytes: cache.bytes(),
             cache_hits: get(&s.cache_hits),
             rehydrations: get(&s.rehydrations),
             from_snapshot: get(&s.from_snapshot),
@@ -349,6 +360,12 @@ impl<A: Aggregate> Repository<A> {
         let count_before = before.map_or(0, |v| v + 1);
         every > 0 && (after + 1) / every > count_before / every
     }
+}
+
+/// Caches `loaded` as `id`'s state, sized by its own estimate plus the id.
+fn put<A: Aggregate>(cache: &mut Cache<Loaded<A>>, id: String, loaded: Loaded<A>) {
+    let bytes = (loaded.state.size_hint() + id.len()) as u64;
+    cache.put(id, loaded, bytes);
 }
 
 fn versions_of<A>(states: &[Loaded<A>]) -> Vec<Option<StreamVersion>> {

@@ -85,6 +85,10 @@ impl Aggregate for Account {
             AccountEvent::Frozen => {}
         }
     }
+
+    fn size_hint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.owner.capacity()
+    }
 }
 
 /// A store without fsync: durability is not what these scenarios test.

@@ -157,6 +157,30 @@ fn repository_cache_never_holds_more_than_its_bound() {
 }
 
 #[test]
+fn repository_cache_never_holds_more_bytes_than_its_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let bytes_max = 1_000;
+    let options = RepositoryOptions { cache_bytes_max: Some(bytes_max), ..Default::default() };
+    let accounts = repo(&store, options);
+    for i in 0..100 {
+        let (id, owner) = (format!("a{i}"), "o".repeat(i * 10));
+        accounts.execute(&id, &Command::Open(owner)).unwrap();
+        let stats = accounts.stats();
+        assert!(stats.cached_bytes <= bytes_max, "{stats:?}");
+    }
+    // An account costs its size, its owner's bytes and its id's: up to a94 (991 bytes) each
+    // fits alone, pushing out the ones before it; a95 and later do not fit at all.
+    let size = |i: u64| std::mem::size_of::<Account>() as u64 + i * 10 + 3;
+    let stats = accounts.stats();
+    assert_eq!((stats.cached, stats.cached_bytes), (1, size(94)), "{stats:?}");
+    assert_eq!(accounts.read("a99", |a, _| a.owner.len()).unwrap(), 990);
+    assert_eq!(accounts.read("a3", |a, _| a.owner.len()).unwrap(), 30);
+    let stats = accounts.stats();
+    assert_eq!((stats.cached, stats.cached_bytes), (1, size(3) - 1), "a3 pushed a94 out");
+}
+
+#[test]
 fn repository_passivates_idle_aggregates_and_rehydrates_them_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
