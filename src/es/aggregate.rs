@@ -64,6 +64,11 @@ pub const TYPE_BYTES_MAX: usize = 64;
 /// Longest aggregate id, in bytes (its stream name and snapshot file name must fit).
 pub const ID_BYTES_MAX: usize = 100;
 
+// A stream name `{type}-{id}` stays within the store's 255 bytes, and a snapshot's temporary
+// file name `{id}.snap.tmp` within a file name's 255.
+const _: () = assert!(TYPE_BYTES_MAX + 1 + ID_BYTES_MAX <= 255);
+const _: () = assert!(ID_BYTES_MAX + ".snap.tmp".len() <= 255);
+
 /// Checks an aggregate type: 1 to 64 ASCII letters, digits or `_` (no `-`, so that the type is
 /// the category of its streams, and no character a file name could not hold).
 pub fn validate_type(name: &str) -> Result<(), Error> {

@@ -193,6 +193,7 @@ fn run<P: Projection>(
     mut sub: PersistentSubscription,
     codec: &Codec<P::Event>,
 ) {
+    let _ended = EndsOnPanic(shared);
     let mut failed = None;
     while !shared.stop.load(Ordering::Acquire) {
         match sub.recv_timeout(STOP_POLL) {
@@ -232,4 +233,19 @@ fn run<P: Projection>(
 fn publish<P>(shared: &Shared<P>, update: impl FnOnce(&mut Progress)) {
     update(&mut lock(&shared.progress));
     shared.moved.notify_all();
+}
+
+/// Marks the runner failed and ended if the projection panics, so that no one waits for it in
+/// vain; the event it panicked on stays unacknowledged.
+struct EndsOnPanic<'a, P>(&'a Shared<P>);
+
+impl<P> Drop for EndsOnPanic<'_, P> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            publish(self.0, |p| {
+                p.failed.get_or_insert((p.next, "the projection panicked".to_owned()));
+                p.ended = true;
+            });
+        }
+    }
 }

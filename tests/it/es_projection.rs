@@ -11,6 +11,8 @@ use annal::{
 use crate::es_model::{Account, AccountEvent, Command, store};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// A deposit of this amount makes the handler panic.
+const PANIC_AMOUNT: u64 = 666;
 
 /// Balances by account, and every position handled (to see a double delivery).
 #[derive(Default)]
@@ -34,6 +36,7 @@ impl Projection for Balances {
             AccountEvent::Deposited { amount } if Some(amount) == self.fail_at_amount => {
                 return Err(format!("refusing {amount}"));
             }
+            AccountEvent::Deposited { amount: PANIC_AMOUNT } => panic!("the handler has a bug"),
             AccountEvent::Deposited { amount } => *balance += amount,
             AccountEvent::Withdrawn { amount } => *balance -= amount,
             AccountEvent::Opened { .. } | AccountEvent::Frozen => {}
@@ -134,4 +137,19 @@ fn projection_handler_failure_stops_the_runner_with_a_typed_error() {
     assert!(result.is_err());
     // The failed event was not acknowledged: the checkpoint stays before it.
     assert_eq!(store.subscription_checkpoint("balances").unwrap(), Some(bad));
+}
+
+#[test]
+fn projection_handler_panic_ends_the_runner_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, accounts) = with_account_a(dir.path());
+    let bad = deposit(&accounts, "a", PANIC_AMOUNT);
+    let runner = ProjectionRunner::start(&store, "balances", Balances::default()).unwrap();
+    match runner.wait_for(bad, WAIT) {
+        Err(Error::Projection { reason, .. }) => assert!(reason.contains("panicked"), "{reason}"),
+        other => panic!("expected a projection error, got {other:?}"),
+    }
+    let (projection, result) = runner.stop();
+    assert!(result.is_err());
+    assert_eq!(projection.handled, [0]);
 }
