@@ -123,24 +123,29 @@ impl<A: Aggregate> Repository<A> {
         Ok(Versioned { state, version })
     }
 
-    /// Writes a snapshot of `loaded`, counting the outcome. A failure costs only speed: the
-    /// events are the truth, so it is counted and otherwise ignored.
-    pub(crate) fn write_snapshot(&self, id: &str, loaded: &Loaded<A>) {
+    /// Writes a snapshot of `loaded` (nothing before its first event), counting the outcome.
+    /// The automatic snapshots after a command ignore a failure beyond counting it: it costs
+    /// only speed, since the events are the truth.
+    pub(crate) fn write_snapshot(&self, id: &str, loaded: &Loaded<A>) -> Result<(), Error> {
         let (Some(version), Some(last_event_id)) = (loaded.version, loaded.last_event_id) else {
-            return;
+            return Ok(());
         };
         let written = rmp_serde::to_vec_named(&loaded.state)
-            .ok()
-            .filter(|state| state.len() <= SNAPSHOT_STATE_BYTES_MAX)
-            .map(|state| {
-                let snap = Snapshot { version, last_event_id, state };
-                snapshot::encode(Self::owner(id), &snap, snapshot::now_us())
+            .map_err(|e| Error::Encode(format!("snapshot of {id}: {e}")))
+            .and_then(|state| match state.len() <= SNAPSHOT_STATE_BYTES_MAX {
+                true => Ok(state),
+                false => Err(Error::Encode(format!("snapshot of {id}: state over 64 MiB"))),
             })
-            .is_some_and(|bytes| self.snapshots.write(id, &bytes).is_ok());
+            .and_then(|state| {
+                let snap = Snapshot { version, last_event_id, state };
+                let bytes = snapshot::encode(Self::owner(id), &snap, snapshot::now_us());
+                Ok(self.snapshots.write(id, &bytes)?)
+            });
         let counter = match written {
-            true => &self.stats.snapshots_written,
-            false => &self.stats.snapshot_write_failures,
+            Ok(()) => &self.stats.snapshots_written,
+            Err(_) => &self.stats.snapshot_write_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        written
     }
 }

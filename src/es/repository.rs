@@ -171,7 +171,8 @@ impl<A: Aggregate> Repository<A> {
         }
         let result = self.run(&ids, &mut states, commands);
         if matches!(result, Ok(_) | Err(Error::Domain(_) | Error::Conflict { .. })) {
-            // The states match the log (a failed append may have left it unknown: drop them).
+            // The states match the log, or are caught up when next taken out (after a store
+            // error the log's state may be unknown: drop them).
             let mut cache = lock(&self.cache);
             ids.into_iter().zip(states).for_each(|(id, state)| put(&mut cache, id, state));
         }
@@ -193,15 +194,16 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// Writes a snapshot of `id`'s current state now (whatever
-    /// [`snapshot_every`](RepositoryOptions::snapshot_every) says); its version.
+    /// [`snapshot_every`](RepositoryOptions::snapshot_every) says); the version it reflects
+    /// (`None`, and no file, for an aggregate without events).
     pub fn snapshot_now(&self, id: &str) -> Result<Option<StreamVersion>, Error> {
         let ids = self.checked_ids::<()>(&[(id, &())])?;
         let _busy = self.busy.acquire(&ids);
         let loaded = self.check_out(id)?;
-        self.write_snapshot(id, &loaded);
+        let written = self.write_snapshot(id, &loaded);
         let version = loaded.version.map(StreamVersion);
         put(&mut lock(&self.cache), id.to_owned(), loaded);
-        Ok(version)
+        written.map(|()| version)
     }
 
     /// Drops the cached states idle for longer than the idle timeout now (commands do this
@@ -340,7 +342,8 @@ impl<A: Aggregate> Repository<A> {
             loaded.version = Some(part.last_version.get());
             loaded.last_event_id = Some(last_id);
             if self.snapshot_due(before, part.last_version.get()) {
-                self.write_snapshot(id, loaded);
+                // Counted; the command's events are durable whatever happens here.
+                let _ = self.write_snapshot(id, loaded);
             }
         }
         let versions = versions_of(states);

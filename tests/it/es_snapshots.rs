@@ -209,7 +209,8 @@ fn snapshots_power_loss_at_every_step_of_a_write_leaves_a_whole_file_and_the_exa
             let disk = annal::io::SimDisk::new();
             let (store, accounts) = sim_account(&disk);
             disk.fail_at(disk.ops() + step, std::io::ErrorKind::Other, true);
-            accounts.snapshot_now("a1").unwrap(); // a failed write is counted, not returned
+            let written = accounts.snapshot_now("a1");
+            assert_eq!(written.is_ok(), step == steps, "step {step}");
             let failed = accounts.stats().snapshot_write_failures;
             assert_eq!(failed, u64::from(step < steps), "step {step}");
             let crashed = disk.crash(variant);
@@ -224,4 +225,17 @@ fn snapshots_power_loss_at_every_step_of_a_write_leaves_a_whole_file_and_the_exa
             assert_eq!(used, (1, 0), "old or new file, whole: step {step}/{variant}");
         }
     }
+}
+
+#[test]
+fn snapshots_that_cannot_be_written_fail_no_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    std::fs::write(dir.path().join("snapshots"), b"a file where the directory would go").unwrap();
+    let accounts = Repository::<Account>::new(&store, options(5)).unwrap();
+    fill(&accounts, "a1", 11); // 12 events: two snapshots due, both fail
+    let stats = accounts.stats();
+    assert_eq!((stats.snapshots_written, stats.snapshot_write_failures), (0, 2));
+    assert!(matches!(accounts.snapshot_now("a1"), Err(annal::es::Error::Store(_))));
+    assert_eq!(reload(&store, "a1").0, rebuilt(&store, "a1"));
 }
