@@ -32,6 +32,7 @@
 //! `docs/design.md`.
 
 mod error;
+pub mod es;
 pub mod format;
 mod index;
 pub mod io;

@@ -419,3 +419,11 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store").field("dir", &self.dir()).field("head", &self.head()).finish()
     }
 }
+
+/// Access for layers built on the store (the event-sourcing layer's snapshot files).
+impl Store {
+    /// The options the store was opened with (its storage and durability among them).
+    pub fn options(&self) -> &Options {
+        &self.inner.shared.options
+    }
+}

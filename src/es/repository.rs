@@ -1,0 +1,386 @@
+//! The repository: runs commands against aggregates of one type. It loads a state lazily
+//! (snapshot and the events after it), keeps it in a bounded cache, runs the command, appends
+//! the events with `ExpectedVersion::Exact` and, when another writer got there first, catches
+//! the state up and retries a bounded number of times.
+//!
+//! Commands on the same aggregate run one at a time; commands on different aggregates run in
+//! parallel. No lock is held across an append except the aggregates' own busy marks.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+use super::{
+    aggregate::{Aggregate, stream_of, validate_id, validate_type},
+    cache::{Busy, Cache, lock},
+    codec::Codec,
+    error::Error,
+    load::Loaded,
+    snapshot::SnapshotFiles,
+};
+use crate::{ExpectedVersion, NewEvent, Position, Store, StreamAppend, StreamVersion};
+
+/// How a [`Repository`] caches, snapshots and retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepositoryOptions {
+    /// Most aggregate states kept in memory (0: none). Default 10,000.
+    pub cache_capacity: usize,
+    /// Most bytes of aggregate states kept in memory, as [`Aggregate::size_hint`] estimates
+    /// them (plus the id); `None`: only the count bounds the cache. Default `None`.
+    pub cache_bytes_max: Option<u64>,
+    /// A cached state unused for this long is dropped (passivated) at the next command and
+    /// rehydrated when needed again. Default 5 minutes.
+    pub idle_timeout: Duration,
+    /// Write a snapshot each time an aggregate's event count crosses a multiple of this (0:
+    /// never). Default 100.
+    pub snapshot_every: u64,
+    /// How often a command is retried after a concurrent append to its aggregate. Default 3.
+    pub max_retries: u32,
+}
+
+impl Default for RepositoryOptions {
+    fn default() -> Self {
+        RepositoryOptions {
+            cache_capacity: 10_000,
+            cache_bytes_max: None,
+            idle_timeout: Duration::from_secs(300),
+            snapshot_every: 100,
+            max_retries: 3,
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events recorded (0 if the command produced none).
+    pub events: usize,
+    /// Position of the last event recorded (for
+    /// [`ProjectionRunner::wait_for`](super::ProjectionRunner::wait_for)); `None` if none.
+    pub last_position: Option<Position>,
+    /// Per command, in order: the aggregate's version afterwards (`None`: still no events).
+    pub versions: Vec<Option<StreamVersion>>,
+    /// Attempts it took (1 without a conflict).
+    pub attempts: u32,
+}
+
+/// Counters of a repository, since it was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepositoryStats {
+    /// States in the cache now.
+    pub cached: usize,
+    /// Their bytes, as estimated (see [`RepositoryOptions::cache_bytes_max`]).
+    pub cached_bytes: u64,
+    /// Commands that found their state cached.
+    pub cache_hits: u64,
+    /// States loaded from the store.
+    pub rehydrations: u64,
+    /// ... of which started from a snapshot.
+    pub from_snapshot: u64,
+    /// Snapshot files found but not used (damaged, outdated, beyond or not matching the
+    /// stream).
+    pub snapshots_ignored: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
+    /// Snapshots that could not be written (the command succeeded all the same).
+    pub snapshot_write_failures: u64,
+    /// Attempts repeated after a concurrent append.
+    pub retries: u64,
+    /// States dropped from the cache for idleness.
+    pub passivated: u64,
+    /// States dropped from the cache to make room.
+    pub evicted: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub cache_hits: AtomicU64,
+    pub rehydrations: AtomicU64,
+    pub from_snapshot: AtomicU64,
+    pub snapshots_ignored: AtomicU64,
+    pub snapshots_written: AtomicU64,
+    pub snapshot_write_failures: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Runs commands against the aggregates of type `A` in a store. Share it between threads by
+/// reference (it is `Sync`) or in an `Arc`.
+pub struct Repository<A: Aggregate> {
+    pub(crate) store: Store,
+    pub(crate) codec: Codec<A::Event>,
+    options: RepositoryOptions,
+    cache: Mutex<Cache<Loaded<A>>>,
+    busy: Busy,
+    pub(crate) snapshots: SnapshotFiles,
+    pub(crate) stats: Counters,
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository for `A` in `store`, decoding events without upcasters.
+    pub fn new(store: &Store, options: RepositoryOptions) -> Result<Self, Error> {
+        Repository::with_codec(store, Codec::new(), options)
+    }
+
+    /// A repository for `A` in `store` that decodes events with `codec` (its upcasters).
+    pub fn with_codec(
+        store: &Store,
+        codec: Codec<A::Event>,
+        options: RepositoryOptions,
+    ) -> Result<Self, Error> {
+        validate_type(A::TYPE)?;
+        Ok(Repository {
+            store: store.clone(),
+            codec,
+            cache: Mutex::new(Cache::new(
+                options.cache_capacity,
+                options.cache_bytes_max.unwrap_or(u64::MAX),
+                options.idle_timeout,
+            )),
+            options,
+            busy: Busy::default(),
+            snapshots: SnapshotFiles::new(store, A::TYPE),
+            stats: Counters::default(),
+        })
+    }
+
+    /// Runs `command` against aggregate `id` and records the events it produces.
+    pub fn execute(&self, id: &str, command: &A::Command) -> Result<Outcome, Error<A::Error>> {
+        self.execute_all(&[(id, command)])
+    }
+
+    /// Runs each command against its aggregate and records all their events in one atomic
+    /// multi-stream append: all of them or, if any command is rejected or the append fails,
+    /// none. The aggregates must be distinct.
+    pub fn execute_all(
+        &self,
+        commands: &[(&str, &A::Command)],
+    ) -> Result<Outcome, Error<A::Error>> {
+        let ids = self.checked_ids(commands).map_err(Error::widen)?;
+        let _busy = self.busy.acquire(&ids);
+        let mut states = Vec::with_capacity(ids.len());
+        for id in &ids {
+            states.push(self.check_out(id).map_err(Error::widen)?);
+        }
+        let result = self.run(&ids, &mut states, commands);
+        if matches!(result, Ok(_) | Err(Error::Domain(_) | Error::Conflict { .. })) {
+            // The states match the log, or are caught up when next taken out (after a store
+            // error the log's state may be unknown: drop them).
+            let mut cache = lock(&self.cache);
+            ids.into_iter().zip(states).for_each(|(id, state)| put(&mut cache, id, state));
+        }
+        result
+    }
+
+    /// Calls `f` with `id`'s current state and version (through the cache).
+    pub fn read<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&A, Option<StreamVersion>) -> R,
+    ) -> Result<R, Error> {
+        let ids = self.checked_ids::<()>(&[(id, &())])?;
+        let _busy = self.busy.acquire(&ids);
+        let loaded = self.check_out(id)?;
+        let result = f(&loaded.state, loaded.version.map(StreamVersion));
+        put(&mut lock(&self.cache), id.to_owned(), loaded);
+        Ok(result)
+    }
+
+    /// Writes a snapshot of `id`'s current state now (whatever
+    /// [`snapshot_every`](RepositoryOptions::snapshot_every) says); the version it reflects
+    /// (`None`, and no file, for an aggregate without events).
+    pub fn snapshot_now(&self, id: &str) -> Result<Option<StreamVersion>, Error> {
+        let ids = self.checked_ids::<()>(&[(id, &())])?;
+        let _busy = self.busy.acquire(&ids);
+        let loaded = self.check_out(id)?;
+        let written = self.write_snapshot(id, &loaded);
+        let version = loaded.version.map(StreamVersion);
+        put(&mut lock(&self.cache), id.to_owned(), loaded);
+        written.map(|()| version)
+    }
+
+    /// Drops the cached states idle for longer than the idle timeout now (commands do this
+    /// on their own; this is for a caller that wants the memory back without one).
+    pub fn passivate_idle(&self) {
+        lock(&self.cache).passivate_idle(Instant::now());
+    }
+
+    /// Drops every cached state: the next command on each aggregate rehydrates it.
+    pub fn clear_cache(&self) {
+        lock(&self.cache).clear();
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> RepositoryStats {
+        let cache = lock(&self.cache);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.stats;
+        RepositoryStats {
+            cached: cache.len(),
+            cached_bytes: cache.bytes(),
+            cache_hits: get(&s.cache_hits),
+            rehydrations: get(&s.rehydrations),
+            from_snapshot: get(&s.from_snapshot),
+            snapshots_ignored: get(&s.snapshots_ignored),
+            snapshots_written: get(&s.snapshots_written),
+            snapshot_write_failures: get(&s.snapshot_write_failures),
+            retries: get(&s.retries),
+            passivated: cache.passivated,
+            evicted: cache.evicted,
+        }
+    }
+
+    /// The store it appends to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The codec it encodes and decodes events with.
+    pub fn codec(&self) -> &Codec<A::Event> {
+        &self.codec
+    }
+
+    fn checked_ids<C>(&self, commands: &[(&str, &C)]) -> Result<Vec<String>, Error> {
+        let mut seen = HashSet::new();
+        for (id, _) in commands {
+            validate_id(id)?;
+            if !seen.insert(*id) {
+                return Err(crate::Error::DuplicateStream { stream: stream_of::<A>(id) }.into());
+            }
+        }
+        Ok(commands.iter().map(|(id, _)| (*id).to_owned()).collect())
+    }
+
+    /// `id`'s state, taken out of the cache (caught up if the log moved on meanwhile) or
+    /// rehydrated. The caller holds `id` busy.
+    fn check_out(&self, id: &str) -> Result<Loaded<A>, Error> {
+        let cached = lock(&self.cache).take(id);
+        let Some(mut loaded) = cached else {
+            return self.rehydrate(id);
+        };
+        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        if self.store.stream_version(&stream_of::<A>(id)).map(|v| v.get()) != loaded.version {
+            self.catch_up(id, &mut loaded)?;
+        }
+        Ok(loaded)
+    }
+
+    /// The attempts: handle, append; on a conflict catch up and go again.
+    fn run(
+        &self,
+        ids: &[String],
+        states: &mut [Loaded<A>],
+        commands: &[(&str, &A::Command)],
+    ) -> Result<Outcome, Error<A::Error>> {
+        let attempts = self.options.max_retries + 1;
+        let mut conflict = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                for (id, state) in ids.iter().zip(states.iter_mut()) {
+                    self.catch_up(id, state).map_err(Error::widen)?;
+                }
+            }
+            match self.attempt(ids, states, commands)? {
+                Ok(mut outcome) => {
+                    outcome.attempts = attempt;
+                    return Ok(outcome);
+                }
+                Err(stream) => conflict = stream,
+            }
+        }
+        Err(Error::Conflict { stream: conflict, attempts })
+    }
+
+    /// One attempt: the outcome, or the stream whose expected version failed.
+    fn attempt(
+        &self,
+        ids: &[String],
+        states: &mut [Loaded<A>],
+        commands: &[(&str, &A::Command)],
+    ) -> Result<Result<Outcome, String>, Error<A::Error>> {
+        let mut produced = Vec::with_capacity(states.len());
+        let mut parts = Vec::new();
+        for ((id, loaded), (_, command)) in ids.iter().zip(states.iter()).zip(commands) {
+            let events = loaded.state.handle(command).map_err(Error::Domain)?;
+            let new = self.encode_all(&events).map_err(Error::widen)?;
+            if !new.is_empty() {
+                let expected =
+                    loaded.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                parts.push(StreamAppend::new(stream_of::<A>(id), expected, new));
+            }
+            produced.push(events);
+        }
+        if parts.is_empty() {
+            let versions = versions_of(states);
+            return Ok(Ok(Outcome { events: 0, last_position: None, versions, attempts: 0 }));
+        }
+        let last_ids: Vec<Uuid> =
+            parts.iter().map(|p| p.events.last().and_then(|e| e.id).expect("an id")).collect();
+        let result = match self.store.append_multi(parts) {
+            Ok(result) => result,
+            Err(crate::Error::WrongExpectedVersion { stream, .. }) => return Ok(Err(stream)),
+            Err(e) => return Err(Error::Store(e)),
+        };
+        let mut appended = result.streams.iter().zip(last_ids);
+        let mut events = 0;
+        for ((id, loaded), new_events) in ids.iter().zip(states.iter_mut()).zip(produced) {
+            if new_events.is_empty() {
+                continue;
+            }
+            let ((_, part), last_id) = appended.next().expect("one part per producing command");
+            let before = loaded.version;
+            events += new_events.len();
+            new_events.into_iter().for_each(|event| loaded.state.apply(event));
+            loaded.version = Some(part.last_version.get());
+            loaded.last_event_id = Some(last_id);
+            if self.snapshot_due(before, part.last_version.get()) {
+                // Counted; the command's events are durable whatever happens here.
+                let _ = self.write_snapshot(id, loaded);
+            }
+        }
+        let versions = versions_of(states);
+        let last_position = Some(result.last_position);
+        Ok(Ok(Outcome { events, last_position, versions, attempts: 0 }))
+    }
+
+    fn encode_all(&self, events: &[A::Event]) -> Result<Vec<NewEvent>, Error> {
+        let encode = |e| self.codec.encode(e).map(|new| new.with_id(Uuid::new_v4()));
+        events.iter().map(encode).collect()
+    }
+
+    /// Whether the event count crossed a multiple of `snapshot_every` going from `before` to
+    /// `after` (versions of the last event).
+    fn snapshot_due(&self, before: Option<u64>, after: u64) -> bool {
+        let every = self.options.snapshot_every;
+        let count_before = before.map_or(0, |v| v + 1);
+        every > 0 && (after + 1) / every > count_before / every
+    }
+}
+
+/// Caches `loaded` as `id`'s state, sized by its own estimate plus the id.
+fn put<A: Aggregate>(cache: &mut Cache<Loaded<A>>, id: String, loaded: Loaded<A>) {
+    let bytes = (loaded.state.size_hint() + id.len()) as u64;
+    cache.put(id, loaded, bytes);
+}
+
+fn versions_of<A>(states: &[Loaded<A>]) -> Vec<Option<StreamVersion>> {
+    states.iter().map(|s| s.version.map(StreamVersion)).collect()
+}
+
+impl<A: Aggregate> fmt::Debug for Repository<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Repository")
+            .field("type", &A::TYPE)
+            .field("options", &self.options)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
