@@ -188,13 +188,15 @@ pub(crate) fn run(dir: &Path, out: &mut dyn Write) -> Result<Report, Box<dyn Std
         ])
     };
     let done = transfer("alice", "bob", 50)?;
-    writeln!(out, "alice sends 50 to bob: both legs at position {:?}", done.last_position)?;
+    let at = done.last_position.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    writeln!(out, "alice sends 50 to bob: both legs in one atomic append, ending at {at}")?;
     let refused = match transfer("bob", "alice", 500) {
         Err(Error::Domain(refusal)) => refusal.to_string(),
         other => return Err(format!("expected a refusal, got {other:?}").into()),
     };
     writeln!(out, "bob tries to send 500 to alice: refused ({refused}); nothing was written")?;
     let last = accounts.execute("bob", &Command::Withdraw(5))?.last_position;
+    writeln!(out, "bob withdraws 5")?;
 
     let runner = ProjectionRunner::start(&store, "balances", Balances::default())?;
     let last = last.expect("a withdrawal records an event");
