@@ -10,8 +10,8 @@ mod aggregates;
 #[path = "../examples/bank.rs"]
 #[expect(dead_code, reason = "the bench uses the bank's model, not its demo")]
 mod bank;
-
-use std::time::Duration;
+#[path = "common/short.rs"]
+mod short;
 
 use annal::es::{Codec, stream_of};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,14 +20,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 const CLIENTS: usize = 32;
 /// Events in the aggregate the rehydration bench loads.
 const HISTORY_EVENTS: u64 = 100_000;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10)
-        .configure_from_args()
-}
 
 fn round_trip(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -80,7 +72,7 @@ fn rehydrate(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = short::config();
     targets = round_trip, rehydrate
 }
 criterion_main!(benches);

@@ -4,6 +4,8 @@
 //! scavenges a fresh copy of one store built once. `cargo run --release --example
 //! scavenge_bench` prints the same comparison as one quick table.
 
+#[path = "common/short.rs"]
+mod short;
 #[path = "common/scavenge.rs"]
 mod workload;
 
@@ -13,14 +15,6 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// Events in the scavenged store (about 55 MB of segments).
 const EVENTS: usize = 200_000;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(10)
-        .configure_from_args()
-}
 
 fn scavenge(c: &mut Criterion) {
     let template = tempfile::tempdir().expect("temp dir");
@@ -55,5 +49,5 @@ fn scavenge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! { name = benches; config = config(); targets = scavenge }
+criterion_group! { name = benches; config = short::config(); targets = scavenge }
 criterion_main!(benches);

@@ -4,6 +4,9 @@
 //! subscribers. `cargo run --release --example subscription_bench` prints the same figures as
 //! one quick table.
 
+#[path = "common/short.rs"]
+mod short;
+
 use std::{
     thread,
     time::{Duration, Instant},
@@ -21,14 +24,6 @@ const FAN_OUT_EVENTS: u64 = 1_000;
 
 fn event() -> NewEvent {
     NewEvent::new("Benchmarked", vec![7u8; 200])
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10)
-        .configure_from_args()
 }
 
 fn catch_up(c: &mut Criterion) {
@@ -118,5 +113,5 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! { name = benches; config = config(); targets = catch_up, delivery_latency, fan_out }
+criterion_group! { name = benches; config = short::config(); targets = catch_up, delivery_latency, fan_out }
 criterion_main!(benches);
