@@ -55,7 +55,8 @@ struct Inner {
 /// Sizes and counts of an open store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
-    /// Committed events (one past the last position, minus the log's first position).
+    /// Positions committed (one past the last position, minus the log's first position):
+    /// events removed by scavenging still count, as their positions are never reused.
     pub events: u64,
     /// Streams with events.
     pub streams: usize,
