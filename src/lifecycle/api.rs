@@ -16,7 +16,7 @@ const METADATA_RETRIES_MAX: u32 = 16;
 
 /// Soft delete: sets `truncate_before` past the stream's last version.
 pub(crate) fn delete(store: &Store, stream: &str, expected: ExpectedVersion) -> Result<Position> {
-    rewrite_metadata(store, stream, Some(expected), |state, record| {
+    rewrite_metadata(store, stream, expected, |state, record| {
         if !state.exists() {
             return Err(Error::StreamNotFound { stream: stream.to_owned() });
         }
@@ -31,7 +31,7 @@ pub(crate) fn tombstone(
     stream: &str,
     expected: ExpectedVersion,
 ) -> Result<Position> {
-    rewrite_metadata(store, stream, Some(expected), |_, record| {
+    rewrite_metadata(store, stream, expected, |_, record| {
         record.tombstone = true;
         Ok(())
     })
@@ -67,12 +67,12 @@ pub(crate) fn metadata(
 }
 
 /// Reads the current metadata, lets `change` edit it, and appends it with the metadata
-/// stream's version as read, together with a check of `stream` at `expected` (if given).
+/// stream's version as read, together with a check of `stream` at `expected`.
 /// Retries if another metadata change came in between.
 fn rewrite_metadata(
     store: &Store,
     stream: &str,
-    expected: Option<ExpectedVersion>,
+    expected: ExpectedVersion,
     mut change: impl FnMut(&crate::index::StreamState, &mut MetaRecord) -> Result<()>,
 ) -> Result<Position> {
     validate_stream_name(stream)?;
@@ -87,11 +87,8 @@ fn rewrite_metadata(
         }
         change(&state, &mut record)?;
         let meta_expected = meta_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        let mut parts = Vec::with_capacity(2);
-        if let Some(expected) = expected {
-            parts.push(StreamAppend::new(stream, expected, []));
-        }
-        parts.push(metadata_part(stream, meta_expected, &record));
+        let check = StreamAppend::new(stream, expected, []);
+        let parts = vec![check, metadata_part(stream, meta_expected, &record)];
         match store.append_system(parts) {
             Ok(result) => return Ok(result.last_position),
             Err(Error::WrongExpectedVersion { stream: s, .. }) if s == meta_stream => continue,
