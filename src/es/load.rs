@@ -81,10 +81,17 @@ impl<A: Aggregate> Repository<A> {
         Some(Loaded { state, version: Some(snap.version), last_event_id: Some(snap.last_event_id) })
     }
 
-    /// Folds into `loaded` every event of `id`'s stream after its version.
+    /// Folds into `loaded` every event of `id`'s stream after its version. If the last event
+    /// the state folded in is hidden by now (the stream was deleted since, or truncated past
+    /// it), the aggregate starts over from its first visible event.
     pub(crate) fn catch_up(&self, id: &str, loaded: &mut Loaded<A>) -> Result<(), Error> {
+        let stream = stream_of::<A>(id);
+        let floor = self.store.shared().streams.state(&stream).floor();
+        if loaded.version.is_some_and(|v| v < floor) {
+            *loaded = Loaded::empty();
+        }
         let from = loaded.version.map_or(0, |v| v + 1);
-        for event in self.read_from(&stream_of::<A>(id), from)?.into_iter().flatten() {
+        for event in self.read_from(&stream, from)?.into_iter().flatten() {
             let event = event?;
             loaded.state.apply(self.codec.decode(&event)?);
             loaded.version = Some(event.version().get());

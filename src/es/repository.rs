@@ -266,7 +266,10 @@ impl<A: Aggregate> Repository<A> {
             return self.rehydrate(id);
         };
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        if self.store.stream_version(&stream_of::<A>(id)).map(|v| v.get()) != loaded.version {
+        // Caught up unless the log is where the state left it: same last version, and that
+        // version not hidden since (by a delete).
+        let stream = self.store.shared().streams.state(&stream_of::<A>(id));
+        if stream.last != loaded.version || loaded.version.is_some_and(|v| v < stream.floor()) {
             self.catch_up(id, &mut loaded)?;
         }
         Ok(loaded)

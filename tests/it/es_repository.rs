@@ -248,3 +248,26 @@ fn repository_time_travel_by_version_and_by_position() {
     );
     assert_eq!(accounts.load_at("nobody", At::Version(StreamVersion(5))).unwrap().version, None);
 }
+
+#[test]
+fn repository_a_deleted_aggregate_starts_over_even_when_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let accounts = repo(&store, RepositoryOptions::default());
+    accounts.execute("a1", &Command::Open("ann".into())).unwrap();
+    accounts.execute("a1", &Command::Deposit(50)).unwrap();
+    assert_eq!(balance(&accounts, "a1"), 50, "the state is cached now");
+    store.delete_stream("account-a1", annal::ExpectedVersion::Exact(1)).unwrap();
+    // The cached state was folded from events the delete hides: the account is new again,
+    // and its events continue the stream's numbering.
+    assert!(matches!(
+        accounts.execute("a1", &Command::Deposit(5)),
+        Err(Error::Domain(Rejected::NotOpen))
+    ));
+    let reopened = accounts.execute("a1", &Command::Open("bob".into())).unwrap();
+    assert_eq!(reopened.versions, [Some(StreamVersion(2))]);
+    accounts.execute("a1", &Command::Deposit(7)).unwrap();
+    assert_eq!(balance(&accounts, "a1"), 7);
+    let fresh = repo(&store, RepositoryOptions::default());
+    assert_eq!(balance(&fresh, "a1"), 7, "a rehydration agrees");
+}
