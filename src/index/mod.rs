@@ -9,4 +9,4 @@ mod stream;
 
 pub(crate) use hash::NameHash;
 pub(crate) use sparse::SparseIndex;
-pub(crate) use stream::{Continuity, MISSING, StreamIndex, StreamState};
+pub(crate) use stream::{Continuity, MISSING, StreamIndex, StreamIndexWriter, StreamState};

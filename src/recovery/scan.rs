@@ -5,8 +5,11 @@ use std::path::Path;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, Record, groups_after, salvage_segment, scan_any, scan_compacted},
-    index::{Continuity, SparseIndex, StreamIndex},
+    format::{
+        CorruptionKind, Record, SegmentHeader, groups_after, salvage_segment, scan_any,
+        scan_compacted,
+    },
+    index::{Continuity, SparseIndex, StreamIndex, StreamIndexWriter},
     lifecycle::{METADATA_EVENT_TYPE, decode_meta, metadata_target},
     options::{Options, RecoveryMode},
     segment::Segment,
@@ -23,6 +26,55 @@ pub(super) struct Context<'a> {
     /// Whether this or an earlier segment was rewritten by scavenging, so that a stream's
     /// first retained event may have any version.
     pub after_scavenge: bool,
+}
+
+/// Puts one verified record into the stream index (and its metadata, for a `$metadata` event of
+/// a metadata stream), checked for its place in its stream as `continuity` says.
+fn index_record(
+    writer: &mut StreamIndexWriter<'_>,
+    record: Record<'_>,
+    continuity: Continuity,
+) -> Result<(), CorruptionKind> {
+    let stream = record.check_stream()?;
+    let (version, position) = (record.version(), record.position());
+    writer
+        .push(stream, version, position, continuity)
+        .map_err(|expected| CorruptionKind::VersionMismatch { expected, found: version })?;
+    if let Some(target) = metadata_target(stream)
+        && record.event_type() == METADATA_EVENT_TYPE
+    {
+        let meta = decode_meta(record.data()).ok_or(CorruptionKind::BadMetadata)?;
+        writer.set_metadata(target, meta);
+    }
+    Ok(())
+}
+
+/// What a salvaging open keeps of a segment: it visits every record it can prove, and returns
+/// the segment's end position and the damaged ranges `[start, end)` it stepped over. A segment
+/// the writer wrote is resynchronised batch by batch; a scavenged one has no batches to
+/// resynchronise on, so what follows its first bad record is stepped over whole.
+fn salvage_ranges(
+    bytes: &[u8],
+    header: &SegmentHeader,
+    head: u64,
+    mut visit: impl FnMut(usize, Record<'_>),
+) -> (u64, Vec<(usize, usize, CorruptionKind)>) {
+    let base = header.base_position;
+    if header.span == 0 {
+        let end = salvage_segment(bytes, head.max(base), |offset, record| {
+            visit(offset, record);
+            Ok(())
+        });
+        let skipped = end.skipped.iter().map(|s| (s.start, s.end, s.kind)).collect();
+        return (end.next_position, skipped);
+    }
+    let end = scan_compacted(bytes, base, header.span, |offset, record| {
+        visit(offset, record);
+        Ok(())
+    })
+    .expect("the visitor refuses nothing");
+    let skipped = end.damage.map(|d| (d.record_offset, bytes.len(), d.kind)).into_iter().collect();
+    (end.next_position, skipped)
 }
 
 /// Scans `segment`, whose records continue the log at `head`, into the indexes.
@@ -55,58 +107,22 @@ pub(super) fn scan_and_index(
     };
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
-        let stream = record.check_stream()?;
-        let (version, position) = (record.version(), record.position());
-        writer.push(stream, version, position, continuity).map_err(|expected| {
-            CorruptionKind::VersionMismatch { expected, found: record.version() }
-        })?;
-        if let Some(target) = metadata_target(stream)
-            && record.event_type() == METADATA_EVENT_TYPE
-        {
-            let meta = decode_meta(record.data()).ok_or(CorruptionKind::BadMetadata)?;
-            writer.set_metadata(target, meta);
-        }
-        Ok(())
+        index_record(&mut writer, record, continuity)
     };
-    if salvage && header.span != 0 {
-        // A rewritten segment has no batches to resynchronise on: keep what precedes the
-        // first bad record and step over the rest of the file.
-        let end = scan_compacted(view.bytes(), base, header.span, |offset, record| {
-            let _ = visit(offset, record);
-            Ok(())
-        })
-        .expect("the visitor refuses nothing");
-        drop(writer);
-        let mut holes = Vec::new();
-        if let Some(damage) = end.damage {
-            holes.push((damage.record_offset, len as usize));
-            report.salvaged.push(Dropped {
-                segment: name.clone(),
-                offset: damage.record_offset as u64,
-                bytes: len - damage.record_offset as u64,
-                kind: damage.kind,
-            });
-        }
-        let end_position = end.next_position;
-        return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
-            .with_holes(holes));
-    }
     if salvage {
-        // Salvage never refuses a record of a batch it proved whole: one whose version does not
-        // fit its stream (it can only go backwards here) stays in `$all` but not in the stream.
-        let end = salvage_segment(view.bytes(), head.max(base), |offset, record| {
-            let _ = visit(offset, record);
-            Ok(())
+        // Salvage never refuses a record it proved whole: one whose version does not fit its
+        // stream (it can only go backwards here) stays in `$all` but not in the stream.
+        let (end_position, skipped) = salvage_ranges(view.bytes(), &header, head, |o, r| {
+            let _ = visit(o, r);
         });
         drop(writer);
-        let holes = end.skipped.iter().map(|s| (s.start, s.end)).collect();
-        report.salvaged.extend(end.skipped.iter().map(|s| Dropped {
+        report.salvaged.extend(skipped.iter().map(|&(start, end, kind)| Dropped {
             segment: name.clone(),
-            offset: s.start as u64,
-            bytes: (s.end - s.start) as u64,
-            kind: s.kind,
+            offset: start as u64,
+            bytes: (end - start) as u64,
+            kind,
         }));
-        let end_position = end.next_position;
+        let holes = skipped.iter().map(|&(start, end, _)| (start, end)).collect();
         return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
             .with_holes(holes));
     }
