@@ -58,7 +58,8 @@ pub struct Stats {
     /// Positions committed (one past the last position, minus the log's first position):
     /// events removed by scavenging still count, as their positions are never reused.
     pub events: u64,
-    /// Streams with events.
+    /// Streams the index knows: those with events, their `$$` metadata streams, and streams
+    /// that have only metadata.
     pub streams: usize,
     /// Segment files.
     pub segments: usize,
