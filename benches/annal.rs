@@ -4,12 +4,14 @@
 //! the same group names, so one `cargo bench` run holds every figure of every ratio;
 //! `cargo run --release --example bench -- --criterion` prints them side by side.
 //!
-//! Short by default (see `harness::config`). `ANNAL_BENCH_10M=1` adds opening a 10M-event
+//! Short by default (see `short::config`). `ANNAL_BENCH_10M=1` adds opening a 10M-event
 //! store (~2.8 GB of disk). Index memory (W7) is printed, not timed.
 
 mod common;
 #[path = "common/harness.rs"]
 mod harness;
+#[path = "common/short.rs"]
+mod short;
 
 use std::{hint::black_box, path::Path};
 
@@ -253,7 +255,7 @@ fn memory(stores: &mut Stores<Store>) {
 
 criterion_group! {
     name = benches;
-    config = harness::config();
+    config = short::config();
     targets = appends, batches, reads
 }
 criterion_main!(benches);

@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/harness.rs"]
 mod harness;
+#[path = "common/short.rs"]
+mod short;
 #[path = "common/sqlite.rs"]
 mod sqlite;
 
@@ -147,7 +149,7 @@ fn reads(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = harness::config();
+    config = short::config();
     targets = appends, batches, reads
 }
 criterion_main!(benches);

@@ -1,6 +1,6 @@
-//! What the two criterion targets share beyond the workloads: a short default configuration
-//! (the machine is small and shared), the group names both use so that criterion files annal's,
-//! SQLite's and the raw limit's figures side by side, stores built once per process on first
+//! What the two comparison targets share beyond the workloads and `short.rs`'s configuration:
+//! the group names both use so that criterion files annal's, SQLite's and the raw limit's
+//! figures side by side, stores built once per process on first
 //! use, and the side figures (latency percentiles, events per fsync) printed after a benchmark.
 
 #![allow(dead_code, reason = "each target that includes this module uses a different part of it")]
@@ -10,8 +10,6 @@ use std::{
     path::PathBuf,
     time::{Duration, Instant},
 };
-
-use criterion::Criterion;
 
 use crate::common::{Latencies, Layout, PAYLOAD_BYTES, raw::Writes};
 
@@ -36,16 +34,6 @@ pub const READ_SWEEP: [Layout; 4] = [
 /// The store whose building is timed: 100,000 events in appends of 100 (the quick example
 /// times the full 1M build once; criterion needs ten samples).
 pub const BUILD: Layout = Layout::sized(100_000, PAYLOAD_BYTES);
-
-/// Short by default: 1 s warm-up, 3 s of measurement, 10 samples. Command-line flags
-/// (`--warm-up-time`, `--measurement-time`, `--sample-size`) still override these.
-pub fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(10)
-        .configure_from_args()
-}
 
 /// A label for a layout: `1000k_200B`.
 pub fn label(layout: Layout) -> String {

@@ -1,6 +1,6 @@
-//! The short criterion configuration of the feature benches (subscriptions, scavenging,
-//! aggregates), which include this file by path: 1 s warm-up, 3 s of measurement, 10 samples
-//! (the machine is small and shared). Command-line flags still override these.
+//! The short criterion configuration of every bench target, which includes this file by path:
+//! 1 s warm-up, 3 s of measurement, 10 samples (the machine is small and shared).
+//! Command-line flags still override these.
 
 use std::time::Duration;
 
