@@ -33,6 +33,7 @@
 
 mod error;
 pub mod es;
+mod file_name;
 pub mod format;
 mod index;
 pub mod io;

@@ -62,7 +62,7 @@ pub struct Versioned<A> {
 /// Longest aggregate type name, in bytes.
 pub const TYPE_BYTES_MAX: usize = 64;
 /// Longest aggregate id, in bytes (its stream name and snapshot file name must fit).
-pub const ID_BYTES_MAX: usize = 100;
+pub const ID_BYTES_MAX: usize = crate::file_name::FILE_NAME_BYTES_MAX;
 
 // A stream name `{type}-{id}` stays within the store's 255 bytes, and a snapshot's temporary
 // file name `{id}.snap.tmp` within a file name's 255.
@@ -87,19 +87,10 @@ pub fn validate_type(name: &str) -> Result<(), Error> {
 /// Checks an aggregate id: 1 to 100 ASCII letters, digits, `-`, `_` or `.`, not starting with
 /// `.`. Ids name snapshot files, so nothing else is allowed.
 pub fn validate_id(id: &str) -> Result<(), Error> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let reason = if id.is_empty() {
-        "an aggregate id must not be empty"
-    } else if id.len() > ID_BYTES_MAX {
-        "an aggregate id must be at most 100 bytes"
-    } else if !id.chars().all(allowed) {
-        "an aggregate id may hold only ASCII letters, digits, '-', '_' and '.'"
-    } else if id.starts_with('.') {
-        "an aggregate id must not start with '.'"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidName { name: id.to_owned(), reason })
+    match crate::file_name::file_name_problem(id) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidName { name: id.to_owned(), reason }),
+    }
 }
 
 /// The stream of aggregate `id` of type `A`: `{A::TYPE}-{id}`.

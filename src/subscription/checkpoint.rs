@@ -24,24 +24,15 @@ const FIXED_LEN: usize = 32;
 /// The subdirectory of the store directory that holds the checkpoint files.
 pub(crate) const SUBSCRIPTIONS_DIR: &str = "subscriptions";
 /// Longest subscription name, in bytes.
-pub(crate) const NAME_BYTES_MAX: usize = 100;
+pub(crate) const NAME_BYTES_MAX: usize = crate::file_name::FILE_NAME_BYTES_MAX;
 
 /// Checks a subscription name: 1..=100 bytes of ASCII letters, digits, `-`, `_` and `.`, not
 /// starting with `.`. The name is part of a file name, so nothing else is allowed.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let reason = if name.is_empty() {
-        "must not be empty"
-    } else if name.len() > NAME_BYTES_MAX {
-        "must be at most 100 bytes"
-    } else if !name.chars().all(allowed) {
-        "may hold only ASCII letters, digits, '-', '_' and '.'"
-    } else if name.starts_with('.') {
-        "must not start with '.'"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidSubscriptionName { name: name.to_owned(), reason })
+    match crate::file_name::file_name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidSubscriptionName { name: name.to_owned(), reason }),
+    }
 }
 
 /// Where the checkpoint files of the store in `dir` live.
