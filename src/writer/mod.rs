@@ -270,9 +270,11 @@ impl Writer {
             }
             let last_version = first_version + u64::from(part.events) - 1;
             group.versions.insert(part.stream.clone(), last_version);
-            let (_, last) = own_records(&group.bytes[last_offset..offset]).next().expect("sealed");
-            if let Some((target, record)) = metadata_of(last) {
-                group.metadata.insert(target.to_owned(), record);
+            if metadata_target(&part.stream).is_some() {
+                let (_, last) = own_records(&group.bytes[last_offset..offset]).next().expect("one");
+                if let Some((target, record)) = metadata_of(&part.stream, last) {
+                    group.metadata.insert(target.to_owned(), record);
+                }
             }
             let result = AppendResult {
                 first_position: Position(part_first),
@@ -346,7 +348,7 @@ impl Writer {
                 (record.stream(), record.version(), record.position());
             let pushed = streams.push(stream, version, position, Continuity::Dense);
             debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
-            if let Some((target, meta)) = metadata_of(record) {
+            if let Some((target, meta)) = metadata_of(stream, record) {
                 streams.set_metadata(target, meta);
             }
         }
@@ -404,10 +406,10 @@ impl Writer {
     }
 }
 
-/// The stream a record of the writer's own sets metadata for, and that metadata, if the record
-/// is a `$metadata` event of a metadata stream.
-fn metadata_of(record: Record<'_>) -> Option<(&str, MetaRecord)> {
-    let target = metadata_target(record.stream())?;
+/// The stream a record of the writer's own (in `stream`) sets metadata for, and that metadata,
+/// if the record is a `$metadata` event of a metadata stream.
+fn metadata_of<'a>(stream: &'a str, record: Record<'_>) -> Option<(&'a str, MetaRecord)> {
+    let target = metadata_target(stream)?;
     if record.event_type() != METADATA_EVENT_TYPE {
         return None;
     }
