@@ -51,6 +51,27 @@ pub enum Error<D = Infallible> {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// Part of the aggregate's history is no longer in its stream (retention rules hide it, a
+    /// scavenge removed it, or a salvaging open lost it) and no usable snapshot covers it, so
+    /// its state cannot be rebuilt; nothing was written. A soft delete is not a truncation:
+    /// after one the aggregate starts over. Keep a snapshot newer than what the retention
+    /// rules hide ([`snapshot_every`](super::RepositoryOptions::snapshot_every) at most
+    /// `max_count`); `docs/design.md` ("Truncated histories") has the rules.
+    #[error(
+        "stream {stream:?} no longer holds the aggregate's history from version {needed} \
+         (first readable: {first_version:?}, state folded up to: {state_version:?})"
+    )]
+    TruncatedHistory {
+        /// The aggregate's stream.
+        stream: String,
+        /// The first version the state needs and the stream no longer returns.
+        needed: u64,
+        /// The first version the stream returns from there; `None` if none.
+        first_version: Option<u64>,
+        /// The version of the state the fold continued (from a snapshot or the cache);
+        /// `None` when it started from the aggregate's first event.
+        state_version: Option<u64>,
+    },
     /// A projection's handler failed; the runner stopped at that event, unacknowledged.
     #[error("projection {name:?} failed at position {position}: {reason}")]
     Projection {
@@ -81,6 +102,9 @@ impl Error {
             }
             Error::Encode(reason) => Error::Encode(reason),
             Error::InvalidName { name, reason } => Error::InvalidName { name, reason },
+            Error::TruncatedHistory { stream, needed, first_version, state_version } => {
+                Error::TruncatedHistory { stream, needed, first_version, state_version }
+            }
             Error::Projection { name, position, reason } => {
                 Error::Projection { name, position, reason }
             }

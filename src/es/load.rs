@@ -7,6 +7,12 @@
 //! the one the snapshot says it folded in last, and its state deserializes. Anything else is
 //! counted in [`RepositoryStats::snapshots_ignored`](super::RepositoryStats) and the state is
 //! rebuilt from the first event, so a snapshot can make loading faster but never wrong.
+//!
+//! A fold never skips a version. When the stream no longer returns every event the state needs
+//! (retention rules hide the first ones, or a scavenge removed them) and no snapshot covers
+//! them, loading fails with [`Error::TruncatedHistory`] rather than return the state of what is
+//! left. A soft delete is not such a gap: the aggregate's history starts over at the version
+//! the delete set as `truncate_before` (see [`Repository::history_start`]).
 
 use std::sync::atomic::Ordering;
 
@@ -18,7 +24,11 @@ use super::{
     repository::Repository,
     snapshot::{self, Owner, SNAPSHOT_STATE_BYTES_MAX, Snapshot},
 };
-use crate::{ReadStream, StreamVersion};
+use crate::{
+    ReadStream, RecordedEvent, StreamMetadata, StreamVersion,
+    index::StreamState,
+    lifecycle::{decode_meta, metadata_stream},
+};
 
 /// An aggregate state as the repository holds it.
 pub(crate) struct Loaded<A> {
@@ -81,23 +91,83 @@ impl<A: Aggregate> Repository<A> {
         Some(Loaded { state, version: Some(snap.version), last_event_id: Some(snap.last_event_id) })
     }
 
-    /// Folds into `loaded` every event of `id`'s stream after its version. If the last event
-    /// the state folded in is hidden by now (the stream was deleted since, or truncated past
-    /// it), the aggregate starts over from its first visible event.
+    /// Folds into `loaded` every event of `id`'s stream after its version. If the state
+    /// belongs to a life of the aggregate that a delete ended since, it starts over at the
+    /// delete. A cached state stays valid when retention later hides the events it was folded
+    /// from: it is exact, and only the events after it are needed.
     pub(crate) fn catch_up(&self, id: &str, loaded: &mut Loaded<A>) -> Result<(), Error> {
         let stream = stream_of::<A>(id);
-        let floor = self.store.shared().streams.state(&stream).floor();
-        if loaded.version.is_some_and(|v| v < floor) {
+        let start = self.history_start(&stream)?;
+        if loaded.version.is_some_and(|v| v < start) {
             *loaded = Loaded::empty();
         }
-        let from = loaded.version.map_or(0, |v| v + 1);
+        let from = loaded.version.map_or(start, |v| v + 1);
+        // Taken before the read, so that events appended meanwhile do not count as missing.
+        let before = self.store.shared().streams.state(&stream);
+        let mut fold = Fold::new(&stream, from, loaded.version);
         for event in self.read_from(&stream, from)?.into_iter().flatten() {
-            let event = event?;
+            let event = fold.next(event?)?;
             loaded.state.apply(self.codec.decode(&event)?);
             loaded.version = Some(event.version().get());
             loaded.last_event_id = Some(event.id());
         }
+        // Nothing returned although the stream held events from `from` on: all of them are
+        // hidden (a `max_age` or a `max_count` of 0). A delete racing with this read can
+        // land here too; the next load sees the delete and starts over.
+        if !fold.returned && holds_from(&before, from) {
+            return Err(fold.gap(None));
+        }
         Ok(())
+    }
+
+    /// The version the current life of the aggregate in `stream` starts at: 0, or the
+    /// `truncate_before` of a soft delete. A `truncate_before` is a delete when it was already
+    /// in force when the event at its version was appended (or no event has that version):
+    /// the stream read as empty then, and that event began a new aggregate. One set over
+    /// events the stream already held is a retention rule: it hides history, which a fold
+    /// then reports as missing. Only the latest metadata survives a scavenge, so a delete
+    /// whose metadata was replaced after the aggregate started over can read as a retention
+    /// rule: loading then fails rather than return a wrong state.
+    pub(crate) fn history_start(&self, stream: &str) -> Result<u64, Error> {
+        let streams = &self.store.shared().streams;
+        let Some(cut) = streams.metadata(stream).and_then(|m| m.meta.truncate_before) else {
+            return Ok(0);
+        };
+        let state = streams.state(stream);
+        let mut at = Vec::with_capacity(1);
+        let held = cut >= state.first && state.last.is_some_and(|last| cut <= last);
+        if held {
+            streams.chunk(stream, cut, 0, true, 1, &mut at);
+        }
+        let Some(&appended_at) = at.first() else {
+            // No event at `cut` yet (a delete), or a scavenge removed it: then the history is
+            // cut either way.
+            return Ok(cut);
+        };
+        let in_force = self.metadata_before(stream, appended_at)?;
+        Ok(if in_force.is_some_and(|m| m.truncate_before == Some(cut)) { cut } else { 0 })
+    }
+
+    /// The metadata of `stream` in force just before global position `position`, if any.
+    fn metadata_before(
+        &self,
+        stream: &str,
+        position: u64,
+    ) -> Result<Option<StreamMetadata>, Error> {
+        let meta_stream = metadata_stream(stream);
+        let events =
+            match self.store.read_stream_backward(&meta_stream, StreamVersion::END, usize::MAX) {
+                Ok(events) => events,
+                Err(crate::Error::StreamNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+        for event in events {
+            let event = event?;
+            if event.position().get() < position {
+                return Ok(decode_meta(event.data()).map(|record| record.meta));
+            }
+        }
+        Ok(None)
     }
 
     /// `stream` from version `from`; nothing if the stream has no events.
@@ -110,13 +180,23 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// `id`'s state as of `at`, rebuilt from its first event (no cache, no snapshot): for
-    /// audits and for finding out what went wrong.
+    /// audits and for finding out what went wrong. Fails with [`Error::TruncatedHistory`] if
+    /// the stream no longer holds every event from the aggregate's first (a delete starts the
+    /// history over; see the module doc).
     pub fn load_at(&self, id: &str, at: At) -> Result<Versioned<A>, Error> {
         super::aggregate::validate_id(id)?;
+        let stream = stream_of::<A>(id);
+        let start = self.history_start(&stream)?;
+        let before = self.store.shared().streams.state(&stream);
+        let mut fold = Fold::new(&stream, start, None);
         let mut state = A::default();
         let mut version = None;
-        for event in self.read_from(&stream_of::<A>(id), 0)?.into_iter().flatten() {
+        for event in self.read_from(&stream, start)?.into_iter().flatten() {
             let event = event?;
+            if matches!(at, At::Version(v) if v.get() < fold.expected) {
+                break; // the state as of `at` is complete, whatever is missing after it
+            }
+            let event = fold.next(event)?;
             let past = match at {
                 At::Version(v) => event.version() > v,
                 At::Position(p) => event.position() > p,
@@ -126,6 +206,10 @@ impl<A: Aggregate> Repository<A> {
             }
             state.apply(self.codec.decode(&event)?);
             version = Some(event.version());
+        }
+        let before_start = matches!(at, At::Version(v) if v.get() < start);
+        if !fold.returned && holds_from(&before, start) && !before_start {
+            return Err(fold.gap(None));
         }
         Ok(Versioned { state, version })
     }
@@ -154,5 +238,49 @@ impl<A: Aggregate> Repository<A> {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         written
+    }
+}
+
+/// Whether a stream in state `state` held events from version `from` on (ever appended and
+/// not tombstoned; the version rules aside).
+fn holds_from(state: &StreamState, from: u64) -> bool {
+    !state.tombstoned && state.last.is_some_and(|last| last >= from)
+}
+
+/// Checks that a fold gets every version in turn.
+struct Fold<'a> {
+    stream: &'a str,
+    /// The version the next event must have.
+    expected: u64,
+    /// The version of the state the fold continues; `None` from the first event.
+    state_version: Option<u64>,
+    /// The read returned an event.
+    returned: bool,
+}
+
+impl<'a> Fold<'a> {
+    fn new(stream: &'a str, from: u64, state_version: Option<u64>) -> Fold<'a> {
+        Fold { stream, expected: from, state_version, returned: false }
+    }
+
+    /// `event`, if it has the version the fold needs next.
+    fn next(&mut self, event: RecordedEvent) -> Result<RecordedEvent, Error> {
+        self.returned = true;
+        let version = event.version().get();
+        if version != self.expected {
+            return Err(self.gap(Some(version)));
+        }
+        self.expected += 1;
+        Ok(event)
+    }
+
+    /// The error for a missing version; the stream returns `first_version` instead.
+    fn gap(&self, first_version: Option<u64>) -> Error {
+        Error::TruncatedHistory {
+            stream: self.stream.to_owned(),
+            needed: self.expected,
+            first_version,
+            state_version: self.state_version,
+        }
     }
 }

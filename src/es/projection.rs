@@ -63,6 +63,12 @@ struct Progress {
 }
 
 /// A projection kept up to date by its own thread. Dropping it stops it.
+///
+/// The runner keeps its store open for as long as its thread runs: it holds a handle of its
+/// own, so dropping every other [`Store`] handle neither closes the store under it nor frees
+/// the directory for another open. The store closes (if no other handle is left) when the
+/// runner is stopped or dropped, after the runner has written its checkpoint, or when the
+/// runner ends on its own after a failure.
 pub struct ProjectionRunner<P: Projection> {
     name: String,
     shared: Arc<Shared<P>>,
@@ -92,9 +98,14 @@ impl<P: Projection> ProjectionRunner<P> {
             stop: AtomicBool::new(false),
         });
         let worker = Arc::clone(&shared);
+        // The thread's own handle keeps the store open until its checkpoint is written.
+        let open = store.clone();
         let thread = std::thread::Builder::new()
             .name(format!("annal-projection-{name}"))
-            .spawn(move || run(&worker, sub, &codec))
+            .spawn(move || {
+                run(&worker, sub, &codec);
+                drop(open);
+            })
             .map_err(crate::Error::io("spawn projection thread", store.dir()))?;
         Ok(ProjectionRunner { name: name.to_owned(), shared, thread: Some(thread) })
     }

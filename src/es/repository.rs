@@ -40,7 +40,9 @@ pub struct RepositoryOptions {
     /// rehydrated when needed again. Default 5 minutes.
     pub idle_timeout: Duration,
     /// Write a snapshot each time an aggregate's event count crosses a multiple of this (0:
-    /// never). Default 100.
+    /// never). Default 100. For streams with a `max_count`, keep it at most that count: a
+    /// snapshot is then always within what retention leaves, and the aggregate stays loadable
+    /// ([`Error::TruncatedHistory`](super::Error::TruncatedHistory) otherwise).
     pub snapshot_every: u64,
     /// How often a command is retried after a concurrent append to its aggregate. Default 3.
     pub max_retries: u32,

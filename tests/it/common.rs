@@ -32,6 +32,8 @@ pub fn open(dir: &std::path::Path, options: Options) -> Store {
 
 /// Runs the test `test` of this binary as a child process with `var` set to `dir`, lets it run
 /// for `run`, kills it with SIGKILL (`Child::kill` on Unix), and returns the lines it printed.
+/// The child half is `#[ignore]`d (so a normal run does not count it as a passing test), hence
+/// `--ignored`.
 pub fn run_child_then_kill(
     test: &str,
     var: &str,
@@ -40,7 +42,7 @@ pub fn run_child_then_kill(
 ) -> Vec<String> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
         .env(var, dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

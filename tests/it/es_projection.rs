@@ -153,3 +153,25 @@ fn projection_handler_panic_ends_the_runner_with_a_typed_error() {
     assert!(result.is_err());
     assert_eq!(projection.handled, [0]);
 }
+
+#[test]
+fn projection_runner_keeps_its_store_open_until_stopped() {
+    // The story: a runner held no store handle of its own. Dropping the last `Store` under a
+    // running runner closed the store, ended the runner without a word (its checkpoint
+    // unwritten), and let another open take the directory while the runner still looked alive.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, accounts) = with_account_a(dir.path());
+    let last = deposit(&accounts, "a", 3);
+    let runner = ProjectionRunner::start(&store, "balances", Balances::default()).unwrap();
+    assert!(runner.wait_for(last, WAIT).unwrap());
+    drop((accounts, store));
+    let second = annal::Store::open(dir.path());
+    assert!(matches!(second, Err(annal::Error::Locked { .. })), "{second:?}");
+    let (projection, result) = runner.stop();
+    result.unwrap();
+    assert_eq!(projection.balances["a"], 3);
+    // Stopping the runner closed the store: the directory is free, the checkpoint written.
+    let reopened = crate::es_model::store(dir.path());
+    let checkpoint = reopened.subscription_checkpoint("balances").unwrap();
+    assert_eq!(checkpoint, Some(Position(last.get() + 1)));
+}

@@ -9,6 +9,7 @@ mod es_examples;
 mod es_model;
 mod es_projection;
 mod es_repository;
+mod es_retention;
 mod es_snapshots;
 mod faults;
 mod format_doc;

@@ -115,6 +115,7 @@ fn apply_role(store: &Store, stream: &str) {
 /// until killed: more events for capped streams (so older ones become removable), and new
 /// streams deleted or tombstoned at once (so whole streams become removable).
 #[test]
+#[ignore = "runs only as the child process of scavenge_kill9_mid_scavenge_loses_nothing_visible"]
 fn scavenge_kill9_child_process() {
     let Ok(dir) = std::env::var(CHILD_DIR_VAR) else {
         return;
