@@ -15,7 +15,10 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub(crate) use idempotency::IdWindow;
 pub(crate) use request::AppendRequest;
-pub use request::{validate_event_type, validate_stream_name};
+pub(crate) use request::validate_readable_stream_name;
+pub use request::{
+    EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
+};
 
 use crate::{
     error::{Error, Result},
