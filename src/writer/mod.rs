@@ -4,7 +4,9 @@
 //! takes what is queued (bounded by count and bytes), checks each append in order against the
 //! log's state, seals its records (positions, versions, timestamp, checksums) into one buffer,
 //! writes the buffer, calls `fdatasync` once, and only then publishes the records to readers and
-//! answers every caller. A failed write or fsync poisons the store; it is never retried.
+//! answers every caller. A failed write or fsync poisons the store; it is never retried. So does
+//! a broken invariant (the index disagreeing with the log): the store stops acknowledging rather
+//! than go on from a state it cannot vouch for.
 
 mod idempotency;
 mod request;
@@ -260,6 +262,7 @@ impl Writer {
             for version in first_version..first_version + u64::from(part.events) {
                 last_offset = offset;
                 let len = record_len(&group.bytes[offset..]).expect("encoded record");
+                // `Options::validate` keeps `append_events_max` within the 16-bit field.
                 let batch_left = u16::try_from(last_position - position).expect("bounded append");
                 let fields = RecordFields {
                     position,
@@ -275,8 +278,13 @@ impl Writer {
             group.versions.insert(part.stream.clone(), last_version);
             if metadata_target(&part.stream).is_some() {
                 let (_, last) = own_records(&group.bytes[last_offset..offset]).next().expect("one");
-                if let Some((target, record)) = metadata_of(&part.stream, last) {
-                    group.metadata.insert(target.to_owned(), record);
+                match metadata_of(&part.stream, last) {
+                    Ok(Some((target, record))) => {
+                        group.metadata.insert(target.to_owned(), record);
+                    }
+                    Ok(None) => {}
+                    // Nothing of this group is written or acknowledged once the store is poisoned.
+                    Err(error) => self.shared.poison(METADATA_OP, error),
                 }
             }
             let result = AppendResult {
@@ -342,6 +350,7 @@ impl Writer {
         let base = self.segment_len;
         let new_len = base + self.group.bytes.len() as u64;
         let end = self.group.next_position;
+        // Offsets stay below `segment_bytes_max`, which `Options::validate` keeps below 4 GiB.
         let offsets = own_records(&self.group.bytes)
             .map(|(offset, r)| (r.position(), u32::try_from(base + offset as u64).expect("<4GiB")));
         self.active.publish(offsets, new_len, end);
@@ -349,10 +358,19 @@ impl Writer {
         for (_, record) in own_records(&self.group.bytes) {
             let (stream, version, position) =
                 (record.stream(), record.version(), record.position());
-            let pushed = streams.push(stream, version, position, Continuity::Dense);
-            debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
-            if let Some((target, meta)) = metadata_of(stream, record) {
-                streams.set_metadata(target, meta);
+            if let Err(due) = streams.push(stream, version, position, Continuity::Dense) {
+                // The writer took every version from this index, so this is a bug. The group is
+                // durable, but the store must not acknowledge it or build on a broken index.
+                let detail = format!(
+                    "stream {stream:?} got version {version} at position {position}, \
+                     but its index continues at {due}"
+                );
+                self.shared.poison(INDEX_OP, io::Error::other(detail));
+            }
+            match metadata_of(stream, record) {
+                Ok(Some((target, meta))) => streams.set_metadata(target, meta),
+                Ok(None) => {}
+                Err(error) => self.shared.poison(METADATA_OP, error),
             }
         }
         self.shared.set_head(end);
@@ -409,16 +427,33 @@ impl Writer {
     }
 }
 
+/// What a poisoned store names as the failed operation when the stream index disagreed with
+/// the log being published.
+const INDEX_OP: &str = "stream index update";
+
+/// What a poisoned store names as the failed operation when a metadata event of its own did not
+/// decode.
+const METADATA_OP: &str = "metadata event check";
+
 /// The stream a record of the writer's own (in `stream`) sets metadata for, and that metadata,
-/// if the record is a `$metadata` event of a metadata stream.
-fn metadata_of<'a>(stream: &'a str, record: Record<'_>) -> Option<(&'a str, MetaRecord)> {
-    let target = metadata_target(stream)?;
+/// if the record is a `$metadata` event of a metadata stream. An error if it is one but does
+/// not decode: only the store writes these events, so that is a bug, and the writer poisons the
+/// store rather than leave the metadata out of the index.
+fn metadata_of<'a>(
+    stream: &'a str,
+    record: Record<'_>,
+) -> Result<Option<(&'a str, MetaRecord)>, io::Error> {
+    let Some(target) = metadata_target(stream) else { return Ok(None) };
     if record.event_type() != METADATA_EVENT_TYPE {
-        return None;
+        return Ok(None);
     }
-    let meta = decode_meta(record.data());
-    debug_assert!(meta.is_some(), "the store encodes its own metadata events");
-    Some((target, meta?))
+    match decode_meta(record.data()) {
+        Some(meta) => Ok(Some((target, meta))),
+        None => Err(io::Error::other(format!(
+            "the metadata event at position {} of {stream:?} does not decode",
+            record.position()
+        ))),
+    }
 }
 
 /// The event at `position`, from the group being written if it is not committed yet.
