@@ -5,13 +5,19 @@
 //! log's state, seals its records (positions, versions, timestamp, checksums) into one buffer,
 //! writes the buffer, calls `fdatasync` once, and only then publishes the records to readers and
 //! answers every caller. A failed write or fsync poisons the store; it is never retried. So does
-//! a broken invariant (the index disagreeing with the log): the store stops acknowledging rather
-//! than go on from a state it cannot vouch for.
+//! a broken invariant (the index disagreeing with the log) and a panic of the writer thread: the
+//! store stops acknowledging rather than go on from a state it cannot vouch for.
 
 mod idempotency;
 mod request;
 
-use std::{collections::HashMap, io, sync::Arc};
+use std::{
+    any::Any,
+    collections::HashMap,
+    io,
+    panic::{self, AssertUnwindSafe},
+    sync::Arc,
+};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
@@ -81,36 +87,37 @@ pub(crate) struct Writer {
 /// Groups with at most this many callers are answered by the writer itself.
 const ANSWER_INLINE_MAX: usize = 4;
 
+/// What a poisoned store names as the failed operation when the writer thread panicked.
+const PANIC_OP: &str = "writer thread";
+
 /// Answers callers of large groups while the writer goes on with the next group.
-fn spawn_answerer() -> (Sender<Answers>, std::thread::JoinHandle<()>) {
+fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded::<Answers>(16);
-    let handle = std::thread::Builder::new()
-        .name("annal-answer".into())
-        .spawn(move || {
-            for answers in rx {
-                for (reply, answer) in answers {
-                    let _ = reply.send(answer);
-                }
+    let handle = std::thread::Builder::new().name("annal-answer".into()).spawn(move || {
+        for answers in rx {
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
             }
-        })
-        .expect("spawn the answering thread");
-    (tx, handle)
+        }
+    })?;
+    Ok((tx, handle))
 }
 
 impl Writer {
-    /// A writer continuing the log in `active`, whose committed length is `segment_len`.
+    /// A writer continuing the log in `active`, whose committed length is `segment_len`. Fails
+    /// if its answering thread cannot be started.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
         window: IdWindow,
         alive: Sender<()>,
-    ) -> Writer {
+    ) -> io::Result<Writer> {
         let segment_len = active.committed_len();
         let group = Group { next_position: shared.head(), ..Group::default() };
         let locator = Locator::new(Arc::clone(&shared));
-        let (answerer, answer_thread) = spawn_answerer();
-        Writer {
+        let (answerer, answer_thread) = spawn_answerer()?;
+        Ok(Writer {
             shared,
             rx,
             active,
@@ -121,11 +128,25 @@ impl Writer {
             _alive: alive,
             answerer,
             answer_thread: Some(answer_thread),
-        }
+        })
     }
 
-    /// The writer thread's loop.
+    /// The writer thread's body: serves appends until shutdown. A panic (a bug) poisons the
+    /// store, so that appenders get [`Error::Poisoned`] and subscribers end, instead of finding
+    /// the writer silently gone.
     pub fn run(mut self) {
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        if let Err(payload) = served {
+            // Poisoned while the writer still holds its channels: a caller who sees them close
+            // finds the poison (see `Store::submit`).
+            let message = format!("the writer thread panicked: {}", panic_message(&*payload));
+            self.shared.poison(PANIC_OP, io::Error::other(message));
+        }
+        self.stop();
+    }
+
+    /// The writer's loop, until shutdown.
+    fn serve(&mut self) {
         let appends_max = self.shared.options.group_appends_max as usize;
         let bytes_max = self.shared.options.group_bytes_max as usize;
         let mut carried: Option<AppendRequest> = None;
@@ -164,7 +185,6 @@ impl Writer {
                 break;
             }
         }
-        self.stop();
     }
 
     /// Checks one append against the log and seals it into the group, or answers it at once.
@@ -407,7 +427,7 @@ impl Writer {
         }
     }
 
-    /// Answers whatever is still queued with `Closed`.
+    /// Answers whatever is still queued with `Closed`, or with the poison if there is one.
     fn stop(mut self) {
         // Every committed append is answered before the writer counts as gone.
         let (closed, _) = crossbeam_channel::bounded(1);
@@ -421,7 +441,7 @@ impl Writer {
         }
         while let Ok(message) = self.rx.try_recv() {
             if let Message::Append(request) = message {
-                let _ = request.reply.send(Err(Error::Closed));
+                let _ = request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
             }
         }
     }
@@ -453,6 +473,14 @@ fn metadata_of<'a>(
             "the metadata event at position {} of {stream:?} does not decode",
             record.position()
         ))),
+    }
+}
+
+/// The message a panic was raised with, if it carries text.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(message) => message,
+        None => payload.downcast_ref::<String>().map_or("(no message)", String::as_str),
     }
 }
 
