@@ -505,3 +505,32 @@ fn read_original(
     let event = locator.read(position).ok()??;
     Some(original(event.record()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::METADATA_OP;
+    use crate::{Durability, Error, ExpectedVersion, NewEvent, Options, Position, Store};
+    use crate::{lifecycle::METADATA_EVENT_TYPE, types::StreamAppend};
+
+    #[test]
+    fn writer_own_metadata_event_that_does_not_decode_poisons_before_anything_is_written() {
+        // Issue #12, item 6: that the store's own `$metadata` events decode was only a
+        // `debug_assert!`. A release build wrote and acknowledged such an event and silently left
+        // it out of the index, so the index disagreed with the log. Now the writer poisons the
+        // store while sealing, and nothing of the group is written or acknowledged.
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { durability: Durability::None, ..Options::default() };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        store.append("x", ExpectedVersion::Any, [NewEvent::new("T", vec![1])]).unwrap();
+        let bad = NewEvent::new(METADATA_EVENT_TYPE, vec![0xff; 3]);
+        let outcome =
+            store.append_system(vec![StreamAppend::new("$$x", ExpectedVersion::Any, [bad])]);
+        assert!(
+            matches!(&outcome, Err(Error::Poisoned { op: o, .. }) if *o == METADATA_OP),
+            "{outcome:?}"
+        );
+        assert_eq!(store.head(), Position(1), "nothing of the group was written");
+        let later = store.append("x", ExpectedVersion::Any, [NewEvent::new("T", vec![2])]);
+        assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+    }
+}
