@@ -4,6 +4,10 @@
 /// Longest such name, in bytes.
 pub(crate) const FILE_NAME_BYTES_MAX: usize = 100;
 
+/// Longest file name the file systems annal runs on take (`NAME_MAX` of ext4, XFS, Btrfs, APFS
+/// and NTFS), in bytes: every file name built from such a name, suffixes included, must fit.
+pub(crate) const FILE_NAME_FIELD_BYTES_MAX: usize = 255;
+
 /// Why `name` cannot be part of a file name, or `None` if it can: it must be 1 to 100 ASCII
 /// letters, digits, `-`, `_` or `.`, not starting with `.`.
 pub(crate) fn file_name_problem(name: &str) -> Option<&'static str> {

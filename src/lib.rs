@@ -66,4 +66,6 @@ pub use types::{
     StreamVersion,
 };
 pub use verify::{PROBLEMS_MAX, Problem, VerifyReport};
-pub use writer::{validate_event_type, validate_stream_name};
+pub use writer::{
+    EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
+};

@@ -127,7 +127,8 @@ impl Store {
             Some(active) => {
                 let capacity = shared.options.queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window, alive);
+                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window, alive)
+                    .map_err(Error::io("spawn answering thread", &dir))?;
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())
@@ -185,13 +186,24 @@ impl Store {
         }
         let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
         let (request, answer) = build(parts, &shared.options)?;
-        tx.send(Message::Append(request)).map_err(|_| Error::Closed)?;
+        if tx.send(Message::Append(request)).is_err() {
+            return Err(self.writer_ended());
+        }
         // A request that slips into the queue after the writer's last look would never be
         // answered: stop waiting when the writer is gone, unless it answered first.
-        crossbeam_channel::select! {
-            recv(answer) -> reply => reply.map_err(|_| Error::Closed)?,
-            recv(self.inner.writer_gone) -> _ => answer.try_recv().map_err(|_| Error::Closed)?,
-        }
+        let reply = crossbeam_channel::select! {
+            recv(answer) -> reply => reply.ok(),
+            recv(self.inner.writer_gone) -> _ => answer.try_recv().ok(),
+        };
+        reply.unwrap_or_else(|| Err(self.writer_ended()))
+    }
+
+    /// Why an append went unanswered: the writer ended, closed or poisoned (a writer thread that
+    /// panicked poisons the store before it lets go of its channels, so waiting until it is gone
+    /// is enough to see the poison).
+    fn writer_ended(&self) -> Error {
+        let _ = self.inner.writer_gone.recv();
+        self.inner.shared.poisoned().unwrap_or(Error::Closed)
     }
 
     /// The store's shared state, for the modules that build on the facade.

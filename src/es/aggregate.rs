@@ -64,10 +64,13 @@ pub const TYPE_BYTES_MAX: usize = 64;
 /// Longest aggregate id, in bytes (its stream name and snapshot file name must fit).
 pub const ID_BYTES_MAX: usize = crate::file_name::FILE_NAME_BYTES_MAX;
 
-// A stream name `{type}-{id}` stays within the store's 255 bytes, and a snapshot's temporary
-// file name `{id}.snap.tmp` within a file name's 255.
-const _: () = assert!(TYPE_BYTES_MAX + 1 + ID_BYTES_MAX <= 255);
-const _: () = assert!(ID_BYTES_MAX + ".snap.tmp".len() <= 255);
+// A stream name `{type}-{id}` is one a caller may write, delete and give metadata (so its
+// metadata stream fits a record too); a snapshot's temporary file name `{id}.snap.tmp` fits a
+// file system's, and so does its directory, named by the type.
+const _: () = assert!(TYPE_BYTES_MAX + 1 + ID_BYTES_MAX <= crate::STREAM_NAME_BYTES_MAX);
+const _: () =
+    assert!(ID_BYTES_MAX + ".snap.tmp".len() <= crate::file_name::FILE_NAME_FIELD_BYTES_MAX);
+const _: () = assert!(TYPE_BYTES_MAX <= crate::file_name::FILE_NAME_FIELD_BYTES_MAX);
 
 /// Checks an aggregate type: 1 to 64 ASCII letters, digits or `_` (no `-`, so that the type is
 /// the category of its streams, and no character a file name could not hold).

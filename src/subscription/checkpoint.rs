@@ -25,6 +25,16 @@ const FIXED_LEN: usize = 32;
 pub(crate) const SUBSCRIPTIONS_DIR: &str = "subscriptions";
 /// Longest subscription name, in bytes.
 pub(crate) const NAME_BYTES_MAX: usize = crate::file_name::FILE_NAME_BYTES_MAX;
+/// The suffix of a checkpoint file's name, after the subscription's name.
+const FILE_SUFFIX: &str = ".ckpt";
+/// The suffix of the temporary file a checkpoint is written to before it replaces the file.
+const TMP_SUFFIX: &str = ".ckpt.tmp";
+
+// Every file name a subscription name becomes fits a file system's, and the name fits its
+// 16-bit length field in the file.
+const _: () =
+    assert!(NAME_BYTES_MAX + TMP_SUFFIX.len() <= crate::file_name::FILE_NAME_FIELD_BYTES_MAX);
+const _: () = assert!(FILE_SUFFIX.len() <= TMP_SUFFIX.len() && NAME_BYTES_MAX <= u16::MAX as usize);
 
 /// Checks a subscription name: 1..=100 bytes of ASCII letters, digits, `-`, `_` and `.`, not
 /// starting with `.`. The name is part of a file name, so nothing else is allowed.
@@ -41,11 +51,11 @@ pub(crate) fn subscriptions_dir(dir: &Path) -> PathBuf {
 }
 
 fn file_path(dir: &Path, name: &str) -> PathBuf {
-    subscriptions_dir(dir).join(format!("{name}.ckpt"))
+    subscriptions_dir(dir).join(format!("{name}{FILE_SUFFIX}"))
 }
 
 fn tmp_path(dir: &Path, name: &str) -> PathBuf {
-    subscriptions_dir(dir).join(format!("{name}.ckpt.tmp"))
+    subscriptions_dir(dir).join(format!("{name}{TMP_SUFFIX}"))
 }
 
 /// The bytes of the checkpoint file of subscription `name` at `position`.

@@ -39,7 +39,7 @@ use crate::{
     read::RecordedEvent,
     shared::Shared,
     types::{Position, StreamVersion},
-    writer::validate_stream_name,
+    writer::validate_readable_stream_name,
 };
 
 use cursor::{Cursor, Poll};
@@ -78,7 +78,7 @@ impl Subscription {
         stream: &str,
         from: StreamVersion,
     ) -> Result<Subscription> {
-        validate_stream_name(stream)?;
+        validate_readable_stream_name(stream)?;
         let next = match from {
             StreamVersion::END => shared.streams.last_version(stream).map_or(0, |v| v + 1),
             from => from.get(),

@@ -4,18 +4,29 @@
 //! takes what is queued (bounded by count and bytes), checks each append in order against the
 //! log's state, seals its records (positions, versions, timestamp, checksums) into one buffer,
 //! writes the buffer, calls `fdatasync` once, and only then publishes the records to readers and
-//! answers every caller. A failed write or fsync poisons the store; it is never retried.
+//! answers every caller. A failed write or fsync poisons the store; it is never retried. So does
+//! a broken invariant (the index disagreeing with the log) and a panic of the writer thread: the
+//! store stops acknowledging rather than go on from a state it cannot vouch for.
 
 mod idempotency;
 mod request;
 
-use std::{collections::HashMap, io, sync::Arc};
+use std::{
+    any::Any,
+    collections::HashMap,
+    io,
+    panic::{self, AssertUnwindSafe},
+    sync::Arc,
+};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub(crate) use idempotency::IdWindow;
 pub(crate) use request::AppendRequest;
-pub use request::{validate_event_type, validate_stream_name};
+pub(crate) use request::validate_readable_stream_name;
+pub use request::{
+    EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
+};
 
 use crate::{
     error::{Error, Result},
@@ -76,36 +87,37 @@ pub(crate) struct Writer {
 /// Groups with at most this many callers are answered by the writer itself.
 const ANSWER_INLINE_MAX: usize = 4;
 
+/// What a poisoned store names as the failed operation when the writer thread panicked.
+const PANIC_OP: &str = "writer thread";
+
 /// Answers callers of large groups while the writer goes on with the next group.
-fn spawn_answerer() -> (Sender<Answers>, std::thread::JoinHandle<()>) {
+fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded::<Answers>(16);
-    let handle = std::thread::Builder::new()
-        .name("annal-answer".into())
-        .spawn(move || {
-            for answers in rx {
-                for (reply, answer) in answers {
-                    let _ = reply.send(answer);
-                }
+    let handle = std::thread::Builder::new().name("annal-answer".into()).spawn(move || {
+        for answers in rx {
+            for (reply, answer) in answers {
+                let _ = reply.send(answer);
             }
-        })
-        .expect("spawn the answering thread");
-    (tx, handle)
+        }
+    })?;
+    Ok((tx, handle))
 }
 
 impl Writer {
-    /// A writer continuing the log in `active`, whose committed length is `segment_len`.
+    /// A writer continuing the log in `active`, whose committed length is `segment_len`. Fails
+    /// if its answering thread cannot be started.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
         window: IdWindow,
         alive: Sender<()>,
-    ) -> Writer {
+    ) -> io::Result<Writer> {
         let segment_len = active.committed_len();
         let group = Group { next_position: shared.head(), ..Group::default() };
         let locator = Locator::new(Arc::clone(&shared));
-        let (answerer, answer_thread) = spawn_answerer();
-        Writer {
+        let (answerer, answer_thread) = spawn_answerer()?;
+        Ok(Writer {
             shared,
             rx,
             active,
@@ -116,11 +128,25 @@ impl Writer {
             _alive: alive,
             answerer,
             answer_thread: Some(answer_thread),
-        }
+        })
     }
 
-    /// The writer thread's loop.
+    /// The writer thread's body: serves appends until shutdown. A panic (a bug) poisons the
+    /// store, so that appenders get [`Error::Poisoned`] and subscribers end, instead of finding
+    /// the writer silently gone.
     pub fn run(mut self) {
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        if let Err(payload) = served {
+            // Poisoned while the writer still holds its channels: a caller who sees them close
+            // finds the poison (see `Store::submit`).
+            let message = format!("the writer thread panicked: {}", panic_message(&*payload));
+            self.shared.poison(PANIC_OP, io::Error::other(message));
+        }
+        self.stop();
+    }
+
+    /// The writer's loop, until shutdown.
+    fn serve(&mut self) {
         let appends_max = self.shared.options.group_appends_max as usize;
         let bytes_max = self.shared.options.group_bytes_max as usize;
         let mut carried: Option<AppendRequest> = None;
@@ -159,7 +185,6 @@ impl Writer {
                 break;
             }
         }
-        self.stop();
     }
 
     /// Checks one append against the log and seals it into the group, or answers it at once.
@@ -257,6 +282,7 @@ impl Writer {
             for version in first_version..first_version + u64::from(part.events) {
                 last_offset = offset;
                 let len = record_len(&group.bytes[offset..]).expect("encoded record");
+                // `Options::validate` keeps `append_events_max` within the 16-bit field.
                 let batch_left = u16::try_from(last_position - position).expect("bounded append");
                 let fields = RecordFields {
                     position,
@@ -272,8 +298,13 @@ impl Writer {
             group.versions.insert(part.stream.clone(), last_version);
             if metadata_target(&part.stream).is_some() {
                 let (_, last) = own_records(&group.bytes[last_offset..offset]).next().expect("one");
-                if let Some((target, record)) = metadata_of(&part.stream, last) {
-                    group.metadata.insert(target.to_owned(), record);
+                match metadata_of(&part.stream, last) {
+                    Ok(Some((target, record))) => {
+                        group.metadata.insert(target.to_owned(), record);
+                    }
+                    Ok(None) => {}
+                    // Nothing of this group is written or acknowledged once the store is poisoned.
+                    Err(error) => self.shared.poison(METADATA_OP, error),
                 }
             }
             let result = AppendResult {
@@ -339,6 +370,7 @@ impl Writer {
         let base = self.segment_len;
         let new_len = base + self.group.bytes.len() as u64;
         let end = self.group.next_position;
+        // Offsets stay below `segment_bytes_max`, which `Options::validate` keeps below 4 GiB.
         let offsets = own_records(&self.group.bytes)
             .map(|(offset, r)| (r.position(), u32::try_from(base + offset as u64).expect("<4GiB")));
         self.active.publish(offsets, new_len, end);
@@ -346,10 +378,19 @@ impl Writer {
         for (_, record) in own_records(&self.group.bytes) {
             let (stream, version, position) =
                 (record.stream(), record.version(), record.position());
-            let pushed = streams.push(stream, version, position, Continuity::Dense);
-            debug_assert!(pushed.is_ok(), "writer's versions diverged from the index");
-            if let Some((target, meta)) = metadata_of(stream, record) {
-                streams.set_metadata(target, meta);
+            if let Err(due) = streams.push(stream, version, position, Continuity::Dense) {
+                // The writer took every version from this index, so this is a bug. The group is
+                // durable, but the store must not acknowledge it or build on a broken index.
+                let detail = format!(
+                    "stream {stream:?} got version {version} at position {position}, \
+                     but its index continues at {due}"
+                );
+                self.shared.poison(INDEX_OP, io::Error::other(detail));
+            }
+            match metadata_of(stream, record) {
+                Ok(Some((target, meta))) => streams.set_metadata(target, meta),
+                Ok(None) => {}
+                Err(error) => self.shared.poison(METADATA_OP, error),
             }
         }
         self.shared.set_head(end);
@@ -386,7 +427,7 @@ impl Writer {
         }
     }
 
-    /// Answers whatever is still queued with `Closed`.
+    /// Answers whatever is still queued with `Closed`, or with the poison if there is one.
     fn stop(mut self) {
         // Every committed append is answered before the writer counts as gone.
         let (closed, _) = crossbeam_channel::bounded(1);
@@ -400,22 +441,47 @@ impl Writer {
         }
         while let Ok(message) = self.rx.try_recv() {
             if let Message::Append(request) = message {
-                let _ = request.reply.send(Err(Error::Closed));
+                let _ = request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
             }
         }
     }
 }
 
+/// What a poisoned store names as the failed operation when the stream index disagreed with
+/// the log being published.
+const INDEX_OP: &str = "stream index update";
+
+/// What a poisoned store names as the failed operation when a metadata event of its own did not
+/// decode.
+const METADATA_OP: &str = "metadata event check";
+
 /// The stream a record of the writer's own (in `stream`) sets metadata for, and that metadata,
-/// if the record is a `$metadata` event of a metadata stream.
-fn metadata_of<'a>(stream: &'a str, record: Record<'_>) -> Option<(&'a str, MetaRecord)> {
-    let target = metadata_target(stream)?;
+/// if the record is a `$metadata` event of a metadata stream. An error if it is one but does
+/// not decode: only the store writes these events, so that is a bug, and the writer poisons the
+/// store rather than leave the metadata out of the index.
+fn metadata_of<'a>(
+    stream: &'a str,
+    record: Record<'_>,
+) -> Result<Option<(&'a str, MetaRecord)>, io::Error> {
+    let Some(target) = metadata_target(stream) else { return Ok(None) };
     if record.event_type() != METADATA_EVENT_TYPE {
-        return None;
+        return Ok(None);
     }
-    let meta = decode_meta(record.data());
-    debug_assert!(meta.is_some(), "the store encodes its own metadata events");
-    Some((target, meta?))
+    match decode_meta(record.data()) {
+        Some(meta) => Ok(Some((target, meta))),
+        None => Err(io::Error::other(format!(
+            "the metadata event at position {} of {stream:?} does not decode",
+            record.position()
+        ))),
+    }
+}
+
+/// The message a panic was raised with, if it carries text.
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(message) => message,
+        None => payload.downcast_ref::<String>().map_or("(no message)", String::as_str),
+    }
 }
 
 /// The event at `position`, from the group being written if it is not committed yet.
@@ -438,4 +504,33 @@ fn read_original(
     }
     let event = locator.read(position).ok()??;
     Some(original(event.record()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::METADATA_OP;
+    use crate::{Durability, Error, ExpectedVersion, NewEvent, Options, Position, Store};
+    use crate::{lifecycle::METADATA_EVENT_TYPE, types::StreamAppend};
+
+    #[test]
+    fn writer_own_metadata_event_that_does_not_decode_poisons_before_anything_is_written() {
+        // Issue #12, item 6: that the store's own `$metadata` events decode was only a
+        // `debug_assert!`. A release build wrote and acknowledged such an event and silently left
+        // it out of the index, so the index disagreed with the log. Now the writer poisons the
+        // store while sealing, and nothing of the group is written or acknowledged.
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { durability: Durability::None, ..Options::default() };
+        let store = Store::open_with(dir.path(), options).unwrap();
+        store.append("x", ExpectedVersion::Any, [NewEvent::new("T", vec![1])]).unwrap();
+        let bad = NewEvent::new(METADATA_EVENT_TYPE, vec![0xff; 3]);
+        let outcome =
+            store.append_system(vec![StreamAppend::new("$$x", ExpectedVersion::Any, [bad])]);
+        assert!(
+            matches!(&outcome, Err(Error::Poisoned { op: o, .. }) if *o == METADATA_OP),
+            "{outcome:?}"
+        );
+        assert_eq!(store.head(), Position(1), "nothing of the group was written");
+        let later = store.append("x", ExpectedVersion::Any, [NewEvent::new("T", vec![2])]);
+        assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+    }
 }

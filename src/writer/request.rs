@@ -12,8 +12,22 @@ use crate::{
     types::{ExpectedVersion, MultiAppendResult, StreamAppend},
 };
 
-/// Longest stream name or event type, in bytes (the format stores the length in one byte).
-pub const NAME_BYTES_MAX: usize = 255;
+/// Widest name a record can hold, in bytes: the format stores a stream name's and an event
+/// type's length in one byte each.
+pub(crate) const NAME_FIELD_BYTES_MAX: usize = u8::MAX as usize;
+
+/// Longest stream name a caller may write to, in bytes: two fewer than a record holds, so that
+/// the stream's metadata stream `$$<name>` fits too.
+pub const STREAM_NAME_BYTES_MAX: usize = 253;
+
+/// Longest event type, in bytes: as wide as the record's field.
+pub const EVENT_TYPE_BYTES_MAX: usize = 255;
+
+// Every name the store derives from a stream name must fit the field it goes in.
+const _: () = assert!(
+    crate::lifecycle::METADATA_STREAM_PREFIX.len() + STREAM_NAME_BYTES_MAX <= NAME_FIELD_BYTES_MAX
+);
+const _: () = assert!(EVENT_TYPE_BYTES_MAX <= NAME_FIELD_BYTES_MAX);
 
 /// One stream's share of an append request.
 #[derive(Debug)]
@@ -107,6 +121,7 @@ fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Res
             Some(target) if origin == Origin::Store => validate_stream_name(target)?,
             _ => validate_stream_name(&part.stream)?,
         }
+        check_field_width(&part.stream)?;
         if parts[..i].iter().any(|p| p.stream == part.stream) {
             return Err(Error::DuplicateStream { stream: part.stream.clone() });
         }
@@ -157,13 +172,27 @@ fn check_unique_ids(ids: &[Uuid]) -> Result<()> {
     }
 }
 
-/// Checks a stream name a caller may append to: 1..=255 bytes of UTF-8 without control
-/// characters, not starting with `$` (reserved for the store's own streams).
+/// Checks a stream name a caller may append to (and delete, tombstone or give metadata):
+/// 1..=253 bytes of UTF-8 without control characters, not starting with `$` (reserved for the
+/// store's own streams). See [`STREAM_NAME_BYTES_MAX`] for why 253.
 pub fn validate_stream_name(name: &str) -> Result<()> {
+    let too_long = "must be at most 253 bytes, so that its metadata stream `$$<name>` fits the \
+                    255 bytes a record holds";
+    check_stream_name(name, STREAM_NAME_BYTES_MAX, too_long)
+}
+
+/// Checks a stream name a caller may subscribe to: like [`validate_stream_name`], but up to the
+/// 255 bytes a record holds, since a store written before the 253-byte limit may hold streams
+/// of 254 and 255 bytes, which stay readable.
+pub(crate) fn validate_readable_stream_name(name: &str) -> Result<()> {
+    check_stream_name(name, NAME_FIELD_BYTES_MAX, "must be at most 255 bytes")
+}
+
+fn check_stream_name(name: &str, bytes_max: usize, too_long: &'static str) -> Result<()> {
     let reason = if name.is_empty() {
         "must not be empty"
-    } else if name.len() > NAME_BYTES_MAX {
-        "must be at most 255 bytes"
+    } else if name.len() > bytes_max {
+        too_long
     } else if name.chars().any(char::is_control) {
         "must not contain control characters"
     } else if name.starts_with('$') {
@@ -174,11 +203,21 @@ pub fn validate_stream_name(name: &str) -> Result<()> {
     Err(Error::InvalidStreamName { name: name.to_owned(), reason })
 }
 
+/// Checks that a stream name, the caller's or one the store derived, fits a record's name
+/// field. The encoder stores its length in one byte, so a longer name must never reach it.
+fn check_field_width(stream: &str) -> Result<()> {
+    if stream.len() <= NAME_FIELD_BYTES_MAX {
+        return Ok(());
+    }
+    let reason = "does not fit the 255 bytes a record holds for a stream name";
+    Err(Error::InvalidStreamName { name: stream.to_owned(), reason })
+}
+
 /// Checks an event type: 1..=255 bytes of UTF-8 without control characters.
 pub fn validate_event_type(event_type: &str) -> Result<()> {
     let reason = if event_type.is_empty() {
         "must not be empty"
-    } else if event_type.len() > NAME_BYTES_MAX {
+    } else if event_type.len() > EVENT_TYPE_BYTES_MAX {
         "must be at most 255 bytes"
     } else if event_type.chars().any(char::is_control) {
         "must not contain control characters"
@@ -186,4 +225,38 @@ pub fn validate_event_type(event_type: &str) -> Result<()> {
         return Ok(());
     };
     Err(Error::InvalidEventType { event_type: event_type.to_owned(), reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NewEvent;
+
+    fn one_event(stream: String) -> Vec<StreamAppend> {
+        let event = NewEvent::new(crate::lifecycle::METADATA_EVENT_TYPE, vec![0; 8]);
+        vec![StreamAppend::new(stream, ExpectedVersion::Any, [event])]
+    }
+
+    #[test]
+    fn check_shape_store_names_must_fit_the_record_field() {
+        let options = Options::default();
+        let fits = format!("$${}", "x".repeat(STREAM_NAME_BYTES_MAX));
+        assert!(check_shape(&one_event(fits), &options, Origin::Store).is_ok());
+        let wide = format!("$${}", "x".repeat(STREAM_NAME_BYTES_MAX + 1));
+        let refused = check_shape(&one_event(wide.clone()), &options, Origin::Store);
+        assert!(matches!(refused, Err(Error::InvalidStreamName { .. })), "{refused:?}");
+        assert!(check_field_width(&wide[1..]).is_ok());
+        assert!(check_field_width(&format!("{wide}x")).is_err());
+    }
+
+    #[test]
+    fn stream_names_of_254_and_255_bytes_are_readable_but_not_writable() {
+        for len in [254, 255] {
+            let name = "x".repeat(len);
+            assert!(validate_stream_name(&name).is_err(), "{len}");
+            assert!(validate_readable_stream_name(&name).is_ok(), "{len}");
+        }
+        assert!(validate_stream_name(&"x".repeat(253)).is_ok());
+        assert!(validate_readable_stream_name(&"x".repeat(256)).is_err());
+    }
 }

@@ -151,3 +151,67 @@ fn lifecycle_bad_names_and_metadata_streams_are_refused() {
     ));
     assert_eq!(store.head(), Position(0), "nothing was written");
 }
+
+#[test]
+fn lifecycle_names_of_254_and_255_bytes_are_refused_and_a_later_append_survives_reopen() {
+    // Issue #12, item 1: names of 254 and 255 bytes passed the 255-byte name check, but their
+    // metadata stream `$$<name>` has 256 or 257 bytes while a record stores the name's length in
+    // one byte. Only a `debug_assert!` guarded that, so in a release build `delete_stream`
+    // answered `Ok` and wrote a record whose length had wrapped under a valid checksum. The
+    // delete did not apply, and on reopen the bad record and everything after it (an
+    // acknowledged append to an unrelated stream) were cut as a torn tail, or the store refused
+    // to open. Now such names are refused before anything is queued.
+    for len in [254, 255] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), fast_options());
+        let long = "x".repeat(len);
+        let refused = |outcome: Result<_, Error>, op: &str| match outcome {
+            Err(Error::InvalidStreamName { name, .. }) => assert_eq!(name, long, "{op}"),
+            other => panic!("{op} of a {len}-byte name: {other:?}"),
+        };
+        refused(store.append(&long, ExpectedVersion::Any, [event(0)]).map(drop), "append");
+        refused(store.delete_stream(&long, ExpectedVersion::Any).map(drop), "delete");
+        refused(store.tombstone_stream(&long, ExpectedVersion::Any).map(drop), "tombstone");
+        let meta = StreamMetadata { max_count: Some(1), ..StreamMetadata::default() };
+        refused(store.set_stream_metadata(&long, ExpectedVersion::Any, meta).map(drop), "meta");
+        assert_eq!(store.head(), Position(0), "nothing was written");
+
+        store.append("a", ExpectedVersion::NoStream, [event(1)]).unwrap();
+        store.append("a", ExpectedVersion::Exact(0), [event(2)]).unwrap();
+        store.close();
+        drop(store);
+        let store = open(dir.path(), fast_options());
+        assert_eq!(store.recovery_report().truncated, None, "{len}: nothing was cut");
+        assert_eq!(versions(&store, "a"), [0, 1], "{len}: the acknowledged appends survive");
+        assert_eq!(store.head(), Position(2));
+    }
+}
+
+#[test]
+fn lifecycle_a_253_byte_name_is_deleted_tombstoned_and_reopened_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    let (deleted, tombstoned) = ("d".repeat(253), "t".repeat(253));
+    store.append(&deleted, ExpectedVersion::NoStream, (0..3).map(event)).unwrap();
+    store.append(&tombstoned, ExpectedVersion::NoStream, [event(3)]).unwrap();
+    let meta = StreamMetadata { max_count: Some(2), ..StreamMetadata::default() };
+    store.set_stream_metadata(&deleted, ExpectedVersion::NoStream, meta).unwrap();
+    assert_eq!(versions(&store, &deleted), [1, 2]);
+    store.delete_stream(&deleted, ExpectedVersion::Exact(2)).unwrap();
+    store.tombstone_stream(&tombstoned, ExpectedVersion::Any).unwrap();
+    store.append(&deleted, ExpectedVersion::NoStream, [event(4)]).unwrap();
+    store.append("a", ExpectedVersion::NoStream, [event(5)]).unwrap();
+    let head = store.head();
+    store.close();
+    drop(store);
+
+    let store = open(dir.path(), fast_options());
+    assert_eq!(store.recovery_report().truncated, None);
+    assert_eq!(store.head(), head);
+    assert_eq!(versions(&store, &deleted), [3], "the delete holds, the new event is back");
+    let (_, meta) = store.stream_metadata(&deleted).unwrap().expect("metadata");
+    assert_eq!(meta.truncate_before, Some(3));
+    let read = store.read_stream_forward(&tombstoned, StreamVersion::START, 1);
+    assert!(matches!(read, Err(Error::StreamDeleted { .. })));
+    assert_eq!(versions(&store, "a"), [0]);
+}

@@ -1,5 +1,6 @@
-//! A failed fsync, write or segment creation poisons the store: that append and every later one
-//! fail, earlier events stay readable, and a reopen recovers every acknowledged event.
+//! A failed fsync, write or segment creation, or a panic of the writer thread, poisons the store:
+//! that append and every later one fail, earlier events stay readable, and a reopen recovers
+//! every acknowledged event.
 
 use std::{
     any::Any,
@@ -9,10 +10,12 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    thread,
+    time::Duration,
 };
 
 use annal::{
-    AppendResult, Error, ExpectedVersion, NewEvent, Options, Position, Store, StreamAppend,
+    AppendResult, Error, ExpectedVersion, Filter, NewEvent, Options, Position, Store, StreamAppend,
     StreamVersion,
     io::{ReadView, StdStorage, Storage, StorageFile},
 };
@@ -25,6 +28,8 @@ struct Faults {
     sync_data: AtomicBool,
     write_at: AtomicBool,
     create: AtomicBool,
+    /// Makes the next `write_at` panic, as a bug in the writer thread would.
+    panic_on_write: AtomicBool,
 }
 
 /// Fails with an injected error if `armed` was set, clearing it.
@@ -96,6 +101,9 @@ impl StorageFile for FaultyFile {
     }
 
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if self.faults.panic_on_write.swap(false, Ordering::SeqCst) {
+            panic!("injected writer panic");
+        }
         fire(&self.faults.write_at, "write")?;
         self.file.write_at(offset, buf)
     }
@@ -288,4 +296,38 @@ fn segment_create_failure_at_rotation_poisons_until_reopen() {
         append_one(&store, "gamma", n).unwrap();
     }
     assert!(store.stats().segments > 1, "rotation works after the reopen");
+}
+
+#[test]
+fn writer_panic_poisons_the_store_and_ends_waiting_subscribers() {
+    // Issue #12, item 6: when the writer thread panicked (a bug), the writer was simply gone.
+    // Appenders got `Closed`, as if the store had been closed on purpose, and a caught-up
+    // subscriber was never woken, so it waited forever. A panic now poisons the store like a
+    // failed fsync: appends get `Poisoned` and subscribers end with it. The panic is injected
+    // through the storage, the writer's one way out of its own code.
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(Options::default());
+    let store = open(dir.path(), options);
+    let acked = acked_before_fault(&store);
+    let head = store.head();
+    let mut all = store.subscribe_to_all(Position::END, Filter::all());
+    let mut beta = store.subscribe_to_stream("beta", StreamVersion::END).unwrap();
+    // Generous bounds that only a subscriber left hanging would reach: not timing asserts.
+    let waiting = thread::spawn(move || {
+        let wait = Duration::from_secs(60);
+        (all.recv_timeout(wait).map(drop), beta.recv_timeout(wait).map(drop))
+    });
+
+    faults.panic_on_write.store(true, Ordering::SeqCst);
+    assert_poisoned(append_one(&store, "beta", 3).map(|a| a.result), "writer thread");
+    let (all_ended, beta_ended) = waiting.join().unwrap();
+    assert_poisoned(all_ended, "writer thread");
+    assert_poisoned(beta_ended, "writer thread");
+    assert_stays_poisoned(&store, "writer thread");
+    assert_eq!(store.head(), head, "nothing after the panic was published");
+    assert_acked_readable(&store, &acked);
+    drop(store);
+
+    let store = reopen_recovers(dir.path(), Options::default(), &acked);
+    assert_eq!(store.head(), Position(head.get() + 1), "the panic came before the write");
 }

@@ -209,11 +209,14 @@ fn validation_dropped_store_releases_lock_even_if_descriptor_is_shared() {
 #[test]
 fn validation_bad_stream_names_are_refused_and_write_nothing() {
     let fixture = Fixture::new(small_options());
-    let long = "x".repeat(256);
-    let long_chars = "é".repeat(128);
+    // 254 and 255 bytes fit a record, but not the stream's metadata stream `$$<name>`.
+    let (long, longer, longest) = ("x".repeat(254), "x".repeat(255), "x".repeat(256));
+    let long_chars = "é".repeat(127);
     let bad = [
         "",
         &*long,
+        &*longer,
+        &*longest,
         &*long_chars,
         "line\nbreak",
         "tab\there",
@@ -236,8 +239,8 @@ fn validation_bad_stream_names_are_refused_and_write_nothing() {
     }
     let fixture = fixture.reopen(&bad);
 
-    let longest = "x".repeat(255);
-    let longest_chars = "é".repeat(127) + "a";
+    let longest = "x".repeat(annal::STREAM_NAME_BYTES_MAX);
+    let longest_chars = "é".repeat(126) + "a";
     for name in [&*longest, &*longest_chars, "a$", "ünïcødé stream"] {
         let r = fixture
             .store
@@ -252,6 +255,46 @@ fn validation_bad_stream_names_are_refused_and_write_nothing() {
             .collect();
         assert_eq!(read, [name]);
     }
+}
+
+#[test]
+fn validation_streams_of_254_and_255_bytes_written_before_stay_readable() {
+    // Names of 254 and 255 bytes were accepted until their metadata streams were found not to
+    // fit a record. The fixture was written then (format version 2): "short" v0, the 254- and
+    // 255-byte streams with two events each, "short" v1. Such a store still opens and reads,
+    // and every write to those streams is refused, as for a new store.
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-names-254-255");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(&fixture_dir).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let store = open(dir.path(), small_options());
+    assert_eq!(store.recovery_report().truncated, None);
+    assert_eq!(store.head(), Position(6));
+    for len in [254, 255] {
+        let name = "x".repeat(len);
+        let data: Vec<_> = store
+            .read_stream_forward(&name, StreamVersion::START, 10)
+            .unwrap()
+            .map(|e| String::from_utf8(e.unwrap().data().to_vec()).unwrap())
+            .collect();
+        assert_eq!(data, [format!("{len}-0"), format!("{len}-1")]);
+        let mut sub = store.subscribe_to_stream(&name, StreamVersion::START).unwrap();
+        assert_eq!(sub.try_recv().unwrap().map(|e| e.version()), Some(StreamVersion(0)));
+        assert_eq!(store.stream_metadata(&name).unwrap(), None);
+        let is_bad_name =
+            |e: &Error| matches!(e, Error::InvalidStreamName { name: n, .. } if *n == name);
+        let appended = store.append(&name, ExpectedVersion::Any, [event(9)]);
+        assert!(appended.as_ref().is_err_and(is_bad_name), "{appended:?}");
+        let deleted = store.delete_stream(&name, ExpectedVersion::Any);
+        assert!(deleted.as_ref().is_err_and(is_bad_name), "{deleted:?}");
+    }
+    store.append("short", ExpectedVersion::Exact(1), [event(9)]).unwrap();
+    drop(store);
+    let store = open(dir.path(), small_options());
+    assert_eq!(store.head(), Position(7));
+    assert_eq!(store.stream_version("short"), Some(StreamVersion(2)));
 }
 
 #[test]
@@ -278,7 +321,7 @@ fn validation_bad_event_types_are_refused_and_write_nothing() {
     }
     let fixture = fixture.reopen(&["fresh", "other"]);
 
-    let longest = "T".repeat(255);
+    let longest = "T".repeat(annal::EVENT_TYPE_BYTES_MAX);
     fixture
         .store
         .append("fresh", ExpectedVersion::NoStream, [NewEvent::new(&*longest, Vec::new())])
