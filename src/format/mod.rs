@@ -12,9 +12,10 @@ pub use check::{SegmentCheck, check_segment};
 pub use header::HeaderError;
 pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_name};
 pub(crate) use record::{
-    Record, RecordFields, decode_record, encode_record, own_records, record_len, seal_record,
+    Record, RecordFields, decode_record, encode_record, own_records, record_len,
+    record_position_unverified, seal_record,
 };
-pub(crate) use salvage::{groups_after, salvage_segment};
+pub(crate) use salvage::{PositionRange, groups_after, salvage_segment};
 pub(crate) use scan::{Damage, scan_any, scan_compacted};
 
 /// The format version this build reads and writes. Bump it whenever a byte changes meaning.
@@ -28,6 +29,9 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"ANNALSEG";
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Length of a record's fixed header in bytes (before stream name, type, metadata and data).
 pub const RECORD_HEADER_LEN: usize = 56;
+/// Length of the shortest possible record: its fixed header, a one-byte stream name and a
+/// one-byte event type.
+pub(crate) const RECORD_LEN_MIN: usize = RECORD_HEADER_LEN + 2;
 /// The file name suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 

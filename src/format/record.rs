@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use uuid::Uuid;
 
-use super::{CorruptionKind, RECORD_HEADER_LEN};
+use super::{CorruptionKind, RECORD_HEADER_LEN, RECORD_LEN_MIN};
 
 /// The fields the writer fills in at commit time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,13 @@ pub(crate) fn record_len(bytes: &[u8]) -> Option<usize> {
     Some(u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
 }
 
+/// The position field of the record starting at `bytes[0]`, unverified (`None` if the bytes
+/// end first). Salvage reads it to pass over bytes that cannot start a plausible record
+/// without paying for a checksum.
+pub(crate) fn record_position_unverified(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(8..16)?.try_into().expect("8 bytes")))
+}
+
 /// CRC-32 over the whole record except the checksum field itself.
 fn checksum(record: &[u8]) -> u32 {
     let mut h = after_length_field(record[0..4].try_into().expect("4 bytes"));
@@ -107,7 +114,7 @@ pub(crate) struct Record<'a> {
 pub(crate) fn decode_record(buf: &[u8], at: usize) -> Result<Record<'_>, CorruptionKind> {
     let rest = buf.get(at..).ok_or(CorruptionKind::Truncated)?;
     let len = record_len(rest).ok_or(CorruptionKind::Truncated)?;
-    if len < RECORD_HEADER_LEN + 2 {
+    if len < RECORD_LEN_MIN {
         return Err(CorruptionKind::BadLength);
     }
     let bytes = rest.get(..len).ok_or(CorruptionKind::Truncated)?;

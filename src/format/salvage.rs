@@ -1,7 +1,17 @@
 //! Salvage scanning: walk a damaged segment, keep every batch that can be proven complete, and
 //! step over the damage in between. For disaster recovery only; the normal open refuses damage.
 
-use super::{CorruptionKind, Record, SEGMENT_HEADER_LEN, decode_record, scan::read_batch};
+use super::{
+    CorruptionKind, RECORD_LEN_MIN, Record, SEGMENT_HEADER_LEN, decode_record, record_len,
+    record_position_unverified, scan::read_batch,
+};
+
+/// How many bytes a salvage scan may checksum per byte of the segment it scans. Reading an
+/// intact segment checksums every byte once; stepping over damage re-reads what the damaged
+/// batch and the resync walked. Past this budget the scan stops resyncing and steps over the
+/// rest of the segment, so that crafted bytes (a record length at every offset reaching far
+/// ahead) cost O(segment bytes), not O(segment bytes²).
+pub(crate) const SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE: u64 = 16;
 
 /// A damaged byte range a salvage scan stepped over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,79 +29,164 @@ pub(crate) struct SalvageEnd {
     pub skipped: Vec<Skipped>,
     /// One past the last position kept, at least the scan's starting floor.
     pub next_position: u64,
+    /// Bytes the scan checksummed, within the budget set by
+    /// [`SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE`] (give or take one batch).
+    pub checksummed_bytes: u64,
+}
+
+/// The positions the records of one segment the writer wrote can hold. A record that passes
+/// its checksum may still claim any position; one outside this range is damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PositionRange {
+    /// The segment's first position.
+    pub base: u64,
+    /// The first position of the segment after it, if there is one: the writer started that
+    /// segment at its head, so every position of this one lies below it.
+    pub end: Option<u64>,
+}
+
+impl PositionRange {
+    /// Whether the record at byte `offset` may hold `position`: at least `base`, below `end`,
+    /// and at most one position per [`RECORD_LEN_MIN`] bytes before it above `base` (each
+    /// record before it took one position and at least that many bytes).
+    pub fn admits(&self, offset: usize, position: u64) -> bool {
+        let before = offset.saturating_sub(SEGMENT_HEADER_LEN) / RECORD_LEN_MIN;
+        let ceiling = self.base.saturating_add(before as u64);
+        (self.base..=ceiling).contains(&position) && self.end.is_none_or(|end| position < end)
+    }
 }
 
 /// Scans a segment keeping provable batches: every complete, valid batch whose first record
-/// follows a batch end (or the header), with positions rising. After damage it looks for the
+/// follows a batch end (or the header), with positions rising from `floor` (the lowest
+/// position a kept record may have) and admitted by `range`. After damage it looks for the
 /// next record that decodes, skips records until one ends a batch, and resumes after it: the
-/// next batch provably starts there. `floor` is the lowest position a kept record may have.
+/// next batch provably starts there.
 pub(crate) fn salvage_segment(
     bytes: &[u8],
+    range: PositionRange,
     floor: u64,
     mut visit: impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
 ) -> SalvageEnd {
-    let mut end = SalvageEnd { skipped: Vec::new(), next_position: floor };
+    let mut scan = Scan::new(bytes, range);
+    let mut end = SalvageEnd { next_position: floor, ..SalvageEnd::default() };
     let mut at = SEGMENT_HEADER_LEN;
     let mut batch = Vec::new();
     while at < bytes.len() {
-        let read = read_batch(bytes, at, None, &mut batch).and_then(|()| {
-            let first = decode_record(bytes, at).map_err(|k| (at, k))?.position();
-            if first < end.next_position {
-                let kind =
-                    CorruptionKind::PositionMismatch { expected: end.next_position, found: first };
-                return Err((at, kind));
+        let read = scan.batch_at(at, end.next_position, &mut batch);
+        let kind = match read.and_then(|()| keep(bytes, &batch, &mut visit)) {
+            Ok(last) => {
+                end.next_position = last + 1;
+                at = batch.last().map_or(at, |&(offset, len)| offset + len);
+                continue;
             }
-            Ok(())
-        });
-        let kind = match read {
-            Ok(()) => {
-                let accepted = batch.iter().try_for_each(|&(offset, len)| {
-                    visit(offset, Record::verified(&bytes[offset..offset + len]))
-                });
-                match accepted {
-                    Ok(()) => {
-                        let &(last, len) = batch.last().expect("a batch has a record");
-                        end.next_position =
-                            decode_record(bytes, last).expect("valid").position() + 1;
-                        at = last + len;
-                        continue;
-                    }
-                    Err(kind) => kind,
-                }
-            }
-            Err((_, kind)) => kind,
+            Err(kind) => kind,
         };
-        let resume = resync(bytes, at + 1, end.next_position);
+        let resume = scan.resync(at + 1, end.next_position);
         end.skipped.push(Skipped { start: at, end: resume, kind });
         at = resume;
     }
+    end.checksummed_bytes = scan.checksummed_bytes;
     end
 }
 
-/// The offset after the first batch end found at or after `from` among records that decode and
-/// hold a position of at least `floor`; the end of the bytes if there is none.
-fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
-    let mut at = from;
-    while at < bytes.len() {
-        let plausible = match decode_record(bytes, at) {
-            Ok(r) => r.position() >= floor,
-            Err(_) => false,
-        };
-        if !plausible {
-            at += 1;
-            continue;
-        }
-        // Walk records until one ends its batch; the next batch starts right after it.
-        let mut offset = at;
-        while let Ok(record) = decode_record(bytes, offset) {
-            offset += record.len();
-            if record.batch_left() == 0 {
-                return offset;
-            }
-        }
-        at += 1;
+/// Hands the records of a verified batch to `visit`; returns the last one's position.
+fn keep(
+    bytes: &[u8],
+    batch: &[(usize, usize)],
+    visit: &mut impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
+) -> Result<u64, CorruptionKind> {
+    let mut last = None;
+    for &(offset, len) in batch {
+        let record = Record::verified(&bytes[offset..offset + len]);
+        visit(offset, record)?;
+        last = Some(record.position());
     }
-    bytes.len()
+    last.ok_or(CorruptionKind::BadBatch)
+}
+
+/// One segment's bytes and what checking them has cost so far.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    range: PositionRange,
+    checksummed_bytes: u64,
+    budget_bytes: u64,
+}
+
+impl<'a> Scan<'a> {
+    fn new(bytes: &'a [u8], range: PositionRange) -> Scan<'a> {
+        let budget_bytes =
+            (bytes.len() as u64).saturating_mul(SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE);
+        Scan { bytes, range, checksummed_bytes: 0, budget_bytes }
+    }
+
+    /// Reads the batch at `at` into `batch`: complete and valid, its first position at least
+    /// `floor`, every position admitted by the range.
+    fn batch_at(
+        &mut self,
+        at: usize,
+        floor: u64,
+        batch: &mut Vec<(usize, usize)>,
+    ) -> Result<(), CorruptionKind> {
+        let read = read_batch(self.bytes, at, None, batch);
+        self.checksummed_bytes += batch.iter().map(|&(_, len)| len as u64).sum::<u64>();
+        if let Err((offset, kind)) = read {
+            self.charge(offset);
+            return Err(kind);
+        }
+        let mut expected = floor;
+        for &(offset, len) in batch.iter() {
+            let found = Record::verified(&self.bytes[offset..offset + len]).position();
+            if found < expected || !self.range.admits(offset, found) {
+                return Err(CorruptionKind::PositionMismatch { expected, found });
+            }
+            expected = found + 1;
+        }
+        Ok(())
+    }
+
+    /// Decodes the record at `at`, counting the bytes its checksum covers.
+    fn decode(&mut self, at: usize) -> Result<Record<'a>, CorruptionKind> {
+        self.charge(at);
+        decode_record(self.bytes, at)
+    }
+
+    /// Counts the checksum [`decode_record`] computes for a record at `at`: over its length,
+    /// if that length is possible there (otherwise it refuses before checksumming).
+    fn charge(&mut self, at: usize) {
+        let rest = &self.bytes[at.min(self.bytes.len())..];
+        let len = record_len(rest).filter(|&len| (RECORD_LEN_MIN..=rest.len()).contains(&len));
+        self.checksummed_bytes += len.unwrap_or(0) as u64;
+    }
+
+    /// Whether the bytes at `at` hold a position a record there could have, before paying for
+    /// its checksum.
+    fn may_start_record(&self, at: usize, floor: u64) -> bool {
+        record_position_unverified(&self.bytes[at..])
+            .is_some_and(|p| p >= floor && self.range.admits(at, p))
+    }
+
+    /// The offset after the first batch end found at or after `from` among records that
+    /// decode and hold a plausible position of at least `floor`; the end of the bytes if there
+    /// is none, or once the checksum budget is spent.
+    fn resync(&mut self, from: usize, floor: u64) -> usize {
+        let mut at = from;
+        while at < self.bytes.len() && self.checksummed_bytes <= self.budget_bytes {
+            if !self.may_start_record(at, floor) {
+                at += 1;
+                continue;
+            }
+            // Walk records until one ends its batch; the next batch starts right after it.
+            let mut offset = at;
+            while let Ok(record) = self.decode(offset) {
+                offset += record.len();
+                if record.batch_left() == 0 {
+                    return offset;
+                }
+            }
+            at += 1;
+        }
+        self.bytes.len()
+    }
 }
 
 /// How many distinct commit timestamps (1 or 2: it stops counting there) the records that
@@ -117,11 +212,12 @@ pub(crate) fn groups_after(bytes: &[u8], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::fixture::segment;
+    use crate::format::{RecordFields, fixture::segment, seal_record};
 
     fn kept(bytes: &[u8]) -> (Vec<u64>, SalvageEnd) {
         let mut seen = Vec::new();
-        let end = salvage_segment(bytes, 0, |_, r| {
+        let range = PositionRange { base: 0, end: None };
+        let end = salvage_segment(bytes, range, 0, |_, r| {
             seen.push(r.position());
             Ok(())
         });
@@ -135,6 +231,70 @@ mod tests {
         assert_eq!(seen, [0, 1, 2, 3, 4, 5]);
         assert!(end.skipped.is_empty());
         assert_eq!(end.next_position, 6);
+        assert_eq!(end.checksummed_bytes, (bytes.len() - SEGMENT_HEADER_LEN) as u64);
+    }
+
+    /// Gives the record at `offset` another position and seals it again, so that it passes its
+    /// checksum.
+    fn move_record(bytes: &mut [u8], offset: usize, position: u64) {
+        let len = record_len(&bytes[offset..]).unwrap();
+        let record = decode_record(bytes, offset).unwrap();
+        let fields = RecordFields {
+            position,
+            version: record.version(),
+            timestamp_us: record.timestamp_us(),
+            batch_left: record.batch_left(),
+        };
+        seal_record(&mut bytes[offset..offset + len], fields);
+    }
+
+    #[test]
+    fn salvage_position_beyond_what_the_segment_can_hold_is_damage() {
+        // Salvage kept any batch whose positions rose, so one record that passed its checksum
+        // with a position 2^33 past the segment's base made the sparse index panic ("a segment
+        // spans < 2^32 positions"); a smaller jump moved the log's head past the next segment,
+        // which then failed the open. A record at offset o holds at most one position per
+        // RECORD_LEN_MIN bytes before it.
+        let (mut bytes, starts) = segment(&[1, 1, 1, 1]);
+        move_record(&mut bytes, starts[1], 1 << 33);
+        let (seen, end) = kept(&bytes);
+        assert_eq!(seen, [0, 3], "the moved record and the unprovable one after it are lost");
+        let kind = CorruptionKind::PositionMismatch { expected: 1, found: 1 << 33 };
+        assert_eq!(end.skipped[0], Skipped { start: starts[1], end: starts[3], kind });
+
+        // Within reach of its offset, but not below the next segment's base.
+        // The fixture's records are one byte longer than the shortest record: the 60th may
+        // hold position 60.
+        let (mut bytes, starts) = segment(&[1; 60]);
+        move_record(&mut bytes, starts[59], 60);
+        let (seen, _) = kept(&bytes);
+        assert_eq!((seen.len(), seen[58], seen[59]), (60, 58, 60));
+        let range = PositionRange { base: 0, end: Some(60) };
+        let end = salvage_segment(&bytes, range, 0, |_, _| Ok(()));
+        let kind = CorruptionKind::PositionMismatch { expected: 59, found: 60 };
+        assert_eq!(end.skipped, [Skipped { start: starts[59], end: bytes.len(), kind }]);
+        assert_eq!(end.next_position, 59);
+        let (mut bytes, starts) = segment(&[1; 60]);
+        move_record(&mut bytes, starts[58], 60);
+        assert_eq!(kept(&bytes).1.skipped[0].start, starts[58], "the 59th may not hold 60");
+    }
+
+    #[test]
+    fn salvage_of_crafted_bytes_stops_at_its_checksum_budget() {
+        // Resync tried every byte offset, and at each one `decode_record` checksummed as many
+        // bytes as the length field there claimed: bytes crafted to hold a long length and a
+        // plausible position at every offset cost O(n^2), hours for a few MiB. Now the scan
+        // steps over the rest once it has checksummed its budget.
+        let base = u64::from_le_bytes([1; 8]);
+        let claimed = u32::from_le_bytes([1; 4]) as usize; // about 16 MiB at every offset
+        let mut bytes = vec![0; SEGMENT_HEADER_LEN];
+        bytes.resize(SEGMENT_HEADER_LEN + claimed + (1 << 20), 1);
+        let range = PositionRange { base, end: None };
+        let end = salvage_segment(&bytes, range, base, |_, _| Ok(()));
+        assert_eq!(end.skipped.len(), 1);
+        assert_eq!((end.skipped[0].start, end.skipped[0].end), (SEGMENT_HEADER_LEN, bytes.len()));
+        let budget = bytes.len() as u64 * SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE;
+        assert!(end.checksummed_bytes <= budget + claimed as u64, "{}", end.checksummed_bytes);
     }
 
     #[test]

@@ -27,6 +27,16 @@ impl Entry {
     fn next_version(&self) -> u64 {
         self.first + self.positions.len() as u64
     }
+
+    /// How many positions lie below `position` and after the stream's last kept event: the
+    /// most versions that can be missing between the two. `None` if `position` is not after
+    /// the last kept event.
+    fn room_before(&self, position: u64) -> Option<u64> {
+        match self.positions.last() {
+            Some(&last) => position.checked_sub(last)?.checked_sub(1),
+            None => Some(position),
+        }
+    }
 }
 
 /// What readers and the writer need to know of a stream at one moment.
@@ -215,6 +225,12 @@ pub(crate) enum Continuity {
 impl StreamIndexWriter<'_> {
     /// Appends the event with `version` of `stream` at `position`, checked as `continuity`
     /// says. On error, returns the version that was due.
+    ///
+    /// In every mode a version must be plausible: each earlier version of the stream took a
+    /// position of its own below this one, so a version never exceeds its position, and the
+    /// versions a salvage marks missing must fit between the stream's last kept event and this
+    /// one. A record that merely passes its checksum can claim anything; without these checks a
+    /// version far ahead would make [`Continuity::Holes`] allocate a slot per missing version.
     pub fn push(
         &mut self,
         stream: &str,
@@ -236,9 +252,11 @@ impl StreamIndexWriter<'_> {
             Continuity::AfterScavenge => {
                 version == due || (version > due && entry.positions.is_empty())
             }
-            Continuity::Holes => version >= due,
+            Continuity::Holes => {
+                version >= due && version - due <= entry.room_before(position).unwrap_or(0)
+            }
         };
-        if !ok {
+        if !ok || version > position {
             return Err(due);
         }
         if entry.positions.is_empty() && continuity == Continuity::AfterScavenge {
@@ -321,15 +339,38 @@ mod tests {
     fn a_stream_may_start_late_only_after_scavenging() {
         let idx = StreamIndex::default();
         let mut w = idx.write();
-        assert_eq!(w.push("a", 3, 0, Continuity::Dense), Err(0));
-        w.push("a", 3, 0, Continuity::AfterScavenge).unwrap();
-        assert_eq!(w.push("a", 5, 1, Continuity::AfterScavenge), Err(4));
-        w.push("a", 4, 1, Continuity::AfterScavenge).unwrap();
+        assert_eq!(w.push("a", 3, 10, Continuity::Dense), Err(0));
+        w.push("a", 3, 10, Continuity::AfterScavenge).unwrap();
+        assert_eq!(w.push("a", 5, 11, Continuity::AfterScavenge), Err(4));
+        w.push("a", 4, 11, Continuity::AfterScavenge).unwrap();
         drop(w);
         assert_eq!(idx.last_version("a"), Some(4));
         let mut out = Vec::new();
         idx.chunk("a", 0, 0, true, 10, &mut out).unwrap();
-        assert_eq!(out, [0, 1]);
+        assert_eq!(out, [10, 11]);
+    }
+
+    #[test]
+    fn push_version_beyond_what_positions_allow_is_refused() {
+        // A salvaging open once took any later version of a stream and marked every version in
+        // between missing, one slot each: a record that merely passed its checksum, with a
+        // version of 10^12, made it try to allocate 8 TB. A version can only be as far ahead
+        // as there were positions for the versions in between.
+        let idx = StreamIndex::default();
+        let mut w = idx.write();
+        w.push("s", 0, 100, Continuity::Holes).unwrap();
+        assert_eq!(w.push("s", 1_000_000, 200, Continuity::Holes), Err(1));
+        assert_eq!(w.push("s", 101, 200, Continuity::Holes), Err(1), "100 missing, 99 between");
+        w.push("s", 100, 200, Continuity::Holes).unwrap();
+        assert_eq!(w.push("s", 102, 200, Continuity::Holes), Err(101), "position not after");
+        assert_eq!(w.push("t", 301, 300, Continuity::Holes), Err(0));
+        w.push("t", 300, 300, Continuity::Holes).unwrap();
+        // The first retained event after scavenging and even the dense writer's check hold it.
+        assert_eq!(w.push("u", u64::MAX, 5, Continuity::AfterScavenge), Err(0));
+        assert_eq!(w.push("v", 0, 0, Continuity::Dense), Ok(()));
+        drop(w);
+        assert_eq!(idx.last_version("s"), Some(100));
+        assert_eq!(idx.last_version("u"), None);
     }
 
     #[test]

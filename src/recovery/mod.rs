@@ -56,7 +56,9 @@ pub struct TornTail {
     pub kind: CorruptionKind,
 }
 
-/// A damaged range a salvaging open left out.
+/// A damaged range a salvaging open left out: out of the log, or, for a whole record whose
+/// stream version does not fit its stream ([`CorruptionKind::VersionMismatch`]), out of its
+/// stream only (the event stays in `$all`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dropped {
     /// File name of the segment.
@@ -97,6 +99,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mut segments = Vec::with_capacity(opened.len() + 1);
     let mut head = opened.first().map_or(0, |s| s.header.base_position);
     let count = opened.len();
+    let bases: Vec<u64> = opened.iter().map(|s| s.header.base_position).collect();
     let mut after_scavenge = false;
     // Whether the last segment kept was a scavenged one (whose span ends at `head`).
     let mut last_was_scavenged = false;
@@ -112,7 +115,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         let is_last = i + 1 == count && report.removed_segment.is_none();
         after_scavenge |= segment.header.span != 0;
         last_was_scavenged = segment.header.span != 0;
-        let context = scan::Context { dir, options, is_last, writable, after_scavenge };
+        let next_base = bases.get(i + 1).copied();
+        let context = scan::Context { dir, options, is_last, writable, after_scavenge, next_base };
         let segment = scan::scan_and_index(&context, segment, head, &streams, &mut report)?;
         head = head.max(segment.end_position());
         segments.push(Arc::new(segment));

@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::{
     error::{Error, Result},
     format::{
-        CorruptionKind, Record, SegmentHeader, groups_after, salvage_segment, scan_any,
-        scan_compacted,
+        CorruptionKind, PositionRange, Record, SegmentHeader, groups_after, salvage_segment,
+        scan_any, scan_compacted,
     },
     index::{Continuity, SparseIndex, StreamIndex, StreamIndexWriter},
     lifecycle::{METADATA_EVENT_TYPE, decode_meta, metadata_target},
@@ -26,6 +26,9 @@ pub(super) struct Context<'a> {
     /// Whether this or an earlier segment was rewritten by scavenging, so that a stream's
     /// first retained event may have any version.
     pub after_scavenge: bool,
+    /// The base position of the segment after this one, if any: a salvaging open takes no
+    /// record of this segment at or above it.
+    pub next_base: Option<u64>,
 }
 
 /// Puts one verified record into the stream index (and its metadata, for a `$metadata` event of
@@ -56,12 +59,13 @@ fn index_record(
 fn salvage_ranges(
     bytes: &[u8],
     header: &SegmentHeader,
-    head: u64,
+    (head, next_base): (u64, Option<u64>),
     mut visit: impl FnMut(usize, Record<'_>),
 ) -> (u64, Vec<(usize, usize, CorruptionKind)>) {
     let base = header.base_position;
     if header.span == 0 {
-        let end = salvage_segment(bytes, head.max(base), |offset, record| {
+        let range = PositionRange { base, end: next_base };
+        let end = salvage_segment(bytes, range, head.max(base), |offset, record| {
             visit(offset, record);
             Ok(())
         });
@@ -111,12 +115,19 @@ pub(super) fn scan_and_index(
     };
     if salvage {
         // Salvage never refuses a record it proved whole: one whose version does not fit its
-        // stream (it can only go backwards here) stays in `$all` but not in the stream.
-        let (end_position, skipped) = salvage_ranges(view.bytes(), &header, head, |o, r| {
-            let _ = visit(o, r);
-        });
+        // stream (a repeat, or further ahead than positions allow) stays in `$all` but not in
+        // the stream, and is reported.
+        let mut refused = Vec::new();
+        let (end_position, skipped) =
+            salvage_ranges(view.bytes(), &header, (head, cx.next_base), |o, r| {
+                if let Err(kind) = visit(o, r) {
+                    refused.push((o, o + r.len(), kind));
+                }
+            });
         drop(writer);
-        report.salvaged.extend(skipped.iter().map(|&(start, end, kind)| Dropped {
+        let mut dropped: Vec<_> = skipped.iter().chain(&refused).copied().collect();
+        dropped.sort_by_key(|&(start, ..)| start);
+        report.salvaged.extend(dropped.into_iter().map(|(start, end, kind)| Dropped {
             segment: name.clone(),
             offset: start as u64,
             bytes: (end - start) as u64,

@@ -7,7 +7,8 @@
 use std::{io, path::Path, sync::OnceLock};
 
 use annal::{
-    Error, ExpectedVersion, NewEvent, Position, Store,
+    CorruptionKind, Error, ExpectedVersion, NewEvent, Options, Position, RecoveryMode, Store,
+    StreamVersion,
     format::check_segment,
     io::{SimDisk, Storage},
 };
@@ -121,6 +122,89 @@ pub fn check_open(data: &[u8]) {
     }
     let r = store.append("fuzz-probe", ExpectedVersion::Any, [NewEvent::new("P", vec![1])]);
     assert_eq!(r.expect("a recovered store takes appends").first_position.get(), head);
+}
+
+/// `open_modes`: the directory of [`check_open`], opened to salvage, strictly and read-only
+/// (in the default and the strict mode), before a strict read-write open. Each open gives a
+/// typed error or a store that reads back whole, forward and backward; salvage opens whatever
+/// the strict open opens, keeps the same events and has nothing to report.
+pub fn check_open_modes(data: &[u8]) {
+    let disk = SimDisk::new();
+    for (base, bytes) in split_files(data) {
+        let _ = write_durably(&disk, &dir().join(segment_name(base)), &bytes);
+    }
+    let mode = |recovery_mode| Options { recovery_mode, ..options(&disk) };
+    let salvaged = read_back(Store::open_with(dir(), mode(RecoveryMode::Salvage)));
+    // Only header-level refusals: a salvaging open steps over all damage inside a segment.
+    let header_level = |e: &Error| match e {
+        Error::UnsupportedFormat { .. } => true,
+        Error::Corruption { kind, .. } => matches!(kind, CorruptionKind::SegmentGap { .. }),
+        _ => false,
+    };
+    assert!(!salvaged.as_ref().is_err_and(|e| !header_level(e)), "salvage: {salvaged:?}");
+    let read_only = read_back(Store::open_read_only(dir(), options(&disk)));
+    let strict_read_only = read_back(Store::open_read_only(dir(), mode(RecoveryMode::Strict)));
+    let strict = read_back(Store::open_with(dir(), mode(RecoveryMode::Strict)));
+    assert_eq!(strict_read_only.is_ok(), strict.is_ok());
+    if let (Ok(strict), Ok(strict_read_only)) = (&strict, &strict_read_only) {
+        assert_eq!(strict_read_only.events, strict.events);
+        let salvaged = salvaged.as_ref().expect("salvage opens what strict opens");
+        assert_eq!(salvaged.events, strict.events, "salvage keeps what strict keeps");
+        assert!(salvaged.report.salvaged.is_empty(), "{:?}", salvaged.report);
+        let read_only = read_only.as_ref().expect("a read-only open opens what strict opens");
+        assert_eq!(read_only.events, strict.events);
+    }
+}
+
+/// What an open of fuzzed segments kept: every event of `$all` (position, stream, version, id)
+/// and the recovery report.
+#[derive(Debug)]
+struct ReadBack {
+    events: Vec<(u64, String, u64, uuid::Uuid)>,
+    report: annal::RecoveryReport,
+}
+
+/// Reads everything the opened store holds, checking that `$all` backward is `$all` forward
+/// reversed and that stream reads agree with it.
+fn read_back(opened: annal::Result<Store>) -> Result<ReadBack, Error> {
+    let store = match opened {
+        Ok(store) => store,
+        Err(e @ (Error::Corruption { .. } | Error::UnsupportedFormat { .. })) => return Err(e),
+        Err(other) => panic!("unexpected error opening fuzzed segments: {other}"),
+    };
+    let head = store.head().get();
+    let mut events: Vec<(u64, String, u64, uuid::Uuid)> = Vec::new();
+    for event in store.read_all_forward(Position::START, usize::MAX) {
+        let e = event.expect("a recovered store reads back without errors");
+        assert!(e.position().get() < head);
+        assert!(events.last().is_none_or(|(p, ..)| *p < e.position().get()));
+        events.push((e.position().get(), e.stream().to_owned(), e.version().get(), e.id()));
+    }
+    let backward: Vec<u64> = store
+        .read_all_backward(Position::END, usize::MAX)
+        .map(|e| e.expect("a recovered store reads back without errors").position().get())
+        .collect();
+    assert!(backward.iter().rev().eq(events.iter().map(|(p, ..)| p)));
+    let by_position: std::collections::HashMap<u64, (&str, u64, uuid::Uuid)> =
+        events.iter().map(|(p, s, v, id)| (*p, (s.as_str(), *v, *id))).collect();
+    let mut streams: Vec<&str> = events.iter().map(|(_, s, ..)| s.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        let read = match store.read_stream_forward(stream, StreamVersion::START, usize::MAX) {
+            Ok(read) => read,
+            Err(Error::StreamNotFound { .. } | Error::StreamDeleted { .. }) => continue,
+            Err(other) => panic!("stream read of a recovered stream: {other}"),
+        };
+        for found in read {
+            let found = found.expect("a recovered stream reads back without errors");
+            let p = found.position().get();
+            let in_all = by_position.get(&p);
+            let expected = (stream, found.version().get(), found.id());
+            assert_eq!(in_all, Some(&expected), "a stream read disagrees with $all at {p}");
+        }
+    }
+    Ok(ReadBack { events, report: store.recovery_report().clone() })
 }
 
 /// `crash_ops`: `[crash op u16 LE][damage seed u8][workload decisions…]`. The workload runs on

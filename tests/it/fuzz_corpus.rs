@@ -6,7 +6,8 @@ use std::{fs, path::PathBuf};
 use annal::{ExpectedVersion, NewEvent, Store, io::SimDisk};
 
 use crate::{
-    fuzz_checks::{check_crash_ops, check_decode, check_open, join_files},
+    fuzz_checks::{check_crash_ops, check_decode, check_open, check_open_modes, join_files},
+    salvage::{POSITION_AT, VERSION_AT, record_offsets, set_record_field},
     sim_model::{dir, options},
 };
 
@@ -37,6 +38,11 @@ fn fuzz_corpus_decode_record_passes() {
 #[test]
 fn fuzz_corpus_open_segments_passes() {
     run("open_segments", check_open);
+}
+
+#[test]
+fn fuzz_corpus_open_modes_passes() {
+    run("open_modes", check_open_modes);
 }
 
 #[test]
@@ -128,4 +134,42 @@ fn fuzz_corpus_regenerate() {
         input.extend((0..120u32).map(|k| (k.wrapping_mul(2_654_435_761) >> 13) as u8 ^ i as u8));
         write("crash_ops", &format!("seed-{i}"), &input);
     }
+}
+
+/// Writes the `open_modes` seeds: the sample store as it is, scavenged, and with damage each
+/// mode must settle without trusting a checksum alone (a flipped byte mid-log; a record that
+/// passes its checksum with a version or position far ahead, or a position past the next
+/// segment's base). Run by hand:
+/// `cargo test --release --test it -- --ignored regenerate_open_modes`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn fuzz_corpus_regenerate_open_modes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/open_modes");
+    fs::create_dir_all(&root).unwrap();
+    let files = sample_segments();
+    let write = |name: &str, files: &[(u64, Vec<u8>)]| {
+        fs::write(root.join(name), join_files(files)).unwrap();
+    };
+    write("seed-store", &files);
+    write("seed-scavenged-store", &scavenged_segments());
+    let offsets = record_offsets(&files[0].1);
+    let damaged = |change: &dyn Fn(&mut Vec<u8>)| {
+        let mut files = files.clone();
+        change(&mut files[0].1);
+        files
+    };
+    write("seed-flipped-byte", &damaged(&|b| b[offsets[3] + 60] ^= 0xff));
+    write(
+        "seed-version-ahead",
+        &damaged(&|b| set_record_field(b, offsets[5], VERSION_AT, 1 << 40)),
+    );
+    write(
+        "seed-position-ahead",
+        &damaged(&|b| set_record_field(b, offsets[5], POSITION_AT, 1 << 33)),
+    );
+    let (last, next_base) = (*offsets.last().unwrap(), files[1].0);
+    write(
+        "seed-position-past-next",
+        &damaged(&|b| set_record_field(b, last, POSITION_AT, next_base + 1)),
+    );
 }

@@ -23,6 +23,7 @@ mod modes;
 mod poison;
 mod recovery;
 mod regressions;
+mod salvage;
 mod scavenge;
 mod scavenge_crash;
 mod scavenge_kill9;
