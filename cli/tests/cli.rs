@@ -33,13 +33,17 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    run_with_stdin_bytes(args, stdin.as_bytes())
+}
+
+fn run_with_stdin_bytes(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = annal(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the annal binary runs");
-    child.stdin.take().expect("piped").write_all(stdin.as_bytes()).expect("stdin written");
+    child.stdin.take().expect("piped").write_all(stdin).expect("stdin written");
     child.wait_with_output().expect("annal ends")
 }
 
@@ -421,6 +425,11 @@ fn bad_input_and_arguments_exit_2() {
     assert_eq!(code(&run_with_stdin(&["append", path(dir.path()), "s-1"], "\n")), 2);
     assert_eq!(code(&run(&["read", path(dir.path())])), 2);
     assert_eq!(code(&run(&["append", path(dir.path()), "s", "--expected-version", "soon"])), 2);
+    // Invalid UTF-8 on stdin was exit 1 ("cannot read stdin"), as if stdin had failed.
+    let output =
+        run_with_stdin_bytes(&["append", path(dir.path()), "s-1"], b"{\"type\":\"\xff\"}\n");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("line 1: not UTF-8"), "{}", stderr(&output));
     // Nothing was appended by the refused input.
     assert_eq!(code(&run(&["read", path(dir.path()), "s-1"])), 3);
 }
