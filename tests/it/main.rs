@@ -20,6 +20,7 @@ mod lifecycle;
 mod model;
 mod modes;
 mod poison;
+mod readonly_scavenge;
 mod recovery;
 mod regressions;
 mod scavenge;
