@@ -650,11 +650,22 @@ fn scavenge_removes_deleted_events_then_verify_and_backup_work() {
     assert_eq!(report["cancelled"], false);
     assert!(bytes_on_disk(&src) < before);
 
+    // Scavenged events leave their positions unused: `events` counted positions, so stats,
+    // verify and backup reported events that no read returns. Each now says both.
+    let present = json_lines(&run(&["read-all", path(&src), "--json"])).len() as u64;
+    let stats = &json_lines(&run(&["stats", path(&src), "--json"]))[0];
+    assert_eq!(stats["events"], head.get(), "{stats}");
+    assert_eq!(stats["events_present"], present, "{stats}");
+    assert!(present < head.get(), "{present} events in {head} positions");
     let verify = run(&["verify", path(&src), "--json", "--quiet"]);
     assert_eq!(code(&verify), 0, "{}", stdout(&verify));
     assert_eq!(json_lines(&verify)[0]["clean"], true);
+    assert_eq!(json_lines(&verify)[0]["events"], present);
+    assert_eq!(json_lines(&verify)[0]["positions"], head.get());
     let backup = run(&["backup", path(&src), path(&dest), "--json"]);
     assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+    assert_eq!(json_lines(&backup)[0]["events_present"], present);
+    assert_eq!(json_lines(&backup)[0]["events"], head.get());
     assert_eq!(code(&run(&["verify", path(&dest), "--quiet"])), 0);
 
     // Positions never change: a live stream reads back at the same positions, and the head

@@ -31,3 +31,4 @@ mod sim_model;
 mod simulation;
 mod subscriptions;
 mod validation;
+mod verify_counts;

@@ -71,12 +71,13 @@ pub fn run(args: &BackupArgs) -> CliResult {
         );
     }
     let mut out = Output::new(args.json);
-    let events = copy.stats().events;
+    let stats = copy.stats();
     if out.is_json() {
         out.value(&json!({
             "source": src.display().to_string(),
             "dest": dest.display().to_string(),
-            "events": events,
+            "events": stats.events,
+            "events_present": stats.events_present,
             "head": copied.head,
             "segments": copied.segments,
             "bytes": copied.bytes,
@@ -84,10 +85,12 @@ pub fn run(args: &BackupArgs) -> CliResult {
         }))?;
     } else {
         out.line(format_args!(
-            "backed up {} to {}: {} (head {}), {}, {}, {}; the copy opens cleanly",
+            "backed up {} to {}: {} present in {} (head {}), {}, {}, {}; the copy opens \
+             cleanly",
             src.display(),
             dest.display(),
-            output::count(events, "event"),
+            output::count(stats.events_present, "event"),
+            output::count(stats.events, "position"),
             copied.head,
             output::count(copied.segments as u64, "segment"),
             output::bytes(copied.bytes),
