@@ -87,6 +87,21 @@ pub enum Error {
         /// The version this build reads and writes.
         supported: u16,
     },
+    /// The segment files kept changing while the store was being opened: on each of
+    /// `listings` listings of the directory, a file listed was gone when opened (a scavenge in
+    /// the process that has the store open for writing merged it away). Nothing is wrong with
+    /// the store; opening again later works.
+    #[error(
+        "the segment files in {} kept changing during {listings} listings (a scavenge merging \
+         them?); open again",
+        .dir.display()
+    )]
+    SegmentsChanging {
+        /// The store directory.
+        dir: PathBuf,
+        /// How many times the directory was listed ([`SEGMENT_LISTINGS_MAX`](crate::SEGMENT_LISTINGS_MAX)).
+        listings: u32,
+    },
     /// Another open store (in this process or another) holds the directory.
     #[error("store directory {} is locked by another open store", .dir.display())]
     Locked {

@@ -55,7 +55,7 @@ pub use format::CorruptionKind;
 pub use lifecycle::StreamMetadata;
 pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
 pub use read::{EventRef, ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
-pub use recovery::{Dropped, RecoveryReport, TornTail};
+pub use recovery::{Dropped, RecoveryReport, SEGMENT_LISTINGS_MAX, TornTail};
 pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};
 pub use store::{Stats, Store};
 pub use subscription::{

@@ -56,8 +56,12 @@ struct Inner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Positions committed (one past the last position, minus the log's first position):
-    /// events removed by scavenging still count, as their positions are never reused.
+    /// events removed by scavenging still count, as their positions are never reused. See
+    /// [`events_present`](Stats::events_present) for the events the log holds.
     pub events: u64,
+    /// Events the segments hold: the committed events minus those scavenging removed. Counted
+    /// as records enter the segments' indexes, so reading it scans nothing.
+    pub events_present: u64,
     /// Streams the index knows: those with events, their `$$` metadata streams, and streams
     /// that have only metadata.
     pub streams: usize,
@@ -266,6 +270,7 @@ impl Store {
         let head = shared.head();
         Stats {
             events: head - segments.first().map_or(0, |s| s.base_position()),
+            events_present: segments.iter().map(|s| s.event_count()).sum(),
             streams: shared.streams.stream_count(),
             segments: segments.len(),
             head: Position(head),

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use crate::{
-    error::Result,
-    format::{CorruptionKind, HeaderError, SegmentHeader, scan_any},
+    error::{Error, Result},
+    format::{CorruptionKind, HeaderError, Record, SegmentHeader, scan_any},
+    segment::Segment,
     shared::Shared,
 };
 
@@ -29,8 +30,11 @@ pub struct Problem {
 pub struct VerifyReport {
     /// Segments checked.
     pub segments: usize,
-    /// Events whose records passed every check.
+    /// Events whose records passed every check (scavenged events are gone, so not counted).
     pub events: u64,
+    /// Positions the segments checked cover: the events committed, scavenged ones too
+    /// ([`Stats::events`](crate::Stats::events) for the same log).
+    pub positions: u64,
     /// Bytes read.
     pub bytes: u64,
     /// The first problems (at most [`PROBLEMS_MAX`]), in log order.
@@ -54,56 +58,31 @@ impl VerifyReport {
 }
 
 /// Verifies every committed segment, calling `progress(bytes_done, bytes_total)` after each.
+/// A segment's committed length is read once: the writer may publish more meanwhile, and the
+/// view, the scan and the counts must all be of the same bytes.
 pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
     let segments = shared.segments.snapshot();
-    let total: u64 = segments.iter().map(|s| s.committed_len()).sum();
+    let lens: Vec<u64> = segments.iter().map(|s| s.committed_len()).collect();
+    let total = lens.iter().sum();
     let mut report = VerifyReport::default();
-    let mut next_versions: HashMap<String, u64> = HashMap::new();
+    let mut streams = Versions::default();
     let mut expected = segments.first().map_or(0, |s| s.base_position());
-    // Once a scavenged segment has been seen, a stream's first event may have any version.
-    let mut after_scavenge = false;
-    for segment in &segments {
-        after_scavenge |= segment.is_compacted();
+    for (segment, &len) in segments.iter().zip(&lens) {
+        streams.after_scavenge |= segment.is_compacted();
         let name = segment.name();
         if segment.base_position() != expected {
             let kind = CorruptionKind::SegmentGap { expected, found: segment.base_position() };
             report.found(name, 0, kind);
         }
-        let view = segment.view(segment.committed_len())?;
-        let bytes = &view.bytes()[..segment.committed_len() as usize];
-        match SegmentHeader::decode(bytes) {
-            Ok(h) if h.base_position == segment.base_position() => {}
-            Ok(h) => {
-                let kind = CorruptionKind::SegmentGap {
-                    expected: segment.base_position(),
-                    found: h.base_position,
-                };
-                report.found(name, 0, kind);
-            }
-            Err(HeaderError::Corrupt(kind)) => report.found(name, 0, kind),
-            Err(HeaderError::UnsupportedVersion(_)) => {
-                report.found(name, 0, CorruptionKind::HeaderChecksum)
-            }
-        }
+        let view = segment.view(len)?;
+        let bytes = &view.bytes()[..len as usize];
+        check_header(segment, bytes, &mut report)?;
         let mut bad_versions = Vec::new();
         let end = scan_any(bytes, &segment.header(), |offset, record| {
-            let Ok(stream) = record.check_text() else {
-                bad_versions.push((offset as u64, CorruptionKind::InvalidUtf8));
-                return Ok(());
-            };
-            let next = match next_versions.get_mut(stream) {
-                Some(next) => next,
-                None => {
-                    let first = if after_scavenge { record.version() } else { 0 };
-                    next_versions.entry(stream.to_owned()).or_insert(first)
-                }
-            };
-            if record.version() != *next {
-                let kind =
-                    CorruptionKind::VersionMismatch { expected: *next, found: record.version() };
-                bad_versions.push((offset as u64, kind));
+            match streams.check(record) {
+                Ok(()) => report.events += 1,
+                Err(kind) => bad_versions.push((offset as u64, kind)),
             }
-            *next = record.version() + 1;
             Ok(())
         })
         .expect("the visitor refuses nothing");
@@ -113,11 +92,61 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
         if let Some(damage) = end.damage {
             report.found(name, damage.record_offset as u64, damage.kind);
         }
-        report.events += end.next_position - segment.base_position();
-        report.bytes += bytes.len() as u64;
+        report.positions += end.next_position - segment.base_position();
+        report.bytes += len;
         report.segments += 1;
         expected = end.next_position.max(segment.end_position());
         progress(report.bytes, total);
     }
     Ok(report)
+}
+
+/// Checks the header on disk against the segment as opened. A header of a format version this
+/// build does not read cannot be checked further: that is the error it is, not damage.
+fn check_header(segment: &Segment, bytes: &[u8], report: &mut VerifyReport) -> Result<()> {
+    let name = segment.name();
+    match SegmentHeader::decode(bytes) {
+        Ok(h) if h.base_position == segment.base_position() => {}
+        Ok(h) => {
+            let kind = CorruptionKind::SegmentGap {
+                expected: segment.base_position(),
+                found: h.base_position,
+            };
+            report.found(name, 0, kind);
+        }
+        Err(HeaderError::Corrupt(kind)) => report.found(name, 0, kind),
+        Err(HeaderError::UnsupportedVersion(found)) => {
+            let (segment, supported) = (name.to_owned(), crate::format::FORMAT_VERSION);
+            return Err(Error::UnsupportedFormat { segment, found, supported });
+        }
+    }
+    Ok(())
+}
+
+/// The next version each stream must have, in log order.
+#[derive(Default)]
+struct Versions {
+    next: HashMap<String, u64>,
+    /// Once a scavenged segment has been seen, a stream's first event may have any version.
+    after_scavenge: bool,
+}
+
+impl Versions {
+    /// Checks that `record` continues its stream (and that its stream name is text).
+    fn check(&mut self, record: Record<'_>) -> Result<(), CorruptionKind> {
+        let stream = record.check_text().map_err(|_| CorruptionKind::InvalidUtf8)?;
+        let next = match self.next.get_mut(stream) {
+            Some(next) => next,
+            None => {
+                let first = if self.after_scavenge { record.version() } else { 0 };
+                self.next.entry(stream.to_owned()).or_insert(first)
+            }
+        };
+        let expected = *next;
+        *next = record.version() + 1;
+        match record.version() == expected {
+            true => Ok(()),
+            false => Err(CorruptionKind::VersionMismatch { expected, found: record.version() }),
+        }
+    }
 }

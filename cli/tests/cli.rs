@@ -33,13 +33,17 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    run_with_stdin_bytes(args, stdin.as_bytes())
+}
+
+fn run_with_stdin_bytes(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = annal(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the annal binary runs");
-    child.stdin.take().expect("piped").write_all(stdin.as_bytes()).expect("stdin written");
+    child.stdin.take().expect("piped").write_all(stdin).expect("stdin written");
     child.wait_with_output().expect("annal ends")
 }
 
@@ -421,6 +425,11 @@ fn bad_input_and_arguments_exit_2() {
     assert_eq!(code(&run_with_stdin(&["append", path(dir.path()), "s-1"], "\n")), 2);
     assert_eq!(code(&run(&["read", path(dir.path())])), 2);
     assert_eq!(code(&run(&["append", path(dir.path()), "s", "--expected-version", "soon"])), 2);
+    // Invalid UTF-8 on stdin was exit 1 ("cannot read stdin"), as if stdin had failed.
+    let output =
+        run_with_stdin_bytes(&["append", path(dir.path()), "s-1"], b"{\"type\":\"\xff\"}\n");
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("line 1: not UTF-8"), "{}", stderr(&output));
     // Nothing was appended by the refused input.
     assert_eq!(code(&run(&["read", path(dir.path()), "s-1"])), 3);
 }
@@ -641,11 +650,22 @@ fn scavenge_removes_deleted_events_then_verify_and_backup_work() {
     assert_eq!(report["cancelled"], false);
     assert!(bytes_on_disk(&src) < before);
 
+    // Scavenged events leave their positions unused: `events` counted positions, so stats,
+    // verify and backup reported events that no read returns. Each now says both.
+    let present = json_lines(&run(&["read-all", path(&src), "--json"])).len() as u64;
+    let stats = &json_lines(&run(&["stats", path(&src), "--json"]))[0];
+    assert_eq!(stats["events"], head.get(), "{stats}");
+    assert_eq!(stats["events_present"], present, "{stats}");
+    assert!(present < head.get(), "{present} events in {head} positions");
     let verify = run(&["verify", path(&src), "--json", "--quiet"]);
     assert_eq!(code(&verify), 0, "{}", stdout(&verify));
     assert_eq!(json_lines(&verify)[0]["clean"], true);
+    assert_eq!(json_lines(&verify)[0]["events"], present);
+    assert_eq!(json_lines(&verify)[0]["positions"], head.get());
     let backup = run(&["backup", path(&src), path(&dest), "--json"]);
     assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+    assert_eq!(json_lines(&backup)[0]["events_present"], present);
+    assert_eq!(json_lines(&backup)[0]["events"], head.get());
     assert_eq!(code(&run(&["verify", path(&dest), "--quiet"])), 0);
 
     // Positions never change: a live stream reads back at the same positions, and the head
@@ -677,4 +697,52 @@ fn bench_prints_a_table_and_cleans_up() {
     }
     assert!(table.contains("--example bench -- --quick"));
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "the scratch directory is gone");
+}
+
+#[test]
+fn backup_and_verify_beside_a_scavenging_writer_exit_0() {
+    // `annal backup` listed the segment files and read them one by one: a scavenge merging
+    // segments meanwhile removed one (exit 3, "cannot read") or left one inside the span of
+    // the merged segment just copied (exit 4, "base position … where … belongs").
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let options =
+        Options { segment_bytes_max: 4096, idempotency_window_events: 0, ..Options::default() };
+    let options = Options { append_bytes_max: 2048, event_bytes_max: 1024, ..options };
+    let options = Options { durability: annal::Durability::None, ..options };
+    let store = Store::open_with(&src, options).unwrap();
+    for stream in 0..4 {
+        let metadata = annal::StreamMetadata { max_count: Some(2), ..Default::default() };
+        store.set_stream_metadata(&format!("s-{stream}"), ExpectedVersion::Any, metadata).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let churner = {
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let event = NewEvent::new("Churned", vec![b'x'; 200]);
+                store.append(&format!("s-{}", n % 4), ExpectedVersion::Any, [event]).unwrap();
+                if n % 4 == 3 {
+                    store.scavenge().unwrap();
+                }
+                n += 1;
+            }
+        })
+    };
+    let mut failures = Vec::new();
+    for i in 0..40 {
+        let dest = dir.path().join(format!("copy-{i}"));
+        let output = run(&["backup", path(&src), path(&dest), "--json"]);
+        if code(&output) != 0 {
+            failures.push(stderr(&output));
+        }
+        let output = run(&["verify", path(&src), "--quiet"]);
+        if code(&output) != 0 {
+            failures.push(format!("verify: {}{}", stdout(&output), stderr(&output)));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    churner.join().unwrap();
+    assert!(failures.is_empty(), "{} failed: {failures:?}", failures.len());
 }

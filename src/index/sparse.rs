@@ -11,6 +11,8 @@ pub(crate) struct SparseIndex {
     stride: u32,
     /// Records noted since the last entry.
     since_entry: u32,
+    /// Records noted in all: the events the segment holds.
+    records: u64,
     positions: Vec<u32>,
     offsets: Vec<u32>,
 }
@@ -19,7 +21,8 @@ impl SparseIndex {
     /// An empty index for a segment whose first position is `base`.
     pub fn new(base: u64, stride: u32) -> SparseIndex {
         debug_assert!(stride > 0);
-        SparseIndex { base, stride, since_entry: 0, positions: Vec::new(), offsets: Vec::new() }
+        let (positions, offsets) = (Vec::new(), Vec::new());
+        SparseIndex { base, stride, since_entry: 0, records: 0, positions, offsets }
     }
 
     /// Records that the record at `position` starts at byte `offset`. Records must be noted in
@@ -32,6 +35,13 @@ impl SparseIndex {
             self.offsets.push(offset);
         }
         self.since_entry = (self.since_entry + 1) % self.stride;
+        self.records += 1;
+    }
+
+    /// How many records were noted: the events the segment holds (a scavenged segment's gaps
+    /// and a salvaged one's damage hold none).
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// The last indexed record at or before `position`: its position and byte offset.

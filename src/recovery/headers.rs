@@ -1,6 +1,6 @@
 //! Stage one of recovery: list the segment files in log order and check their headers.
 
-use std::path::Path;
+use std::{io, path::Path};
 
 use crate::{
     error::{Error, Result},
@@ -21,28 +21,70 @@ pub(super) struct Opened {
     pub header: SegmentHeader,
 }
 
+/// How many times an open lists the segment files when one of them vanishes between the
+/// listing and its open. Only a scavenge removes segment files (those it merged into the
+/// segment before them), and it removes a handful of them at a time, so one more listing
+/// nearly always does; the bound keeps an open from chasing a set that never settles.
+pub const SEGMENT_LISTINGS_MAX: u32 = 16;
+
 /// Opens every segment file and checks its header. A last segment too short to hold its header
 /// was being created when the process died and never held a record: it is left out and named
-/// in the report, for `recover` to remove (refused in strict mode). A salvaging open skips segments whose header
-/// is damaged; other modes refuse them.
+/// in the report, for `recover` to remove (refused in strict mode). A salvaging open skips
+/// segments whose header is damaged; other modes refuse them.
+///
+/// A read-only open runs beside a writer whose scavenges merge segments: a file listed may be
+/// gone when it is opened. Then the directory is listed again and every file opened anew, so
+/// the files opened are always one consistent set (an open file stays readable whatever
+/// happens to its name: a merged segment opened before the rename is read whole, one opened
+/// after it covers the files it replaced, which are then leftovers).
 pub(super) fn open_segments(
     dir: &Path,
     options: &Options,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Opened>> {
-    let storage = &*options.storage;
-    let mut names: Vec<(u64, String)> = storage
+    for _ in 0..SEGMENT_LISTINGS_MAX {
+        let mut attempt = report.clone();
+        match open_listed(dir, options, list_segments(dir, options)?, &mut attempt)? {
+            Some(opened) => {
+                *report = attempt;
+                return Ok(opened);
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    Err(Error::SegmentsChanging { dir: dir.to_path_buf(), listings: SEGMENT_LISTINGS_MAX })
+}
+
+/// The segment files in `dir` with their base positions, in log order.
+fn list_segments(dir: &Path, options: &Options) -> Result<Vec<(u64, String)>> {
+    let mut names: Vec<(u64, String)> = options
+        .storage
         .list_dir(dir)
         .map_err(Error::io("list directory", dir))?
         .into_iter()
         .filter_map(|name| parse_segment_file_name(&name).map(|base| (base, name)))
         .collect();
     names.sort();
+    Ok(names)
+}
+
+/// Opens the segment files `names` and checks their headers; `None` if one of them is gone.
+fn open_listed(
+    dir: &Path,
+    options: &Options,
+    names: Vec<(u64, String)>,
+    report: &mut RecoveryReport,
+) -> Result<Option<Vec<Opened>>> {
+    let storage = &*options.storage;
     let mut opened = Vec::with_capacity(names.len());
     let count = names.len();
     for (i, (base, name)) in names.into_iter().enumerate() {
         let path = dir.join(&name);
-        let file = storage.open(&path).map_err(Error::io("open segment", &path))?;
+        let file = match storage.open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open segment", &path)(e)),
+        };
         let len = file.len().map_err(Error::io("stat segment", &path))?;
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         let n = len.min(SEGMENT_HEADER_LEN as u64) as usize;
@@ -83,5 +125,5 @@ pub(super) fn open_segments(
         }
         return Err(Error::Corruption { segment: name, offset: 0, kind: problem });
     }
-    Ok(opened)
+    Ok(Some(opened))
 }

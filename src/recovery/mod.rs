@@ -12,6 +12,8 @@ mod scan;
 mod tail;
 mod window;
 
+pub use headers::SEGMENT_LISTINGS_MAX;
+
 use std::{path::Path, sync::Arc};
 
 use crate::{

@@ -243,6 +243,11 @@ impl Segment {
         }
     }
 
+    /// Events the segment holds (committed records; fewer than its positions once scavenged).
+    pub fn event_count(&self) -> u64 {
+        self.index.read().expect("segment index lock").records()
+    }
+
     /// Heap bytes held by this segment's index.
     pub fn index_memory_bytes(&self) -> usize {
         self.index.read().expect("segment index lock").memory_bytes()

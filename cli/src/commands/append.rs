@@ -58,7 +58,14 @@ pub fn run(args: &AppendArgs) -> CliResult {
 fn read_events(input: impl BufRead) -> CliResult<Vec<NewEvent>> {
     let mut events = Vec::new();
     for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| Failure::other(format!("cannot read stdin: {e}")))?;
+        let line = line.map_err(|e| match e.kind() {
+            // `lines` checks UTF-8 and reports bad bytes as invalid data: that is bad input.
+            io::ErrorKind::InvalidData => Failure::usage(format!(
+                "line {}: not UTF-8 text (give one JSON object per line, in UTF-8)",
+                i + 1
+            )),
+            _ => Failure::other(format!("cannot read stdin: {e}")),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -124,5 +131,15 @@ mod tests {
         assert!(message("{\"type\":\"A\",\"dta\":1}").contains("unknown field \"dta\""));
         assert!(message("{\"type\":\"A\",\"id\":\"x\"}").contains("not a UUID"));
         assert!(message("{").starts_with("line 1: not JSON"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_bad_input_naming_its_line() {
+        // `annal append` exited 1 ("cannot read stdin") on invalid UTF-8, as if stdin had
+        // failed, while docs/cli.md says bad input is exit 2.
+        let input = b"{\"type\":\"A\"}\n{\"type\":\"B\",\"data\":\"\xff\"}\n";
+        let failure = read_events(&input[..]).unwrap_err();
+        assert!(matches!(failure, Failure::Error { exit: Exit::Usage, .. }), "{failure:?}");
+        assert!(failure.to_string().starts_with("line 2: not UTF-8"), "{failure}");
     }
 }

@@ -9,6 +9,10 @@
 //!   only its bytes up to the end of its last complete, valid batch (`valid_len`) are written:
 //!   a batch is whole in the copy or absent.
 //! - A last segment file too short for its header is a rotation in progress: left out.
+//! - A scavenge may merge segments meanwhile. A file whose base lies inside the span of the
+//!   merged segment copied before it is a leftover, left out; a file gone when read was merged
+//!   into a segment whose copy may be the original, so the segments are copied again from a
+//!   new listing.
 //! - The checkpoint files of persistent subscriptions are copied before any segment. A
 //!   checkpoint only ever names committed positions, so each one copied is at most the head of
 //!   the segments copied after it.
@@ -21,12 +25,12 @@
 use std::{
     fs::{self, File},
     io::{self, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use annal::{
-    Options, Position, RecoveryMode, Store,
-    format::{HeaderError, SEGMENT_HEADER_LEN, check_segment},
+    Options, Position, RecoveryMode, SEGMENT_LISTINGS_MAX, Store,
+    format::{HeaderError, SEGMENT_HEADER_LEN, SegmentCheck, check_segment},
 };
 use serde_json::json;
 
@@ -71,12 +75,13 @@ pub fn run(args: &BackupArgs) -> CliResult {
         );
     }
     let mut out = Output::new(args.json);
-    let events = copy.stats().events;
+    let stats = copy.stats();
     if out.is_json() {
         out.value(&json!({
             "source": src.display().to_string(),
             "dest": dest.display().to_string(),
-            "events": events,
+            "events": stats.events,
+            "events_present": stats.events_present,
             "head": copied.head,
             "segments": copied.segments,
             "bytes": copied.bytes,
@@ -84,10 +89,12 @@ pub fn run(args: &BackupArgs) -> CliResult {
         }))?;
     } else {
         out.line(format_args!(
-            "backed up {} to {}: {} (head {}), {}, {}, {}; the copy opens cleanly",
+            "backed up {} to {}: {} present in {} (head {}), {}, {}, {}; the copy opens \
+             cleanly",
             src.display(),
             dest.display(),
-            output::count(events, "event"),
+            output::count(stats.events_present, "event"),
+            output::count(stats.events, "position"),
             copied.head,
             output::count(copied.segments as u64, "segment"),
             output::bytes(copied.bytes),
@@ -151,48 +158,99 @@ fn copy_checkpoints(src: &Path, dest: &Path) -> CliResult<Vec<String>> {
     Ok(names)
 }
 
-/// Copies every segment up to the end of its last complete, valid batch.
+/// Copies every segment up to the end of its last complete, valid batch. A scavenge in the
+/// process that has the store open may merge segments meanwhile: a file listed but gone when
+/// read was merged into the segment before it, whose copy may be the original, so the copies
+/// are removed and the directory listed again, at most `SEGMENT_LISTINGS_MAX` times.
 fn copy_segments(src: &Path, dest: &Path, copied: &mut Copied) -> CliResult<()> {
+    for _ in 0..SEGMENT_LISTINGS_MAX {
+        let mut written = Vec::new();
+        if copy_listed(src, dest, copied, &mut written)? {
+            return Ok(());
+        }
+        for path in &written {
+            fs::remove_file(path).map_err(|e| Failure::io("remove", path, e))?;
+        }
+        (copied.segments, copied.bytes) = (0, 0);
+    }
+    let message = format!(
+        "the segment files in {} kept changing during {SEGMENT_LISTINGS_MAX} listings (a \
+         scavenge merging them?); back up again",
+        src.display()
+    );
+    Err(Failure::other(message))
+}
+
+/// Copies the segment files listed now, noting each file written in `written`; `false` if one
+/// of them was gone when read.
+fn copy_listed(
+    src: &Path,
+    dest: &Path,
+    copied: &mut Copied,
+    written: &mut Vec<PathBuf>,
+) -> CliResult<bool> {
     let files = super::segment_files(src)?;
     let mut next: Option<u64> = None;
+    // Whether the last segment copied was rewritten by a scavenge (its span ends at `next`).
+    let mut after_scavenged = false;
     for (i, file) in files.iter().enumerate() {
         let last = i + 1 == files.len();
+        if after_scavenged && next.is_some_and(|next| file.base < next) {
+            // Inside the span of the merged segment copied before it, which holds what it kept:
+            // a leftover that the scavenge is about to remove.
+            continue;
+        }
         let bytes = match fs::read(&file.path) {
             Ok(bytes) => bytes,
-            // A writable open removed a header-less last segment since it was listed.
-            Err(e) if last && e.kind() == io::ErrorKind::NotFound => break,
+            // Merged into a segment before it by a scavenge since it was listed (or, last, a
+            // header-less segment that a writable open removed): a new listing tells.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Failure::io("read", &file.path, e)),
         };
-        let damaged = |offset: u64, what: String| {
-            let message = format!("corruption in segment {} at offset {offset}: {what}", file.name);
-            Failure::new(Exit::Corruption, message)
-        };
-        let check = match check_segment(&bytes) {
-            Ok(check) => check,
-            // Being created by a rotation: it never held a record.
-            Err(_) if last && bytes.len() <= SEGMENT_HEADER_LEN => break,
-            Err(e @ HeaderError::UnsupportedVersion(_)) => {
-                return Err(Failure::other(format!("segment {}: {e}", file.name)));
-            }
-            Err(e) => return Err(damaged(0, e.to_string())),
-        };
-        let expected = next.unwrap_or(file.base);
-        if check.base_position != file.base || check.base_position != expected {
-            let what = format!("base position {} where {expected} belongs", check.base_position);
-            return Err(damaged(0, what));
-        }
-        match check.damage {
-            // Only the segment being appended to can end in an append still being written.
-            Some((offset, kind)) if !last => return Err(damaged(offset, kind.to_string())),
-            _ => {}
-        }
-        write_synced(&dest.join(&file.name), &bytes[..check.valid_len as usize])?;
+        let check = check_listed(file, &bytes, next, last)?;
+        let Some(check) = check else { break };
+        let path = dest.join(&file.name);
+        write_synced(&path, &bytes[..check.valid_len as usize])?;
+        written.push(path);
         copied.segments += 1;
         copied.bytes += check.valid_len;
         next = Some(check.next_position);
+        after_scavenged = check.span != 0;
     }
     copied.head = next.ok_or_else(|| Failure::other("the store holds no complete segment"))?;
-    Ok(())
+    Ok(true)
+}
+
+/// Checks a segment file's bytes and that it continues the log at `next`; `None` for a last
+/// segment being created by a rotation (it never held a record).
+fn check_listed(
+    file: &super::SegmentFile,
+    bytes: &[u8],
+    next: Option<u64>,
+    last: bool,
+) -> CliResult<Option<SegmentCheck>> {
+    let damaged = |offset: u64, what: String| {
+        let message = format!("corruption in segment {} at offset {offset}: {what}", file.name);
+        Failure::new(Exit::Corruption, message)
+    };
+    let check = match check_segment(bytes) {
+        Ok(check) => check,
+        Err(_) if last && bytes.len() <= SEGMENT_HEADER_LEN => return Ok(None),
+        Err(e @ HeaderError::UnsupportedVersion(_)) => {
+            return Err(Failure::other(format!("segment {}: {e}", file.name)));
+        }
+        Err(e) => return Err(damaged(0, e.to_string())),
+    };
+    let expected = next.unwrap_or(file.base);
+    if check.base_position != file.base || check.base_position != expected {
+        let what = format!("base position {} where {expected} belongs", check.base_position);
+        return Err(damaged(0, what));
+    }
+    match check.damage {
+        // Only the segment being appended to can end in an append still being written.
+        Some((offset, kind)) if !last => Err(damaged(offset, kind.to_string())),
+        _ => Ok(Some(check)),
+    }
 }
 
 /// Opens the copy read-only and strictly, and checks it against the source.
@@ -208,14 +266,20 @@ fn confirm(source: &Store, dest: &Path, floor: u64, copied: &Copied) -> CliResul
         let message = format!("it ends at {head}, before the source's head {floor}");
         return Err(Failure::new(Exit::Corruption, message));
     }
-    // Positions never change: the last event the source showed must be the same in the copy.
+    // Positions never change: the copy's last event below the floor must be the same event in
+    // the source. (A scavenge since the source was opened may have removed later ones from the
+    // copy; the source, opened before, still holds every event the copy holds below the floor.)
     if let Some(at) = floor.checked_sub(1) {
-        let same = |store: &Store| store.read_all_forward(Position(at), 1).next().transpose();
-        let (a, b) = (same(source)?, same(&copy)?);
-        let key = |e: &annal::RecordedEvent| (e.id(), e.version(), e.data().to_vec());
-        if a.as_ref().map(key) != b.as_ref().map(key) {
-            let message = format!("its event at position {at} differs from the source's");
-            return Err(Failure::new(Exit::Corruption, message));
+        let copied = copy.read_all_backward(Position(at), 1).next().transpose()?;
+        if let Some(copied) = copied {
+            let key =
+                |e: &annal::RecordedEvent| (e.position(), e.id(), e.version(), e.data().to_vec());
+            let position = copied.position();
+            let original = source.read_all_forward(position, 1).next().transpose()?;
+            if original.as_ref().map(key) != Some(key(&copied)) {
+                let message = format!("its event at position {position} differs from the source's");
+                return Err(Failure::new(Exit::Corruption, message));
+            }
         }
     }
     for name in &copied.checkpoints {

@@ -27,6 +27,7 @@ pub fn run(args: &StatsArgs) -> CliResult {
         out.value(&json!({
             "dir": args.dir.display().to_string(),
             "events": stats.events,
+            "events_present": stats.events_present,
             "streams": stats.streams,
             "segments": stats.segments,
             "disk_bytes": stats.disk_bytes,
@@ -39,7 +40,8 @@ pub fn run(args: &StatsArgs) -> CliResult {
     } else {
         let rows = [
             ("store", args.dir.display().to_string()),
-            ("events", stats.events.to_string()),
+            ("positions used", format!("{} (events committed, scavenged ones too)", stats.events)),
+            ("events present", format!("{} (events the segments hold)", stats.events_present)),
             ("streams", stats.streams.to_string()),
             ("segments", stats.segments.to_string()),
             (

@@ -37,7 +37,10 @@ struct Found {
 #[derive(Debug, Default, Clone, Copy)]
 struct Checked {
     segments: usize,
+    /// Events present (scavenged ones are gone).
     events: u64,
+    /// Positions covered, scavenged events included.
+    positions: u64,
     bytes: u64,
 }
 
@@ -120,7 +123,8 @@ fn around_damage(dir: &Path, findings: &mut Findings) {
         }
         events += 1;
     }
-    findings.checked = Checked { segments: stats.segments, events, bytes: stats.disk_bytes };
+    let (segments, positions, bytes) = (stats.segments, stats.events, stats.disk_bytes);
+    findings.checked = Checked { segments, events, positions, bytes };
     findings.notes.push(format!(
         "a salvaging open reads {} intact around the damage; to recover them, copy them into a \
          new store (see docs/cli.md)",
@@ -152,7 +156,7 @@ impl Findings {
         }
         self.problem_count += report.problem_count - listed;
         let (segments, events, bytes) = (report.segments, report.events, report.bytes);
-        self.checked = Checked { segments, events, bytes };
+        self.checked = Checked { segments, events, positions: report.positions, bytes };
     }
 }
 
@@ -229,14 +233,20 @@ fn print(args: &VerifyArgs, findings: &Findings) -> CliResult<()> {
             "opened": findings.opened,
             "segments": checked.segments,
             "events": checked.events,
+            "positions": checked.positions,
             "bytes": checked.bytes,
             "problem_count": findings.problem_count,
             "problems": problems,
             "notes": findings.notes,
         }))?;
     } else {
+        // Scavenged events leave their positions unused: say so when some are.
+        let positions = match checked.positions == checked.events {
+            true => String::new(),
+            false => format!(" in {} positions", checked.positions),
+        };
         let summary = format!(
-            "{}, {}, {}",
+            "{}, {}{positions}, {}",
             output::count(checked.segments as u64, "segment"),
             output::count(checked.events, "event"),
             output::bytes(checked.bytes)
