@@ -127,7 +127,14 @@ impl Store {
             Some(active) => {
                 let capacity = shared.options.queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window, alive);
+                let writer = Writer::new(
+                    Arc::clone(&shared),
+                    rx,
+                    active,
+                    recovered.window,
+                    recovered.next_sequence,
+                    alive,
+                );
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())

@@ -1,7 +1,7 @@
 //! Salvage scanning: walk a damaged segment, keep every batch that can be proven complete, and
 //! step over the damage in between. For disaster recovery only; the normal open refuses damage.
 
-use super::{CorruptionKind, Record, SEGMENT_HEADER_LEN, decode_record, scan::read_batch};
+use super::{CorruptionKind, Layout, Record, SEGMENT_HEADER_LEN, decode_record, scan::read_batch};
 
 /// A damaged byte range a salvage scan stepped over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,7 @@ pub(crate) struct SalvageEnd {
 /// next batch provably starts there. `floor` is the lowest position a kept record may have.
 pub(crate) fn salvage_segment(
     bytes: &[u8],
+    layout: Layout,
     floor: u64,
     mut visit: impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
 ) -> SalvageEnd {
@@ -34,8 +35,8 @@ pub(crate) fn salvage_segment(
     let mut at = SEGMENT_HEADER_LEN;
     let mut batch = Vec::new();
     while at < bytes.len() {
-        let read = read_batch(bytes, at, None, &mut batch).and_then(|()| {
-            let first = decode_record(bytes, at).map_err(|k| (at, k))?.position();
+        let read = read_batch(bytes, at, layout, None, &mut batch).and_then(|_| {
+            let first = decode_record(bytes, at, layout).map_err(|k| (at, k))?.position();
             if first < end.next_position {
                 let kind =
                     CorruptionKind::PositionMismatch { expected: end.next_position, found: first };
@@ -46,13 +47,13 @@ pub(crate) fn salvage_segment(
         let kind = match read {
             Ok(()) => {
                 let accepted = batch.iter().try_for_each(|&(offset, len)| {
-                    visit(offset, Record::verified(&bytes[offset..offset + len]))
+                    visit(offset, Record::verified(&bytes[offset..offset + len], layout))
                 });
                 match accepted {
                     Ok(()) => {
                         let &(last, len) = batch.last().expect("a batch has a record");
                         end.next_position =
-                            decode_record(bytes, last).expect("valid").position() + 1;
+                            decode_record(bytes, last, layout).expect("valid").position() + 1;
                         at = last + len;
                         continue;
                     }
@@ -61,7 +62,7 @@ pub(crate) fn salvage_segment(
             }
             Err((_, kind)) => kind,
         };
-        let resume = resync(bytes, at + 1, end.next_position);
+        let resume = resync(bytes, layout, at + 1, end.next_position);
         end.skipped.push(Skipped { start: at, end: resume, kind });
         at = resume;
     }
@@ -70,10 +71,10 @@ pub(crate) fn salvage_segment(
 
 /// The offset after the first batch end found at or after `from` among records that decode and
 /// hold a position of at least `floor`; the end of the bytes if there is none.
-fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
+fn resync(bytes: &[u8], layout: Layout, from: usize, floor: u64) -> usize {
     let mut at = from;
     while at < bytes.len() {
-        let plausible = match decode_record(bytes, at) {
+        let plausible = match decode_record(bytes, at, layout) {
             Ok(r) => r.position() >= floor,
             Err(_) => false,
         };
@@ -83,7 +84,7 @@ fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
         }
         // Walk records until one ends its batch; the next batch starts right after it.
         let mut offset = at;
-        while let Ok(record) = decode_record(bytes, offset) {
+        while let Ok(record) = decode_record(bytes, offset, layout) {
             offset += record.len();
             if record.batch_left() == 0 {
                 return offset;
@@ -94,24 +95,43 @@ fn resync(bytes: &[u8], from: usize, floor: u64) -> usize {
     bytes.len()
 }
 
-/// How many distinct commit timestamps (1 or 2: it stops counting there) the records that
-/// still decode after `from` carry. Every record of one group has the group's timestamp.
-pub(crate) fn groups_after(bytes: &[u8], from: usize) -> usize {
-    let mut first: Option<u64> = None;
+/// Whether the records that still decode after the damage at `from` prove that a group that was
+/// fsynced, and so acknowledged, follows it; then the damage is corruption, not a torn tail.
+///
+/// A torn tail is the one group write that was under way, so every record after the damage
+/// belongs to that group. In format 3 that group is told by its sequence number: the records
+/// after the damage must all carry one `(epoch, sequence)`, and that sequence must be the one of
+/// the last good group (`last_sequence`: the damage lies inside it) or the next (the damage
+/// is at its start); `None` before any group, when only sequence 0 can be under way. Before
+/// format 3 records carry no sequence and the commit timestamp stands in for it: records of two
+/// timestamps prove two groups (one timestamp proves nothing, as a clock can repeat).
+pub(crate) fn acknowledged_after(
+    bytes: &[u8],
+    layout: Layout,
+    from: usize,
+    last_sequence: Option<u64>,
+) -> bool {
+    let mut first: Option<(Option<u64>, Option<u16>, u64)> = None;
     let mut at = from + 1;
     while at < bytes.len() {
-        let Ok(record) = decode_record(bytes, at) else {
+        let Ok(record) = decode_record(bytes, at, layout) else {
             at += 1;
             continue;
         };
+        let group = (record.sequence(), record.epoch(), record.timestamp_us());
         match first {
-            None => first = Some(record.timestamp_us()),
-            Some(t) if t != record.timestamp_us() => return 2,
+            None => first = Some(group),
+            Some(seen) if layout == Layout::V3 && (seen.0, seen.1) != (group.0, group.1) => {
+                return true;
+            }
+            Some(seen) if layout == Layout::V2 && seen.2 != group.2 => return true,
             Some(_) => {}
         }
         at += record.len();
     }
-    usize::from(first.is_some())
+    let Some((Some(sequence), _, _)) = first else { return false };
+    let in_flight = last_sequence.map_or(0..=0, |last| last..=last.saturating_add(1));
+    !in_flight.contains(&sequence)
 }
 
 #[cfg(test)]
@@ -121,7 +141,7 @@ mod tests {
 
     fn kept(bytes: &[u8]) -> (Vec<u64>, SalvageEnd) {
         let mut seen = Vec::new();
-        let end = salvage_segment(bytes, 0, |_, r| {
+        let end = salvage_segment(bytes, Layout::V3, 0, |_, r| {
             seen.push(r.position());
             Ok(())
         });
@@ -156,5 +176,23 @@ mod tests {
         let (seen, end) = kept(&bytes);
         assert_eq!(seen, [0, 1]);
         assert_eq!(end.skipped[0].end, bytes.len());
+    }
+
+    #[test]
+    fn damage_followed_by_one_group_that_was_in_flight_is_a_torn_tail() {
+        // Batches 0..3 are groups 0..3; damage inside the last group.
+        let (mut bytes, starts) = segment(&[1, 1, 1, 3]);
+        bytes[starts[3] + 20] ^= 0xff;
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(2)));
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(3)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], Some(0)), "one further ahead");
+        assert!(!acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, Some(0)), "nothing after");
+    }
+
+    #[test]
+    fn damage_followed_by_two_groups_is_acknowledged_data() {
+        let (mut bytes, starts) = segment(&[1, 2, 1]);
+        bytes[starts[1] + 20] ^= 0xff;
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], Some(0)));
     }
 }

@@ -87,6 +87,9 @@ pub(crate) fn merge(
     let (first, last) = (&run[0].segment, &run[run.len() - 1].segment);
     let span = u32::try_from(last.end_position() - first.base_position())
         .expect("runs are bounded to spans < 2^32 positions");
+    // The records are copied byte for byte, so the new file keeps their format version (a run
+    // never mixes versions: see `fits`).
+    debug_assert!(run.iter().all(|d| d.segment.layout() == first.layout()));
     let header = SegmentHeader { span, ..first.header() };
     let storage = &*shared.options.storage;
     let path = first.path();
@@ -152,7 +155,8 @@ fn check_written(
 ) -> Result<()> {
     let view = file.view(len).map_err(Error::io("map scavenged segment", path))?;
     let mut count = 0;
-    let end = scan_compacted(view.bytes(), header.base_position, header.span, |_, _| {
+    let (base, span, layout) = (header.base_position, header.span, header.layout());
+    let end = scan_compacted(view.bytes(), base, span, layout, |_, _| {
         count += 1;
         Ok(())
     })
