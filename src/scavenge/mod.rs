@@ -143,11 +143,12 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
     Ok(report)
 }
 
-/// Whether `next` can join `run` in one segment: it has the same format version (records are
-/// copied byte for byte, and a segment's records all have its version's layout), the kept bytes
-/// fit a segment, and the positions covered fit the sparse index's 32-bit offsets from the base.
+/// Whether `next` can join `run` in one segment: its records have the same layout (they are
+/// copied byte for byte, and a segment's records all have its format version's layout), the
+/// kept bytes fit a segment, and the positions covered fit the sparse index's 32-bit offsets
+/// from the base.
 fn fits(run: &[Decided], next: &Decided, segment_bytes_max: u64) -> bool {
-    if run[0].segment.header().version != next.segment.header().version {
+    if run[0].segment.layout() != next.segment.layout() {
         return false;
     }
     let bytes: u64 = run.iter().map(|d| d.kept_bytes).sum::<u64>() + next.kept_bytes;

@@ -87,10 +87,12 @@ pub(crate) fn merge(
     let (first, last) = (&run[0].segment, &run[run.len() - 1].segment);
     let span = u32::try_from(last.end_position() - first.base_position())
         .expect("runs are bounded to spans < 2^32 positions");
-    // The records are copied byte for byte, so the new file keeps their format version (a run
-    // never mixes versions: see `fits`).
+    // The records are copied byte for byte, so the new file keeps their layout (a run never
+    // mixes layouts: see `fits`): the source's format version, but at least 2, the first with a
+    // span (version 1 shares version 2's record layout).
     debug_assert!(run.iter().all(|d| d.segment.layout() == first.layout()));
-    let header = SegmentHeader { span, ..first.header() };
+    let version = first.header().version.max(2);
+    let header = SegmentHeader { span, version, ..first.header() };
     let storage = &*shared.options.storage;
     let path = first.path();
     let tmp = path.with_file_name(format!("{}{SCAVENGE_SUFFIX}", first.name()));
