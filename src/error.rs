@@ -9,7 +9,7 @@ use crate::{format::CorruptionKind, types::ExpectedVersion};
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A named limit from [`Options`](crate::Options) that an append exceeded.
+/// A named limit from [`Options`](crate::Options), or of the format, that an append exceeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     /// [`Options::event_bytes_max`](crate::Options::event_bytes_max).
@@ -18,6 +18,9 @@ pub enum Limit {
     AppendEvents,
     /// [`Options::append_bytes_max`](crate::Options::append_bytes_max).
     AppendBytes,
+    /// The metadata of one event: the format stores its length in 24 bits
+    /// ([`METADATA_BYTES_MAX`](crate::format::METADATA_BYTES_MAX)).
+    MetadataBytes,
 }
 
 impl fmt::Display for Limit {
@@ -26,6 +29,7 @@ impl fmt::Display for Limit {
             Limit::EventBytes => "event_bytes_max",
             Limit::AppendEvents => "append_events_max",
             Limit::AppendBytes => "append_bytes_max",
+            Limit::MetadataBytes => "format::METADATA_BYTES_MAX",
         })
     }
 }
@@ -148,6 +152,9 @@ pub enum Error {
         /// The configured maximum.
         max: u64,
     },
+    /// A field of an event does not fit its width in the record format; nothing was written.
+    #[error("event does not fit the record format: {0}")]
+    FieldOverflow(#[from] crate::format::FieldOverflow),
     /// An append (or a part of a multi-stream append) has no events.
     #[error("an append needs at least one event")]
     EmptyAppend,

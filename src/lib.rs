@@ -31,6 +31,7 @@
 //! The byte layout is in `docs/format.md`, the write path and recovery rules in
 //! `docs/design.md`.
 
+mod clock;
 mod error;
 pub mod es;
 mod file_name;
@@ -50,6 +51,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
 pub use lifecycle::StreamMetadata;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::{
+    clock::{Clock, SystemClock},
     error::{Error, Result},
     format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN},
     io::{StdStorage, Storage},
@@ -66,6 +67,10 @@ pub struct Options {
     pub recovery_mode: RecoveryMode,
     /// The file system behind the store. Default: `std::fs`.
     pub storage: Arc<dyn Storage>,
+    /// The wall clock the store reads for commit timestamps and for `max_age`. Default:
+    /// [`SystemClock`]. Timestamps are data only: a clock that repeats or goes backwards changes
+    /// what they say, never which events the log keeps.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for Options {
@@ -83,6 +88,7 @@ impl Default for Options {
             idempotency_window_events: 100_000,
             recovery_mode: RecoveryMode::TolerateTornTail,
             storage: Arc::new(StdStorage),
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -131,8 +131,15 @@ impl Store {
             Some(active) => {
                 let capacity = shared.options.queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer = Writer::new(Arc::clone(&shared), rx, active, recovered.window, alive)
-                    .map_err(Error::io("spawn answering thread", &dir))?;
+                let writer = Writer::new(
+                    Arc::clone(&shared),
+                    rx,
+                    active,
+                    recovered.window,
+                    recovered.next_sequence,
+                    alive,
+                )
+                .map_err(Error::io("spawn answering thread", &dir))?;
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())

@@ -1,13 +1,16 @@
 //! The 32-byte header that opens every segment file, and the segment file names.
 
 use super::{
-    CorruptionKind, FORMAT_VERSION, FORMAT_VERSION_MIN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    CorruptionKind, FORMAT_VERSION, FORMAT_VERSION_MIN, Layout, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     SEGMENT_SUFFIX,
 };
 
 /// The decoded header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The format version of the file, which fixes its records' [`Layout`]: the writer creates
+    /// segments in [`FORMAT_VERSION`]; older ones keep theirs.
+    pub version: u16,
     /// Position of the first record this segment holds (or would hold, when empty).
     pub base_position: u64,
     /// The group-commit bound in force when the segment was written: the most bytes that were
@@ -32,11 +35,21 @@ pub enum HeaderError {
 }
 
 impl SegmentHeader {
+    /// A header in the current format version.
+    pub fn current(base_position: u64, group_bytes_max: u32, span: u32) -> SegmentHeader {
+        SegmentHeader { version: FORMAT_VERSION, base_position, group_bytes_max, span }
+    }
+
+    /// The layout of the records in the segment.
+    pub fn layout(&self) -> Layout {
+        Layout::of_version(self.version)
+    }
+
     /// The header's bytes.
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[10..12].copy_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
         b[12..16].copy_from_slice(&self.group_bytes_max.to_le_bytes());
         b[16..24].copy_from_slice(&self.base_position.to_le_bytes());
@@ -70,6 +83,7 @@ impl SegmentHeader {
             return Err(HeaderError::Corrupt(CorruptionKind::HeaderFields));
         }
         Ok(SegmentHeader {
+            version,
             group_bytes_max: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
             base_position: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
             span,
@@ -98,13 +112,15 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let h = SegmentHeader { base_position: 42, group_bytes_max: 1 << 20, span: 0 };
-        assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        for version in FORMAT_VERSION_MIN..=FORMAT_VERSION {
+            let h = SegmentHeader { version, ..SegmentHeader::current(42, 1 << 20, 0) };
+            assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        }
     }
 
     #[test]
     fn header_flipped_bit_is_corruption() {
-        let mut b = SegmentHeader { base_position: 42, group_bytes_max: 7, span: 0 }.encode();
+        let mut b = SegmentHeader::current(42, 7, 0).encode();
         b[17] ^= 1;
         assert_eq!(
             SegmentHeader::decode(&b),
@@ -114,7 +130,7 @@ mod tests {
 
     #[test]
     fn header_other_version_is_unsupported() {
-        let mut b = SegmentHeader { base_position: 0, group_bytes_max: 7, span: 0 }.encode();
+        let mut b = SegmentHeader::current(0, 7, 0).encode();
         b[8] = 9;
         let crc = crc32fast::hash(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());

@@ -12,26 +12,45 @@ pub use check::{SegmentCheck, check_segment};
 pub use header::HeaderError;
 pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_name};
 pub(crate) use record::{
-    Record, RecordFields, decode_record, encode_record, own_records, record_len,
-    record_position_unverified, seal_record,
+    EventParts, Layout, Record, RecordFields, decode_record, encode_record, own_records,
+    record_len, record_position_unverified, seal_record,
 };
-pub(crate) use salvage::{PositionRange, groups_after, salvage_segment};
+pub use record::{FieldOverflow, RecordField};
+pub(crate) use salvage::{PositionRange, acknowledged_after, salvage_segment};
 pub(crate) use scan::{Damage, scan_any, scan_compacted};
 
-/// The format version this build reads and writes. Bump it whenever a byte changes meaning.
-pub const FORMAT_VERSION: u16 = 2;
-/// The oldest format version this build still reads (version 1 differs only in that bytes
-/// 24..28 of the segment header are reserved and zero).
+/// The format version this build writes. Bump it whenever a byte changes meaning.
+pub const FORMAT_VERSION: u16 = 3;
+/// The oldest format version this build still reads (version 1 differs from 2 only in that
+/// bytes 24..28 of the segment header are reserved and zero; versions 1 and 2 share one record
+/// layout, [`RECORD_HEADER_LEN_V2`]).
 pub const FORMAT_VERSION_MIN: u16 = 1;
 /// The first eight bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"ANNALSEG";
 /// Length of the segment header in bytes.
 pub const SEGMENT_HEADER_LEN: usize = 32;
-/// Length of a record's fixed header in bytes (before stream name, type, metadata and data).
-pub const RECORD_HEADER_LEN: usize = 56;
-/// Length of the shortest possible record: its fixed header, a one-byte stream name and a
-/// one-byte event type.
-pub(crate) const RECORD_LEN_MIN: usize = RECORD_HEADER_LEN + 2;
+/// Length of a record's fixed header in bytes (before stream name, type, tags, metadata and
+/// data), in the format this build writes.
+pub const RECORD_HEADER_LEN: usize = 64;
+/// Length of a record's fixed header in format versions 1 and 2.
+pub const RECORD_HEADER_LEN_V2: usize = 56;
+/// Longest metadata the record format can hold, in bytes (its length is a 24-bit field).
+pub const METADATA_BYTES_MAX: usize = (1 << 24) - 1;
+/// Most tags one record can hold (the count is one byte).
+pub const RECORD_TAGS_MAX: usize = 255;
+/// Longest tag, in bytes (its length is one byte; a tag is never empty).
+pub const TAG_BYTES_MAX: usize = 255;
+/// The highest group sequence number (a 48-bit field). A store that would need the next one
+/// stops accepting writes.
+pub const GROUP_SEQUENCE_MAX: u64 = (1 << 48) - 1;
+
+// The widths of the fields above and the limits that rely on them, tied together.
+const _: () = assert!(SEGMENT_HEADER_LEN == 32 && RECORD_HEADER_LEN == RECORD_HEADER_LEN_V2 + 8);
+// `batch_left` is a u16 counting the records after the first: an append holds at most 2^16.
+const _: () = assert!(crate::options::APPEND_EVENTS_LIMIT as usize - 1 == u16::MAX as usize);
+// A record's length is a u32, and `stream_len`, `type_len` and the tag fields are one byte each.
+const _: () = assert!(METADATA_BYTES_MAX < u32::MAX as usize - RECORD_HEADER_LEN - 2 * 255);
+const _: () = assert!(RECORD_TAGS_MAX == u8::MAX as usize && TAG_BYTES_MAX == u8::MAX as usize);
 /// The file name suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -96,6 +115,14 @@ pub enum CorruptionKind {
     /// A `$metadata` event of a metadata stream does not hold valid stream metadata.
     #[error("stream metadata event is not valid")]
     BadMetadata,
+    /// A batch's group sequence number is below the one of the batch before it in the segment.
+    #[error("group sequence {found} goes back from {previous}")]
+    GroupSequence {
+        /// The sequence of the batch before.
+        previous: u64,
+        /// The sequence the batch holds.
+        found: u64,
+    },
 }
 
 /// Segment bytes built by hand, for the format's unit tests.
@@ -103,24 +130,38 @@ pub enum CorruptionKind {
 pub(crate) mod fixture {
     use uuid::Uuid;
 
-    use super::{RecordFields, SegmentHeader, encode_record, seal_record};
+    use super::{
+        EventParts, FORMAT_VERSION, RecordFields, SegmentHeader, encode_record, seal_record,
+    };
 
-    /// A segment at base 0 holding batches of the given sizes (one stream, version = position);
-    /// returns its bytes and the offset of each batch.
+    /// A segment at base 0 holding batches of the given sizes (one stream, version = position,
+    /// each batch a group of its own, sequence = batch index); returns its bytes and the offset
+    /// of each batch.
     pub fn segment(batches: &[u16]) -> (Vec<u8>, Vec<usize>) {
-        let mut bytes =
-            SegmentHeader { base_position: 0, group_bytes_max: 1 << 20, span: 0 }.encode().to_vec();
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            base_position: 0,
+            group_bytes_max: 1 << 20,
+            span: 0,
+        };
+        let mut bytes = header.encode().to_vec();
         let mut starts = Vec::new();
         let mut position = 0;
-        for &n in batches {
+        for (sequence, &n) in (0u64..).zip(batches) {
             starts.push(bytes.len());
             for i in 0..n {
                 let start = bytes.len();
-                encode_record(&mut bytes, "s", Uuid::from_u128(position.into()), "T", b"", b"x");
-                let batch_left = n - 1 - i;
-                let fields =
-                    RecordFields { position, version: position, timestamp_us: 0, batch_left };
-                seal_record(&mut bytes[start..], fields);
+                let id = Uuid::from_u128(position.into());
+                encode_record(&mut bytes, &EventParts::new("s", id, "T", b"", b"x")).expect("fits");
+                let fields = RecordFields {
+                    position,
+                    version: position,
+                    timestamp_us: 0,
+                    batch_left: u64::from(n - 1 - i),
+                    sequence,
+                    epoch: 0,
+                };
+                seal_record(&mut bytes[start..], fields).expect("fits");
                 position += 1;
             }
         }

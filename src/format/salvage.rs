@@ -2,7 +2,7 @@
 //! step over the damage in between. For disaster recovery only; the normal open refuses damage.
 
 use super::{
-    CorruptionKind, RECORD_LEN_MIN, Record, SEGMENT_HEADER_LEN, decode_record, record_len,
+    CorruptionKind, Layout, Record, SEGMENT_HEADER_LEN, decode_record, record_len,
     record_position_unverified, scan::read_batch,
 };
 
@@ -46,11 +46,12 @@ pub(crate) struct PositionRange {
 }
 
 impl PositionRange {
-    /// Whether the record at byte `offset` may hold `position`: at least `base`, below `end`,
-    /// and at most one position per [`RECORD_LEN_MIN`] bytes before it above `base` (each
-    /// record before it took one position and at least that many bytes).
-    pub fn admits(&self, offset: usize, position: u64) -> bool {
-        let before = offset.saturating_sub(SEGMENT_HEADER_LEN) / RECORD_LEN_MIN;
+    /// Whether the record at byte `offset` of a segment in `layout` may hold `position`: at
+    /// least `base`, below `end`, and at most one position per shortest record
+    /// ([`Layout::record_len_min`]) before it above `base` (each record before it took one
+    /// position and at least that many bytes).
+    pub fn admits(&self, layout: Layout, offset: usize, position: u64) -> bool {
+        let before = offset.saturating_sub(SEGMENT_HEADER_LEN) / layout.record_len_min();
         let ceiling = self.base.saturating_add(before as u64);
         (self.base..=ceiling).contains(&position) && self.end.is_none_or(|end| position < end)
     }
@@ -63,17 +64,18 @@ impl PositionRange {
 /// next batch provably starts there.
 pub(crate) fn salvage_segment(
     bytes: &[u8],
+    layout: Layout,
     range: PositionRange,
     floor: u64,
     mut visit: impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
 ) -> SalvageEnd {
-    let mut scan = Scan::new(bytes, range);
+    let mut scan = Scan::new(bytes, layout, range);
     let mut end = SalvageEnd { next_position: floor, ..SalvageEnd::default() };
     let mut at = SEGMENT_HEADER_LEN;
     let mut batch = Vec::new();
     while at < bytes.len() {
         let read = scan.batch_at(at, end.next_position, &mut batch);
-        let kind = match read.and_then(|()| keep(bytes, &batch, &mut visit)) {
+        let kind = match read.and_then(|()| keep(bytes, layout, &batch, &mut visit)) {
             Ok(last) => {
                 end.next_position = last + 1;
                 at = batch.last().map_or(at, |&(offset, len)| offset + len);
@@ -92,12 +94,13 @@ pub(crate) fn salvage_segment(
 /// Hands the records of a verified batch to `visit`; returns the last one's position.
 fn keep(
     bytes: &[u8],
+    layout: Layout,
     batch: &[(usize, usize)],
     visit: &mut impl FnMut(usize, Record<'_>) -> Result<(), CorruptionKind>,
 ) -> Result<u64, CorruptionKind> {
     let mut last = None;
     for &(offset, len) in batch {
-        let record = Record::verified(&bytes[offset..offset + len]);
+        let record = Record::verified(&bytes[offset..offset + len], layout);
         visit(offset, record)?;
         last = Some(record.position());
     }
@@ -107,16 +110,17 @@ fn keep(
 /// One segment's bytes and what checking them has cost so far.
 struct Scan<'a> {
     bytes: &'a [u8],
+    layout: Layout,
     range: PositionRange,
     checksummed_bytes: u64,
     budget_bytes: u64,
 }
 
 impl<'a> Scan<'a> {
-    fn new(bytes: &'a [u8], range: PositionRange) -> Scan<'a> {
+    fn new(bytes: &'a [u8], layout: Layout, range: PositionRange) -> Scan<'a> {
         let budget_bytes =
             (bytes.len() as u64).saturating_mul(SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE);
-        Scan { bytes, range, checksummed_bytes: 0, budget_bytes }
+        Scan { bytes, layout, range, checksummed_bytes: 0, budget_bytes }
     }
 
     /// Reads the batch at `at` into `batch`: complete and valid, its first position at least
@@ -127,7 +131,7 @@ impl<'a> Scan<'a> {
         floor: u64,
         batch: &mut Vec<(usize, usize)>,
     ) -> Result<(), CorruptionKind> {
-        let read = read_batch(self.bytes, at, None, batch);
+        let read = read_batch(self.bytes, at, self.layout, None, batch);
         self.checksummed_bytes += batch.iter().map(|&(_, len)| len as u64).sum::<u64>();
         if let Err((offset, kind)) = read {
             self.charge(offset);
@@ -135,8 +139,8 @@ impl<'a> Scan<'a> {
         }
         let mut expected = floor;
         for &(offset, len) in batch.iter() {
-            let found = Record::verified(&self.bytes[offset..offset + len]).position();
-            if found < expected || !self.range.admits(offset, found) {
+            let found = Record::verified(&self.bytes[offset..offset + len], self.layout).position();
+            if found < expected || !self.range.admits(self.layout, offset, found) {
                 return Err(CorruptionKind::PositionMismatch { expected, found });
             }
             expected = found + 1;
@@ -147,14 +151,15 @@ impl<'a> Scan<'a> {
     /// Decodes the record at `at`, counting the bytes its checksum covers.
     fn decode(&mut self, at: usize) -> Result<Record<'a>, CorruptionKind> {
         self.charge(at);
-        decode_record(self.bytes, at)
+        decode_record(self.bytes, at, self.layout)
     }
 
     /// Counts the checksum [`decode_record`] computes for a record at `at`: over its length,
     /// if that length is possible there (otherwise it refuses before checksumming).
     fn charge(&mut self, at: usize) {
         let rest = &self.bytes[at.min(self.bytes.len())..];
-        let len = record_len(rest).filter(|&len| (RECORD_LEN_MIN..=rest.len()).contains(&len));
+        let len_min = self.layout.record_len_min();
+        let len = record_len(rest).filter(|&len| (len_min..=rest.len()).contains(&len));
         self.checksummed_bytes += len.unwrap_or(0) as u64;
     }
 
@@ -162,7 +167,7 @@ impl<'a> Scan<'a> {
     /// its checksum.
     fn may_start_record(&self, at: usize, floor: u64) -> bool {
         record_position_unverified(&self.bytes[at..])
-            .is_some_and(|p| p >= floor && self.range.admits(at, p))
+            .is_some_and(|p| p >= floor && self.range.admits(self.layout, at, p))
     }
 
     /// The offset after the first batch end found at or after `from` among records that
@@ -189,24 +194,43 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// How many distinct commit timestamps (1 or 2: it stops counting there) the records that
-/// still decode after `from` carry. Every record of one group has the group's timestamp.
-pub(crate) fn groups_after(bytes: &[u8], from: usize) -> usize {
-    let mut first: Option<u64> = None;
+/// Whether the records that still decode after the damage at `from` prove that a group that was
+/// fsynced, and so acknowledged, follows it; then the damage is corruption, not a torn tail.
+///
+/// A torn tail is the one group write that was under way, so every record after the damage
+/// belongs to that group. In format 3 that group is told by its sequence number: the records
+/// after the damage must all carry one `(epoch, sequence)`, and that sequence must be the one of
+/// the last good group (`last_sequence`: the damage lies inside it) or the next (the damage
+/// is at its start); `None` before any group, when only sequence 0 can be under way. Before
+/// format 3 records carry no sequence and the commit timestamp stands in for it: records of two
+/// timestamps prove two groups (one timestamp proves nothing, as a clock can repeat).
+pub(crate) fn acknowledged_after(
+    bytes: &[u8],
+    layout: Layout,
+    from: usize,
+    last_sequence: Option<u64>,
+) -> bool {
+    let mut first: Option<(Option<u64>, Option<u16>, u64)> = None;
     let mut at = from + 1;
     while at < bytes.len() {
-        let Ok(record) = decode_record(bytes, at) else {
+        let Ok(record) = decode_record(bytes, at, layout) else {
             at += 1;
             continue;
         };
+        let group = (record.sequence(), record.epoch(), record.timestamp_us());
         match first {
-            None => first = Some(record.timestamp_us()),
-            Some(t) if t != record.timestamp_us() => return 2,
+            None => first = Some(group),
+            Some(seen) if layout == Layout::V3 && (seen.0, seen.1) != (group.0, group.1) => {
+                return true;
+            }
+            Some(seen) if layout == Layout::V2 && seen.2 != group.2 => return true,
             Some(_) => {}
         }
         at += record.len();
     }
-    usize::from(first.is_some())
+    let Some((Some(sequence), _, _)) = first else { return false };
+    let in_flight = last_sequence.map_or(0..=0, |last| last..=last.saturating_add(1));
+    !in_flight.contains(&sequence)
 }
 
 #[cfg(test)]
@@ -217,7 +241,7 @@ mod tests {
     fn kept(bytes: &[u8]) -> (Vec<u64>, SalvageEnd) {
         let mut seen = Vec::new();
         let range = PositionRange { base: 0, end: None };
-        let end = salvage_segment(bytes, range, 0, |_, r| {
+        let end = salvage_segment(bytes, Layout::V3, range, 0, |_, r| {
             seen.push(r.position());
             Ok(())
         });
@@ -238,14 +262,16 @@ mod tests {
     /// checksum.
     fn move_record(bytes: &mut [u8], offset: usize, position: u64) {
         let len = record_len(&bytes[offset..]).unwrap();
-        let record = decode_record(bytes, offset).unwrap();
+        let record = decode_record(bytes, offset, Layout::V3).unwrap();
         let fields = RecordFields {
             position,
             version: record.version(),
             timestamp_us: record.timestamp_us(),
-            batch_left: record.batch_left(),
+            batch_left: record.batch_left().into(),
+            sequence: record.sequence().unwrap(),
+            epoch: record.epoch().unwrap().into(),
         };
-        seal_record(&mut bytes[offset..offset + len], fields);
+        seal_record(&mut bytes[offset..offset + len], fields).unwrap();
     }
 
     #[test]
@@ -254,7 +280,7 @@ mod tests {
         // with a position 2^33 past the segment's base made the sparse index panic ("a segment
         // spans < 2^32 positions"); a smaller jump moved the log's head past the next segment,
         // which then failed the open. A record at offset o holds at most one position per
-        // RECORD_LEN_MIN bytes before it.
+        // shortest record (`Layout::record_len_min`) before it.
         let (mut bytes, starts) = segment(&[1, 1, 1, 1]);
         move_record(&mut bytes, starts[1], 1 << 33);
         let (seen, end) = kept(&bytes);
@@ -262,21 +288,23 @@ mod tests {
         let kind = CorruptionKind::PositionMismatch { expected: 1, found: 1 << 33 };
         assert_eq!(end.skipped[0], Skipped { start: starts[1], end: starts[3], kind });
 
-        // Within reach of its offset, but not below the next segment's base.
-        // The fixture's records are one byte longer than the shortest record: the 60th may
-        // hold position 60.
-        let (mut bytes, starts) = segment(&[1; 60]);
-        move_record(&mut bytes, starts[59], 60);
+        // Within reach of its offset, but not below the next segment's base. The fixture's
+        // records are one byte longer than the shortest record, so after `n - 1` of them the
+        // last may hold position `n`, one ahead of its place.
+        let n = Layout::V3.record_len_min() + 1;
+        let last = n as u64;
+        let (mut bytes, starts) = segment(&vec![1; n]);
+        move_record(&mut bytes, starts[n - 1], last);
         let (seen, _) = kept(&bytes);
-        assert_eq!((seen.len(), seen[58], seen[59]), (60, 58, 60));
-        let range = PositionRange { base: 0, end: Some(60) };
-        let end = salvage_segment(&bytes, range, 0, |_, _| Ok(()));
-        let kind = CorruptionKind::PositionMismatch { expected: 59, found: 60 };
-        assert_eq!(end.skipped, [Skipped { start: starts[59], end: bytes.len(), kind }]);
-        assert_eq!(end.next_position, 59);
-        let (mut bytes, starts) = segment(&[1; 60]);
-        move_record(&mut bytes, starts[58], 60);
-        assert_eq!(kept(&bytes).1.skipped[0].start, starts[58], "the 59th may not hold 60");
+        assert_eq!((seen.len(), seen[n - 2], seen[n - 1]), (n, last - 2, last));
+        let range = PositionRange { base: 0, end: Some(last) };
+        let end = salvage_segment(&bytes, Layout::V3, range, 0, |_, _| Ok(()));
+        let kind = CorruptionKind::PositionMismatch { expected: last - 1, found: last };
+        assert_eq!(end.skipped, [Skipped { start: starts[n - 1], end: bytes.len(), kind }]);
+        assert_eq!(end.next_position, last - 1);
+        let (mut bytes, starts) = segment(&vec![1; n]);
+        move_record(&mut bytes, starts[n - 2], last);
+        assert_eq!(kept(&bytes).1.skipped[0].start, starts[n - 2], "the one before may not");
     }
 
     #[test]
@@ -290,7 +318,7 @@ mod tests {
         let mut bytes = vec![0; SEGMENT_HEADER_LEN];
         bytes.resize(SEGMENT_HEADER_LEN + claimed + (1 << 20), 1);
         let range = PositionRange { base, end: None };
-        let end = salvage_segment(&bytes, range, base, |_, _| Ok(()));
+        let end = salvage_segment(&bytes, Layout::V3, range, base, |_, _| Ok(()));
         assert_eq!(end.skipped.len(), 1);
         assert_eq!((end.skipped[0].start, end.skipped[0].end), (SEGMENT_HEADER_LEN, bytes.len()));
         let budget = bytes.len() as u64 * SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE;
@@ -316,5 +344,23 @@ mod tests {
         let (seen, end) = kept(&bytes);
         assert_eq!(seen, [0, 1]);
         assert_eq!(end.skipped[0].end, bytes.len());
+    }
+
+    #[test]
+    fn damage_followed_by_one_group_that_was_in_flight_is_a_torn_tail() {
+        // Batches 0..3 are groups 0..3; damage inside the last group.
+        let (mut bytes, starts) = segment(&[1, 1, 1, 3]);
+        bytes[starts[3] + 20] ^= 0xff;
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(2)));
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(3)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], Some(0)), "one further ahead");
+        assert!(!acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, Some(0)), "nothing after");
+    }
+
+    #[test]
+    fn damage_followed_by_two_groups_is_acknowledged_data() {
+        let (mut bytes, starts) = segment(&[1, 2, 1]);
+        bytes[starts[1] + 20] ^= 0xff;
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], Some(0)));
     }
 }

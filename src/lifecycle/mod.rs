@@ -52,12 +52,6 @@ impl StreamMetadata {
     }
 }
 
-/// Microseconds since the Unix epoch, as commit timestamps count them.
-pub(crate) fn now_us() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

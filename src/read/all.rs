@@ -201,7 +201,7 @@ impl Iterator for ReadAll {
 
     fn next(&mut self) -> Option<Self::Item> {
         let found = self.walk.next_found()?;
-        Some(found.map(|f| RecordedEvent::new(Arc::clone(f.view), f.offset, f.record.len())))
+        Some(found.map(|f| RecordedEvent::new(Arc::clone(f.view), f.offset, f.record)))
     }
 }
 

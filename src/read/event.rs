@@ -9,7 +9,7 @@ use std::{
 use uuid::Uuid;
 
 use crate::{
-    format::Record,
+    format::{Layout, Record},
     io::ReadView,
     types::{Position, StreamVersion},
 };
@@ -21,16 +21,17 @@ pub struct RecordedEvent {
     view: Arc<dyn ReadView>,
     offset: usize,
     len: usize,
+    layout: Layout,
 }
 
 impl RecordedEvent {
-    /// Wraps a record of `view` that was verified at `offset`.
-    pub(crate) fn new(view: Arc<dyn ReadView>, offset: usize, len: usize) -> RecordedEvent {
-        RecordedEvent { view, offset, len }
+    /// Wraps `record`, a record of `view` that was verified at `offset`.
+    pub(crate) fn new(view: Arc<dyn ReadView>, offset: usize, record: Record<'_>) -> RecordedEvent {
+        RecordedEvent { view, offset, len: record.len(), layout: record.layout() }
     }
 
     pub(crate) fn record(&self) -> Record<'_> {
-        Record::verified(&self.view.bytes()[self.offset..self.offset + self.len])
+        Record::verified(&self.view.bytes()[self.offset..self.offset + self.len], self.layout)
     }
 
     /// Global position in the log.
@@ -56,6 +57,11 @@ impl RecordedEvent {
     /// The event type.
     pub fn event_type(&self) -> &str {
         self.record().event_type()
+    }
+
+    /// The event's tags, in order: none for an event without them, or written before format 3.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.record().tags()
     }
 
     /// The payload.

@@ -96,7 +96,7 @@ impl<'a> EventRef<'a> {
     /// The same event as a [`RecordedEvent`], which shares the segment's mapped bytes and so
     /// outlives the read (one reference count; nothing is copied).
     pub fn to_recorded(&self) -> RecordedEvent {
-        RecordedEvent::new(Arc::clone(self.view), self.offset, self.record.len())
+        RecordedEvent::new(Arc::clone(self.view), self.offset, self.record)
     }
 }
 

@@ -86,8 +86,8 @@ pub(crate) fn decode_at(
     offset: usize,
     expected: Option<u64>,
 ) -> Result<RecordedEvent> {
-    let len = verify_at(segment, view.bytes(), offset, expected)?.len();
-    Ok(RecordedEvent::new(Arc::clone(view), offset, len))
+    let record = verify_at(segment, view.bytes(), offset, expected)?;
+    Ok(RecordedEvent::new(Arc::clone(view), offset, record))
 }
 
 /// Decodes and verifies the record at `offset` of `segment`'s `bytes`, which must hold
@@ -103,7 +103,7 @@ pub(crate) fn verify_at<'a>(
         offset: offset as u64,
         kind,
     };
-    let record = decode_record(bytes, offset).map_err(corrupt)?;
+    let record = decode_record(bytes, offset, segment.layout()).map_err(corrupt)?;
     if let Some(expected) = expected.filter(|&p| p != record.position()) {
         return Err(corrupt(CorruptionKind::PositionMismatch {
             expected,

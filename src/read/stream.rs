@@ -7,7 +7,7 @@ use crate::{
     error::{Error, Result},
     format::CorruptionKind,
     index::{MISSING, StreamState},
-    lifecycle::{StreamMetadata, now_us},
+    lifecycle::StreamMetadata,
     shared::Shared,
 };
 
@@ -45,6 +45,7 @@ impl ReadStream {
         let state = shared.streams.state(stream);
         let last = visible_last(stream, &state)?;
         let floor = state.floor();
+        let now_us = shared.options.clock.now_us();
         let next_version = if forward { from.max(floor) } else { from.min(last) };
         Ok(ReadStream {
             locator: Locator::new(shared),
@@ -52,7 +53,7 @@ impl ReadStream {
             forward,
             next_version: (next_version >= floor).then_some(next_version),
             floor,
-            age_cutoff_us: StreamMetadata::age_cutoff_us(state.max_age, now_us()),
+            age_cutoff_us: StreamMetadata::age_cutoff_us(state.max_age, now_us),
             remaining: limit,
             chunk: Vec::new(),
             chunk_at: 0,

@@ -88,6 +88,9 @@ pub(crate) struct Recovered {
     pub streams: StreamIndex,
     pub head: u64,
     pub window: IdWindow,
+    /// The sequence number of the next group commit: one above the highest in the log, 0 in a
+    /// log without a format-3 record.
+    pub next_sequence: u64,
     pub report: RecoveryReport,
 }
 
@@ -105,6 +108,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mut after_scavenge = false;
     // Whether the last segment kept was a scavenged one (whose span ends at `head`).
     let mut last_was_scavenged = false;
+    let mut sequence = None;
     for (i, segment) in opened.into_iter().enumerate() {
         if last_was_scavenged && segment.header.base_position < head {
             // Inside the span of the scavenged segment before it: that segment holds what this
@@ -119,7 +123,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         last_was_scavenged = segment.header.span != 0;
         let next_base = bases.get(i + 1).copied();
         let context = scan::Context { dir, options, is_last, writable, after_scavenge, next_base };
-        let segment = scan::scan_and_index(&context, segment, head, &streams, &mut report)?;
+        let segment =
+            scan::scan_and_index(&context, segment, head, &streams, &mut sequence, &mut report)?;
         head = head.max(segment.end_position());
         segments.push(Arc::new(segment));
     }
@@ -141,5 +146,6 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     };
     report.segments = segments.len();
     report.events = segments.first().map_or(0, |s| head - s.base_position());
-    Ok(Recovered { segments, streams, head, window, report })
+    let next_sequence = sequence.map_or(0, |s| s + 1);
+    Ok(Recovered { segments, streams, head, window, next_sequence, report })
 }

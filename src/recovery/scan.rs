@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::{
     error::{Error, Result},
     format::{
-        CorruptionKind, PositionRange, Record, SegmentHeader, groups_after, salvage_segment,
+        CorruptionKind, PositionRange, Record, SegmentHeader, acknowledged_after, salvage_segment,
         scan_any, scan_compacted,
     },
     index::{Continuity, SparseIndex, StreamIndex, StreamIndexWriter},
@@ -65,14 +65,15 @@ fn salvage_ranges(
     let base = header.base_position;
     if header.span == 0 {
         let range = PositionRange { base, end: next_base };
-        let end = salvage_segment(bytes, range, head.max(base), |offset, record| {
-            visit(offset, record);
-            Ok(())
-        });
+        let end =
+            salvage_segment(bytes, header.layout(), range, head.max(base), |offset, record| {
+                visit(offset, record);
+                Ok(())
+            });
         let skipped = end.skipped.iter().map(|s| (s.start, s.end, s.kind)).collect();
         return (end.next_position, skipped);
     }
-    let end = scan_compacted(bytes, base, header.span, |offset, record| {
+    let end = scan_compacted(bytes, base, header.span, header.layout(), |offset, record| {
         visit(offset, record);
         Ok(())
     })
@@ -81,12 +82,14 @@ fn salvage_ranges(
     (end.next_position, skipped)
 }
 
-/// Scans `segment`, whose records continue the log at `head`, into the indexes.
+/// Scans `segment`, whose records continue the log at `head`, into the indexes, and raises
+/// `sequence` to the highest group sequence number among its records.
 pub(super) fn scan_and_index(
     cx: &Context<'_>,
     segment: Opened,
     head: u64,
     streams: &StreamIndex,
+    sequence: &mut Option<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Segment> {
     let Opened { name, file, len, header } = segment;
@@ -111,6 +114,7 @@ pub(super) fn scan_and_index(
     };
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
+        *sequence = (*sequence).max(record.sequence());
         index_record(&mut writer, record, continuity)
     };
     if salvage {
@@ -145,11 +149,13 @@ pub(super) fn scan_and_index(
         // damage in it is corruption, never a torn tail.
         return Err(corruption(damage.record_offset, damage.kind));
     }
-    // A torn tail is one group write: every record that still decodes after the damage was
-    // committed at that group's time. Records of two commit times after it mean a group that
-    // was fsynced (and acknowledged) follows the damage: that is corruption, never a torn tail.
-    let acknowledged_after =
-        end.damage.is_some_and(|d| groups_after(view.bytes(), d.batch_offset) > 1);
+    // A torn tail is one group write: every record that still decodes after the damage belongs
+    // to that group. Records of another group after it mean a group that was fsynced (and
+    // acknowledged) follows the damage: that is corruption, never a torn tail.
+    let layout = header.layout();
+    let acknowledged_after = end
+        .damage
+        .is_some_and(|d| acknowledged_after(view.bytes(), layout, d.batch_offset, *sequence));
     drop(view);
     if let Some(damage) = end.damage {
         if acknowledged_after {

@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc};
 
 use crate::{
     error::{Error, Result},
-    format::{Damage, SEGMENT_HEADER_LEN, SegmentHeader},
+    format::{Damage, FORMAT_VERSION, Layout, SEGMENT_HEADER_LEN, SegmentHeader},
     io::StorageFile,
     options::{Durability, Options, RecoveryMode},
     segment::Segment,
@@ -45,7 +45,8 @@ pub(super) fn settle_damage(
 /// Gives the writer a segment to append to: creates the first one of a new store (and makes the
 /// new directory durable in its parent), and starts a fresh one when the configured group bound
 /// has grown past the one stated in the last segment's header, so the header always bounds the
-/// torn tail of the groups written into it, or when the last segment is a scavenged one.
+/// torn tail of the groups written into it, when the last segment is a scavenged one, or when it
+/// is of an older format version (new records are only written in the current one).
 pub(super) fn ensure_active_segment(
     dir: &Path,
     options: &Options,
@@ -68,7 +69,8 @@ pub(super) fn ensure_active_segment(
         }
         return Ok(());
     };
-    if last.group_bytes_max() >= options.group_bytes_max && !last.is_compacted() {
+    let current = last.layout() == Layout::of_version(FORMAT_VERSION);
+    if last.group_bytes_max() >= options.group_bytes_max && !last.is_compacted() && current {
         return Ok(());
     }
     // A segment rewritten by scavenging is never written to again (its header states no
@@ -77,12 +79,12 @@ pub(super) fn ensure_active_segment(
         segments.push(create(head)?);
         return Ok(());
     }
-    // An empty last segment with the old bound: replace it. A crash in between leaves either it
+    // An empty last segment with the old bound or version: replace it. A crash in between leaves either it
     // or nothing at its base, and the segment before it (or base 0) still fixes the head.
     if segments.len() == 1 && last.base_position() != 0 {
         return Err(Error::InvalidOptions(
-            "group_bytes_max grew, and the only segment is empty with base > 0; \
-             open once with the old bound and append"
+            "the only segment is empty with base > 0 and an older group bound or format \
+             version; open once with an older build or the old bound and append"
                 .into(),
         ));
     }

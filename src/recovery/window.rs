@@ -29,10 +29,8 @@ pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> 
         let bytes = view.bytes();
         let Some(mut at) = segment.locate_ceil(bytes, scan_from) else { continue };
         while at < bytes.len() {
-            let record = decode_record(bytes, at).map_err(|kind| Error::Corruption {
-                segment: segment.name().to_owned(),
-                offset: at as u64,
-                kind,
+            let record = decode_record(bytes, at, segment.layout()).map_err(|kind| {
+                Error::Corruption { segment: segment.name().to_owned(), offset: at as u64, kind }
             })?;
             if aligned {
                 if ids.is_empty() {

@@ -24,7 +24,6 @@ pub(crate) use rewrite::discard_unfinished;
 use crate::{
     error::{Error, Result},
     format::SEGMENT_HEADER_LEN,
-    lifecycle::now_us,
     shared::Shared,
 };
 
@@ -110,7 +109,11 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
     let control = &*control.inner;
     let head = shared.head();
     let window = u64::from(shared.options.idempotency_window_events);
-    let mut plan = plan::Plan::new(&shared.streams, head.saturating_sub(window), now_us());
+    let mut plan = plan::Plan::new(
+        &shared.streams,
+        head.saturating_sub(window),
+        shared.options.clock.now_us(),
+    );
     // Everything but the active (last) segment, as of now; later rotations wait for next time.
     let mut sealed = shared.segments.snapshot();
     sealed.pop();
@@ -140,9 +143,14 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
     Ok(report)
 }
 
-/// Whether `next` can join `run` in one segment: the kept bytes fit a segment, and the positions
-/// covered fit the sparse index's 32-bit offsets from the base.
+/// Whether `next` can join `run` in one segment: its records have the same layout (they are
+/// copied byte for byte, and a segment's records all have its format version's layout), the
+/// kept bytes fit a segment, and the positions covered fit the sparse index's 32-bit offsets
+/// from the base.
 fn fits(run: &[Decided], next: &Decided, segment_bytes_max: u64) -> bool {
+    if run[0].segment.layout() != next.segment.layout() {
+        return false;
+    }
     let bytes: u64 = run.iter().map(|d| d.kept_bytes).sum::<u64>() + next.kept_bytes;
     let base = run[0].segment.base_position();
     let span = next.segment.end_position() - base;

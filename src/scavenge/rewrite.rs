@@ -87,7 +87,12 @@ pub(crate) fn merge(
     let (first, last) = (&run[0].segment, &run[run.len() - 1].segment);
     let span = u32::try_from(last.end_position() - first.base_position())
         .expect("runs are bounded to spans < 2^32 positions");
-    let header = SegmentHeader { span, ..first.header() };
+    // The records are copied byte for byte, so the new file keeps their layout (a run never
+    // mixes layouts: see `fits`): the source's format version, but at least 2, the first with a
+    // span (version 1 shares version 2's record layout).
+    debug_assert!(run.iter().all(|d| d.segment.layout() == first.layout()));
+    let version = first.header().version.max(2);
+    let header = SegmentHeader { span, version, ..first.header() };
     let storage = &*shared.options.storage;
     let path = first.path();
     let tmp = path.with_file_name(format!("{}{SCAVENGE_SUFFIX}", first.name()));
@@ -152,7 +157,8 @@ fn check_written(
 ) -> Result<()> {
     let view = file.view(len).map_err(Error::io("map scavenged segment", path))?;
     let mut count = 0;
-    let end = scan_compacted(view.bytes(), header.base_position, header.span, |_, _| {
+    let (base, span, layout) = (header.base_position, header.span, header.layout());
+    let end = scan_compacted(view.bytes(), base, span, layout, |_, _| {
         count += 1;
         Ok(())
     })

@@ -13,23 +13,26 @@ use std::{
 
 pub(crate) use set::SegmentSet;
 
-/// The position field of the record at `offset`, unverified, if the bytes hold a header.
+/// The position field of the record at `offset`, unverified, if the bytes hold a header (of
+/// either layout: the position is at the same place in both).
 fn peek_position(bytes: &[u8], offset: usize) -> Option<u64> {
     let field = bytes.get(offset.checked_add(8)?..offset.checked_add(16)?)?;
     let len = crate::format::record_len(&bytes[offset..])?;
-    let whole = len >= RECORD_HEADER_LEN && offset.checked_add(len)? <= bytes.len();
+    let whole = len >= RECORD_HEADER_LEN_V2 && offset.checked_add(len)? <= bytes.len();
     whole.then(|| u64::from_le_bytes(field.try_into().expect("8 bytes")))
 }
 
 use crate::{
     error::{Error, Result},
-    format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
+    format::{Layout, RECORD_HEADER_LEN_V2, SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
     index::SparseIndex,
     io::{ReadView, Storage, StorageFile},
 };
 
 /// One segment file of the log.
 pub(crate) struct Segment {
+    /// The format version in the header, which fixes the layout of the records.
+    version: u16,
     base_position: u64,
     /// The torn-tail bound stated in the header.
     group_bytes_max: u32,
@@ -65,7 +68,7 @@ impl Segment {
         let name = segment_file_name(base_position);
         let path = dir.join(&name);
         let file = storage.create(&path).map_err(Error::io("create segment", &path))?;
-        let header = SegmentHeader { base_position, group_bytes_max, span: 0 };
+        let header = SegmentHeader::current(base_position, group_bytes_max, 0);
         file.write_at(0, &header.encode()).map_err(Error::io("write segment header", &path))?;
         if sync {
             file.sync_data().map_err(Error::io("fsync segment header", &path))?;
@@ -87,6 +90,7 @@ impl Segment {
         index: SparseIndex,
     ) -> Segment {
         Segment {
+            version: header.version,
             base_position: header.base_position,
             group_bytes_max: header.group_bytes_max,
             span: header.span,
@@ -123,11 +127,16 @@ impl Segment {
         self.span != 0
     }
 
+    /// The layout of its records, from its format version.
+    pub fn layout(&self) -> Layout {
+        Layout::of_version(self.version)
+    }
+
     /// The header as it is on disk.
     pub fn header(&self) -> SegmentHeader {
-        let (base_position, group_bytes_max, span) =
-            (self.base_position, self.group_bytes_max, self.span);
-        SegmentHeader { base_position, group_bytes_max, span }
+        let (version, base_position, group_bytes_max, span) =
+            (self.version, self.base_position, self.group_bytes_max, self.span);
+        SegmentHeader { version, base_position, group_bytes_max, span }
     }
 
     /// Full path.

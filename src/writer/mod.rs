@@ -2,11 +2,13 @@
 //!
 //! Appending threads send checked, pre-encoded appends through a bounded channel. The writer
 //! takes what is queued (bounded by count and bytes), checks each append in order against the
-//! log's state, seals its records (positions, versions, timestamp, checksums) into one buffer,
-//! writes the buffer, calls `fdatasync` once, and only then publishes the records to readers and
-//! answers every caller. A failed write or fsync poisons the store; it is never retried. So does
-//! a broken invariant (the index disagreeing with the log) and a panic of the writer thread: the
-//! store stops acknowledging rather than go on from a state it cannot vouch for.
+//! log's state, seals its records (positions, versions, timestamp, group sequence, checksums)
+//! into one buffer, writes the buffer, calls `fdatasync` once, and only then publishes the
+//! records to readers and answers every caller. A failed write or fsync poisons the store; it is
+//! never retried. So do a broken invariant (the index disagreeing with the log), a commit-time
+//! field that would not fit its width in the format (a group sequence past 48 bits: the group is
+//! not written rather than written wrong), and a panic of the writer thread: the store stops
+//! acknowledging rather than go on from a state it cannot vouch for.
 
 mod idempotency;
 mod request;
@@ -30,9 +32,12 @@ pub use request::{
 
 use crate::{
     error::{Error, Result},
-    format::{Record, RecordFields, SEGMENT_HEADER_LEN, own_records, record_len, seal_record},
+    format::{
+        FieldOverflow, Record, RecordFields, SEGMENT_HEADER_LEN, own_records, record_len,
+        seal_record,
+    },
     index::{Continuity, StreamState},
-    lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target, now_us},
+    lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target},
     options::Durability,
     read::Locator,
     segment::Segment,
@@ -64,6 +69,9 @@ struct Group {
     metadata: HashMap<String, MetaRecord>,
     next_position: u64,
     timestamp_us: u64,
+    /// The sequence number of this group commit: one above the last one written, dense across
+    /// segments. Only group commits that write bytes use one up.
+    sequence: u64,
 }
 
 /// The writer thread's state. Only it writes to segments or changes the indexes.
@@ -104,17 +112,20 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
 }
 
 impl Writer {
-    /// A writer continuing the log in `active`, whose committed length is `segment_len`. Fails
-    /// if its answering thread cannot be started.
+    /// A writer continuing the log in `active` (at its committed length), whose next group
+    /// commit has the sequence number `next_sequence`. Fails if its answering thread cannot be
+    /// started.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
         window: IdWindow,
+        next_sequence: u64,
         alive: Sender<()>,
     ) -> io::Result<Writer> {
         let segment_len = active.committed_len();
-        let group = Group { next_position: shared.head(), ..Group::default() };
+        let group =
+            Group { next_position: shared.head(), sequence: next_sequence, ..Group::default() };
         let locator = Locator::new(Arc::clone(&shared));
         let (answerer, answer_thread) = spawn_answerer()?;
         Ok(Writer {
@@ -158,7 +169,7 @@ impl Writer {
                     Ok(Message::Shutdown) | Err(_) => break,
                 },
             };
-            self.group.timestamp_us = now_us();
+            self.group.timestamp_us = self.shared.options.clock.now_us();
             let (mut count, mut bytes) = (1, first.records.len());
             self.accept(first);
             let mut shutdown = false;
@@ -226,7 +237,15 @@ impl Writer {
                 return;
             }
         }
-        let result = self.seal(&request, &currents);
+        let result = match self.seal(&request, &currents) {
+            Ok(result) => result,
+            Err(overflow) => {
+                // Nothing of this group is written: a poisoned store commits nothing more.
+                self.shared.poison("seal record", io::Error::other(overflow));
+                let _ = request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
+                return;
+            }
+        };
         self.window.insert(result.first_position.get(), &request.ids);
         self.group.answers.push((request.reply, result));
     }
@@ -262,8 +281,26 @@ impl Writer {
         state
     }
 
-    /// Copies the append's records into the group and fills in their commit-time fields.
-    fn seal(&mut self, request: &AppendRequest, currents: &[Option<u64>]) -> MultiAppendResult {
+    /// Copies the append's records into the group and fills in their commit-time fields. On a
+    /// field that does not fit, the group's bytes are as they were before.
+    fn seal(
+        &mut self,
+        request: &AppendRequest,
+        currents: &[Option<u64>],
+    ) -> Result<MultiAppendResult, FieldOverflow> {
+        let before = self.group.bytes.len();
+        let sealed = self.seal_records(request, currents);
+        if sealed.is_err() {
+            self.group.bytes.truncate(before);
+        }
+        sealed
+    }
+
+    fn seal_records(
+        &mut self,
+        request: &AppendRequest,
+        currents: &[Option<u64>],
+    ) -> Result<MultiAppendResult, FieldOverflow> {
         let group = &mut self.group;
         let mut offset = group.bytes.len();
         group.bytes.extend_from_slice(&request.records);
@@ -282,15 +319,15 @@ impl Writer {
             for version in first_version..first_version + u64::from(part.events) {
                 last_offset = offset;
                 let len = record_len(&group.bytes[offset..]).expect("encoded record");
-                // `Options::validate` keeps `append_events_max` within the 16-bit field.
-                let batch_left = u16::try_from(last_position - position).expect("bounded append");
                 let fields = RecordFields {
                     position,
                     version,
                     timestamp_us: group.timestamp_us,
-                    batch_left,
+                    batch_left: last_position - position,
+                    sequence: group.sequence,
+                    epoch: 0,
                 };
-                seal_record(&mut group.bytes[offset..offset + len], fields);
+                seal_record(&mut group.bytes[offset..offset + len], fields)?;
                 offset += len;
                 position += 1;
             }
@@ -317,11 +354,11 @@ impl Writer {
         }
         debug_assert_eq!(offset, group.bytes.len());
         group.next_position = position;
-        MultiAppendResult {
+        Ok(MultiAppendResult {
             first_position: Position(first_position),
             last_position: Position(last_position),
             streams,
-        }
+        })
     }
 
     /// Writes and fsyncs the group, publishes it, and answers its callers.
@@ -362,6 +399,7 @@ impl Writer {
             file.sync_data().map_err(|e| ("fsync", e))?;
         }
         self.publish();
+        self.group.sequence += 1;
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Limit, Result},
-    format::{RECORD_HEADER_LEN, encode_record},
+    format::{EventParts, METADATA_BYTES_MAX, RECORD_HEADER_LEN, encode_record},
     options::Options,
     types::{ExpectedVersion, MultiAppendResult, StreamAppend},
 };
@@ -80,16 +80,11 @@ impl AppendRequest {
             for event in &part.events {
                 let id = event.id.unwrap_or_else(Uuid::new_v4);
                 ids.push(id);
-                let before = records.len();
-                encode_record(
-                    &mut records,
-                    &part.stream,
-                    id,
-                    &event.event_type,
-                    &event.metadata,
-                    &event.data,
-                );
-                debug_assert!(records.len() - before <= options.event_bytes_max as usize);
+                let (stream, event_type) = (&part.stream, &event.event_type);
+                let parts = EventParts::new(stream, id, event_type, &event.metadata, &event.data);
+                // Refused before anything is queued; the checks above make it unreachable.
+                let len = encode_record(&mut records, &parts)?;
+                debug_assert!(len <= options.event_bytes_max as usize);
             }
             let events = part.events.len() as u32;
             request_parts.push(Part { stream: part.stream, expected: part.expected, events });
@@ -130,6 +125,11 @@ fn check_shape(parts: &[StreamAppend], options: &Options, origin: Origin) -> Res
         }
         for event in &part.events {
             validate_event_type(&event.event_type)?;
+            let metadata = event.metadata.len() as u64;
+            if metadata > METADATA_BYTES_MAX as u64 {
+                let (limit, max) = (Limit::MetadataBytes, METADATA_BYTES_MAX as u64);
+                return Err(Error::LimitExceeded { limit, actual: metadata, max });
+            }
             let len = (RECORD_HEADER_LEN
                 + part.stream.len()
                 + event.event_type.len()

@@ -1,6 +1,8 @@
-//! `docs/format.md` checked against real bytes: both layout tables are parsed out of the page,
+//! `docs/format.md` checked against real bytes: the layout tables are parsed out of the page,
 //! and every documented field of a store's segment files must hold the expected value at the
-//! documented offset. The README's example is held to the crate-root doctest, which compiles it.
+//! documented offset (the record table of versions 1 and 2 against a store of version 1). Every
+//! layout table of the page must be one that a test checks. The README's example is held to the
+//! crate-root doctest, which compiles it.
 
 use std::{
     collections::BTreeSet,
@@ -11,7 +13,9 @@ use std::{
 
 use annal::{
     ExpectedVersion, NewEvent, Options, Store,
-    format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC},
+    format::{
+        FORMAT_VERSION, RECORD_HEADER_LEN, RECORD_HEADER_LEN_V2, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+    },
 };
 use uuid::Uuid;
 
@@ -120,6 +124,12 @@ impl<'a> Fields<'a> {
     fn u16(&mut self, field: &str) -> u64 {
         self.uint(field, 2)
     }
+    fn u24(&mut self, field: &str) -> u64 {
+        self.uint(field, 3)
+    }
+    fn u48(&mut self, field: &str) -> u64 {
+        self.uint(field, 6)
+    }
     fn u32(&mut self, field: &str) -> u64 {
         self.uint(field, 4)
     }
@@ -152,6 +162,8 @@ struct Expected {
     position: u64,
     version: u64,
     batch_left: u64,
+    /// The group commit that wrote it.
+    sequence: u64,
 }
 
 impl Expected {
@@ -197,10 +209,13 @@ fn check_record(rows: &[Row], file: &[u8], at: usize, e: &Expected, time: Range<
     let timestamp = f.u64("timestamp_us");
     assert!(time.contains(&timestamp), "timestamp {timestamp} outside {time:?}");
     assert_eq!(f.raw("id"), e.id.as_bytes(), "id in RFC 9562 byte order");
+    assert_eq!(f.u48("group_sequence"), e.sequence);
+    assert_eq!(f.u16("epoch"), 0);
     assert_eq!(f.u16("batch_left"), e.batch_left);
     assert_eq!(f.u8("stream_len"), e.stream.len() as u64);
     assert_eq!(f.u8("type_len"), e.event_type.len() as u64);
-    assert_eq!(f.u32("metadata_len"), e.metadata.len() as u64);
+    assert_eq!(f.u24("metadata_len"), e.metadata.len() as u64);
+    assert_eq!(f.u8("tag_count"), 0, "the API writes no tags");
     f.assert_all_checked("record header");
     // The body: stream name, type, metadata, data, back to back after the header.
     let mut rest = &record[header_len..];
@@ -236,6 +251,7 @@ fn expected_events() -> (Expected, Vec<Expected>) {
         position: 0,
         version: 0,
         batch_left: 0,
+        sequence: 0,
     };
     let batch = (0..3u8)
         .map(|i| Expected {
@@ -247,6 +263,7 @@ fn expected_events() -> (Expected, Vec<Expected>) {
             position: 1 + u64::from(i),
             version: u64::from(i),
             batch_left: u64::from(2 - i),
+            sequence: 1,
         })
         .collect();
     (single, batch)
@@ -292,9 +309,11 @@ fn format_doc_tables_add_up_and_match_the_constants() {
     let header = table("## Segment header");
     let record = table("## Record frame");
     assert_eq!(header.iter().map(|r| r.size).sum::<usize>(), 32);
-    assert_eq!(record.iter().map(|r| r.size).sum::<usize>(), 56);
+    let record_v2 = table("## Record frame of versions 1 and 2");
+    assert_eq!(record.iter().map(|r| r.size).sum::<usize>(), 64);
+    assert_eq!(record_v2.iter().map(|r| r.size).sum::<usize>(), 56);
     assert_eq!(SEGMENT_HEADER_LEN, 32);
-    assert_eq!(RECORD_HEADER_LEN, 56);
+    assert_eq!((RECORD_HEADER_LEN, RECORD_HEADER_LEN_V2), (64, 56));
     let field = |field: &str| header.iter().find(|r| r.field == field).unwrap();
     assert_eq!(field("magic").documented_value().as_bytes(), SEGMENT_MAGIC);
     assert_eq!(field("version").documented_value(), FORMAT_VERSION.to_string());
@@ -372,4 +391,85 @@ fn format_doc_stream_metadata_table_matches_a_stored_metadata_event() {
     store.tombstone_stream("order-1", ExpectedVersion::Any).unwrap();
     let last = store.read_all_backward(annal::Position::END, 1).next().unwrap().unwrap();
     assert_eq!(last.data()[1], 0b1011, "a tombstone keeps the metadata and sets bit 3");
+}
+
+/// Every section of `docs/format.md` with a layout table, and the test that checks that table
+/// against real bytes.
+const CHECKED_TABLES: [(&str, &str); 6] = [
+    ("## Segment header", "format_doc_tables_match_the_bytes_of_a_real_store"),
+    ("## Record frame", "format_doc_tables_match_the_bytes_of_a_real_store"),
+    ("## Stream metadata", "format_doc_stream_metadata_table_matches_a_stored_metadata_event"),
+    ("## Record frame of versions 1 and 2", "format_doc_v2_record_table_matches_a_version_1_store"),
+    ("## Checkpoint files", "subscriptions::checkpoint_file_bytes_match_docs_format_md"),
+    ("## Snapshot files", "es_snapshots::snapshots_file_bytes_match_docs_format_md"),
+];
+
+#[test]
+fn format_doc_every_layout_table_is_checked_against_bytes() {
+    let mut section = "";
+    let mut found = Vec::new();
+    for line in FORMAT_MD.lines() {
+        if line.starts_with("## ") {
+            section = line.trim();
+        }
+        if line.trim() == TABLE_HEADER {
+            found.push(section);
+        }
+    }
+    let checked: Vec<&str> = CHECKED_TABLES.iter().map(|(s, _)| *s).collect();
+    assert_eq!(found, checked, "one layout table per section, each with a test that checks it");
+    for (heading, _) in CHECKED_TABLES {
+        assert!(!table(heading).is_empty());
+    }
+}
+
+#[test]
+fn format_doc_v2_record_table_matches_a_version_1_store() {
+    // The committed fuzz seed `seed-store` is a whole store written in format version 1, whose
+    // records have the layout of versions 1 and 2.
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/open_segments/seed-store");
+    let files = crate::fuzz_checks::split_files(&std::fs::read(seed).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    for (base, bytes) in &files {
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1, "a version-1 segment");
+        std::fs::write(dir.path().join(format!("{base:020}.seg")), bytes).unwrap();
+    }
+    let store = Store::open_read_only(dir.path(), Options::default()).unwrap();
+    let mut events = store.read_all_forward(annal::Position::START, usize::MAX);
+    let rows = table("## Record frame of versions 1 and 2");
+    let header_len: usize = rows.iter().map(|r| r.size).sum();
+    let mut batch_left_before = 0;
+    for (_, file) in &files {
+        let mut at = SEGMENT_HEADER_LEN;
+        while at < file.len() {
+            let e = events.next().expect("an event per record").unwrap();
+            let mut f = Fields::new(&rows, &file[at..]);
+            let len = f.u32("length") as usize;
+            let record = &file[at..at + len];
+            assert_eq!(f.u32("crc"), f.crc_without("crc", record), "record CRC at {at}");
+            assert_eq!(f.u64("position"), e.position().get());
+            assert_eq!(f.u64("version"), e.version().get());
+            assert_eq!(f.u64("timestamp_us"), e.timestamp_us());
+            assert_eq!(f.raw("id"), e.id().as_bytes());
+            let batch_left = f.u16("batch_left");
+            assert!(batch_left_before == 0 || batch_left == batch_left_before - 1);
+            batch_left_before = batch_left;
+            let (stream_len, type_len) = (f.u8("stream_len") as usize, f.u8("type_len") as usize);
+            let metadata_len = f.u32("metadata_len") as usize;
+            f.assert_all_checked("version-2 record header");
+            let body = [e.stream().as_bytes(), e.event_type().as_bytes(), e.metadata(), e.data()];
+            assert_eq!(
+                [
+                    stream_len,
+                    type_len,
+                    metadata_len,
+                    len - header_len - stream_len - type_len - metadata_len
+                ],
+                body.map(<[u8]>::len)
+            );
+            assert_eq!(&record[header_len..], body.concat().as_slice());
+            at += len;
+        }
+    }
+    assert!(events.next().is_none());
 }

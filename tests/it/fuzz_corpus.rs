@@ -69,7 +69,7 @@ fn sample_segments() -> Vec<(u64, Vec<u8>)> {
 }
 
 /// The segment files of a small simulated store after deletes, a tombstone, metadata and a
-/// scavenge: version-2 segments with spans and gaps, and metadata events.
+/// scavenge: segments with spans and gaps, and metadata events.
 fn scavenged_segments() -> Vec<(u64, Vec<u8>)> {
     let disk = SimDisk::new();
     let options = annal::Options { idempotency_window_events: 0, ..options(&disk) };
@@ -92,20 +92,22 @@ fn scavenged_segments() -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-/// Adds the scavenged-store seeds to the corpus and leaves the others (version-1 files, kept
-/// as fixtures of that format) as they are. Run by hand:
-/// `cargo test --release --test it -- --ignored regenerate_scavenged`.
+/// Adds the current format's scavenged-store seeds (`seed-v3-…`) to the corpus and leaves the
+/// others (`seed-scavenged-…`, version-2 files, kept as fixtures of that format) as they are.
+/// Run by hand: `cargo test --release --test it -- --ignored regenerate_scavenged`.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand"]
 fn fuzz_corpus_regenerate_scavenged() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let files = scavenged_segments();
     let compacted = files.iter().find(|(_, b)| b[24..28] != [0; 4]).expect("a scavenged one");
-    fs::write(root.join("decode_record/seed-scavenged-segment"), &compacted.1).unwrap();
-    fs::write(root.join("open_segments/seed-scavenged-store"), join_files(&files)).unwrap();
+    fs::write(root.join("decode_record/seed-v3-scavenged-segment"), &compacted.1).unwrap();
+    fs::write(root.join("open_segments/seed-v3-scavenged-store"), join_files(&files)).unwrap();
 }
 
-/// Writes the seed corpus. Run by hand: `cargo test --release --test it -- --ignored regenerate`.
+/// Writes the seed corpus in the current format (`seed-v3-…`), and the `crash_ops` seeds. The
+/// seeds without a version in their name are version-1 files, kept as fixtures of that format.
+/// Run by hand: `cargo test --release --test it -- --ignored regenerate`.
 #[test]
 #[ignore = "writes fuzz/corpus; run by hand"]
 fn fuzz_corpus_regenerate() {
@@ -117,17 +119,17 @@ fn fuzz_corpus_regenerate() {
     let files = sample_segments();
     assert!(files.len() >= 3);
     let header = annal::format::SEGMENT_HEADER_LEN;
-    write("decode_record", "seed-records", &files[0].1[header..]);
-    write("decode_record", "seed-segment", &files[0].1);
+    write("decode_record", "seed-v3-records", &files[0].1[header..]);
+    write("decode_record", "seed-v3-segment", &files[0].1);
     let last = &files[files.len() - 1].1;
-    write("decode_record", "seed-torn", &last[header..last.len() - 7]);
-    write("open_segments", "seed-store", &join_files(&files));
-    write("open_segments", "seed-first-two", &join_files(&files[..2]));
+    write("decode_record", "seed-v3-torn", &last[header..last.len() - 7]);
+    write("open_segments", "seed-v3-store", &join_files(&files));
+    write("open_segments", "seed-v3-first-two", &join_files(&files[..2]));
     let mut torn = files.clone();
     let n = torn.len() - 1;
     let cut = torn[n].1.len() - 11;
     torn[n].1.truncate(cut);
-    write("open_segments", "seed-torn-tail", &join_files(&torn));
+    write("open_segments", "seed-v3-torn-tail", &join_files(&torn));
     for (i, crash_at) in [5u16, 23, 61, 140].into_iter().enumerate() {
         let mut input = crash_at.to_le_bytes().to_vec();
         input.push(i as u8);

@@ -12,7 +12,7 @@ use std::{
 use annal::{
     CorruptionKind, Error, ExpectedVersion, NewEvent, Options, Position, Store, StreamAppend,
     StreamVersion,
-    format::{FORMAT_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC},
+    format::{FORMAT_VERSION, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC},
 };
 use uuid::Uuid;
 
@@ -353,7 +353,7 @@ impl TailFixture {
     }
 
     fn check_every_cut(&self, damage: Damage, first: usize) {
-        assert!(self.group_len() > 3 * 56, "the final group holds three records");
+        assert!(self.group_len() > 3 * RECORD_HEADER_LEN, "the final group holds three records");
         for c in first..self.group_len() {
             self.check(damage, c);
         }
@@ -444,7 +444,7 @@ fn recovery_flipped_byte_far_from_end_of_last_segment_is_corruption() {
 
 /// Event data that makes a record of stream "s" and type "T" exactly `len` bytes long.
 fn sized_event(len: usize) -> NewEvent {
-    NewEvent::new("T", vec![b'x'; len - 56 - 2])
+    NewEvent::new("T", vec![b'x'; len - RECORD_HEADER_LEN - 2])
 }
 
 #[test]
@@ -484,8 +484,9 @@ fn recovery_bad_batch_one_byte_beyond_group_bytes_from_end_is_corruption() {
     }
     let path = last_segment_path(dir.path());
     let start = fs::metadata(&path).unwrap().len() as usize;
-    store.append("s", ExpectedVersion::Any, [sized_event(58)]).unwrap();
-    store.append("s", ExpectedVersion::Any, [sized_event(group + 1 - 58)]).unwrap();
+    let smallest = RECORD_HEADER_LEN + 2;
+    store.append("s", ExpectedVersion::Any, [sized_event(smallest)]).unwrap();
+    store.append("s", ExpectedVersion::Any, [sized_event(group + 1 - smallest)]).unwrap();
     drop(store);
     assert_eq!(fs::metadata(&path).unwrap().len() as usize, start + group + 1);
     flip_record(&path, start);

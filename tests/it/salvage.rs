@@ -135,7 +135,8 @@ fn strict_open_after_scavenge_refuses_a_version_beyond_its_position() {
             let bytes = fs::read(&path).unwrap();
             let at = record_offsets(&bytes).into_iter().find(|&at| {
                 let version = u64::from_le_bytes(bytes[at + 16..at + 24].try_into().unwrap());
-                &bytes[at + 56..at + 59] == b"s-1" && version == 10
+                let name = at + annal::format::RECORD_HEADER_LEN;
+                &bytes[name..name + 3] == b"s-1" && version == 10
             })?;
             Some((path, at))
         })

@@ -339,9 +339,12 @@ fn validation_bad_event_types_are_refused_and_write_nothing() {
 /// An event of type "T" whose record in `stream` is exactly `len` bytes (data and metadata
 /// share the payload, to show that both count).
 fn sized_event(stream: &str, len: usize) -> NewEvent {
-    let payload = len - 56 - stream.len() - 1;
+    let payload = len - annal::format::RECORD_HEADER_LEN - stream.len() - 1;
     NewEvent::new("T", vec![b'd'; payload / 2]).with_metadata(vec![b'm'; payload - payload / 2])
 }
+
+/// Bytes of the smallest record: a header, a one-byte stream name and a one-byte type.
+const SMALLEST_RECORD: u32 = annal::format::RECORD_HEADER_LEN as u32 + 2;
 
 fn is_limit(limit: Limit, actual: u64, max: u64) -> impl FnOnce(&Error) -> bool {
     move |e| {
@@ -365,7 +368,8 @@ fn validation_appends_over_limits_are_refused_and_write_nothing() {
     let big = sized_event("big", event_max + 1);
     let outcome = store.append("big", ExpectedVersion::Any, [event(9), big]);
     fixture.refused(outcome, &["big"], is_limit(Limit::EventBytes, 1025, 1024));
-    let only_data = NewEvent::new("T", vec![0u8; event_max + 1 - 56 - 3 - 1]);
+    let header = annal::format::RECORD_HEADER_LEN;
+    let only_data = NewEvent::new("T", vec![0u8; event_max + 1 - header - 3 - 1]);
     let outcome = store.append("big", ExpectedVersion::Any, [only_data]);
     fixture.refused(outcome, &["big"], is_limit(Limit::EventBytes, 1025, 1024));
 
@@ -566,10 +570,10 @@ fn validation_options_at_their_bounds_are_accepted() {
         (
             "smallest record",
             Options {
-                event_bytes_max: 58,
-                append_bytes_max: 58,
-                group_bytes_max: 58,
-                segment_bytes_max: 32 + 58,
+                event_bytes_max: SMALLEST_RECORD,
+                append_bytes_max: SMALLEST_RECORD,
+                group_bytes_max: SMALLEST_RECORD,
+                segment_bytes_max: 32 + SMALLEST_RECORD as u64,
                 ..base()
             },
         ),
