@@ -204,15 +204,38 @@ impl<'a> Scan<'a> {
 /// is at its start); `None` before any group, when only sequence 0 can be under way. Before
 /// format 3 records carry no sequence and the commit timestamp stands in for it: records of two
 /// timestamps prove two groups (one timestamp proves nothing, as a clock can repeat).
+///
+/// Only records holding a position of at least `floor` (the position the damaged batch should
+/// have started at) are considered: every record written after the damage holds one. The search
+/// tries every byte offset, so its checksums are bounded like a salvage scan's
+/// ([`SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE`] per byte searched): bytes that exhaust that
+/// budget cannot be proven a torn tail and count as corruption (a salvaging open reads around
+/// them).
 pub(crate) fn acknowledged_after(
     bytes: &[u8],
     layout: Layout,
     from: usize,
+    floor: u64,
     last_sequence: Option<u64>,
 ) -> bool {
+    let searched = bytes.len().saturating_sub(from) as u64;
+    let budget_bytes = searched.saturating_mul(SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE);
+    let mut checksummed_bytes = 0u64;
     let mut first: Option<(Option<u64>, Option<u16>, u64)> = None;
     let mut at = from + 1;
     while at < bytes.len() {
+        let rest = &bytes[at..];
+        if record_position_unverified(rest).is_none_or(|p| p < floor) {
+            at += 1;
+            continue;
+        }
+        // What `decode_record` checksums: the claimed length, if it is possible here.
+        let len_min = layout.record_len_min();
+        let claimed = record_len(rest).filter(|&len| (len_min..=rest.len()).contains(&len));
+        checksummed_bytes += claimed.unwrap_or(0) as u64;
+        if checksummed_bytes > budget_bytes {
+            return true;
+        }
         let Ok(record) = decode_record(bytes, at, layout) else {
             at += 1;
             continue;
@@ -351,16 +374,42 @@ mod tests {
         // Batches 0..3 are groups 0..3; damage inside the last group.
         let (mut bytes, starts) = segment(&[1, 1, 1, 3]);
         bytes[starts[3] + 20] ^= 0xff;
-        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(2)));
-        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], Some(3)));
-        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], Some(0)), "one further ahead");
-        assert!(!acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, Some(0)), "nothing after");
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(2)));
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(3)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(0)), "one further ahead");
+        assert!(
+            !acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, 0, Some(0)),
+            "nothing after"
+        );
     }
 
     #[test]
     fn damage_followed_by_two_groups_is_acknowledged_data() {
         let (mut bytes, starts) = segment(&[1, 2, 1]);
         bytes[starts[1] + 20] ^= 0xff;
-        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], Some(0)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], 0, Some(0)));
+    }
+
+    #[test]
+    fn damage_then_records_below_the_damaged_position_prove_nothing() {
+        // Stale or misplaced records that hold positions below the one the damaged batch
+        // should have started at cannot be groups written after it.
+        let (mut bytes, starts) = segment(&[1, 1, 1]);
+        bytes[starts[1] + 20] ^= 0xff;
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], 1, Some(0)));
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[1], 3, Some(0)));
+    }
+
+    #[test]
+    fn torn_tail_search_over_crafted_bytes_stops_at_its_checksum_budget() {
+        // The torn-tail decision tried every byte offset after the damage and checksummed as
+        // many bytes as the length field there claimed: bytes crafted to claim a long length
+        // and a plausible position at every offset cost O(n^2), hours for a few MiB (on main
+        // this test did not finish). Past its budget the search gives up, and the damage
+        // counts as corruption, which only a salvaging open reads around.
+        let claimed = u32::from_le_bytes([1; 4]) as usize; // about 16 MiB at every offset
+        let mut bytes = vec![0; SEGMENT_HEADER_LEN];
+        bytes.resize(SEGMENT_HEADER_LEN + claimed + (1 << 20), 1);
+        assert!(acknowledged_after(&bytes, Layout::V3, SEGMENT_HEADER_LEN, 0, None));
     }
 }

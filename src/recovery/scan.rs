@@ -153,9 +153,11 @@ pub(super) fn scan_and_index(
     // to that group. Records of another group after it mean a group that was fsynced (and
     // acknowledged) follows the damage: that is corruption, never a torn tail.
     let layout = header.layout();
-    let acknowledged_after = end
-        .damage
-        .is_some_and(|d| acknowledged_after(view.bytes(), layout, d.batch_offset, *sequence));
+    // Only a damaged last segment can end in a torn tail; any other damage is corruption anyway.
+    let acknowledged_after = end.damage.filter(|_| cx.is_last).is_some_and(|d| {
+        let floor = end.next_position;
+        acknowledged_after(view.bytes(), layout, d.batch_offset, floor, *sequence)
+    });
     drop(view);
     if let Some(damage) = end.damage {
         if acknowledged_after {
