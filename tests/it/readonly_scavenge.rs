@@ -29,10 +29,40 @@ pub fn options() -> Options {
 const STREAMS: u64 = 4;
 const KEPT: u64 = 2;
 
-/// Appends to [`STREAMS`] streams round-robin and scavenges every few appends, until `stop`:
-/// what a scavenge leaves of neighbouring segments fits one, so they merge. Counts the
-/// scavenges.
-pub fn churn(store: &Store, stop: &AtomicBool, scavenges: &AtomicU64) {
+/// A writer thread that appends to [`STREAMS`] streams round-robin and scavenges every few
+/// appends, until stopped: what a scavenge leaves of neighbouring segments fits one, so they
+/// merge.
+pub struct Churner {
+    stop: Arc<AtomicBool>,
+    scavenges: Arc<AtomicU64>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Churner {
+    /// Starts churning `store` and returns once its first scavenge is done.
+    pub fn start(store: &Store) -> Churner {
+        let stop = Arc::new(AtomicBool::new(false));
+        let scavenges = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (store, stop, scavenges) =
+                (store.clone(), Arc::clone(&stop), Arc::clone(&scavenges));
+            thread::spawn(move || churn(&store, &stop, &scavenges))
+        };
+        while scavenges.load(Ordering::Relaxed) == 0 {
+            thread::yield_now();
+        }
+        Churner { stop, scavenges, thread }
+    }
+
+    /// Stops the writer thread and returns how many scavenges it ran.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the writer thread ends cleanly");
+        self.scavenges.load(Ordering::Relaxed)
+    }
+}
+
+fn churn(store: &Store, stop: &AtomicBool, scavenges: &AtomicU64) {
     for stream in 0..STREAMS {
         let metadata = StreamMetadata { max_count: Some(KEPT), ..StreamMetadata::default() };
         store.set_stream_metadata(&format!("s-{stream}"), ExpectedVersion::Any, metadata).unwrap();
@@ -79,24 +109,14 @@ fn readonly_open_beside_a_scavenging_writer_never_fails() {
         std::env::var(OPENS_VAR).map_or(OPENS_DEFAULT, |v| v.parse().expect(OPENS_VAR));
     let dir = tempfile::tempdir().unwrap();
     let writer = open(dir.path(), options());
-    let stop = Arc::new(AtomicBool::new(false));
-    let scavenges = Arc::new(AtomicU64::new(0));
-    let churner = {
-        let (writer, stop, scavenges) = (writer.clone(), Arc::clone(&stop), Arc::clone(&scavenges));
-        thread::spawn(move || churn(&writer, &stop, &scavenges))
-    };
-    while scavenges.load(Ordering::Relaxed) == 0 {
-        thread::yield_now();
-    }
+    let churner = Churner::start(&writer);
     let mut failures = Vec::new();
     for _ in 0..opens {
         if let Err(failure) = open_and_check(dir.path()) {
             failures.push(failure);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    churner.join().expect("the writer thread ends cleanly");
-    let scavenges = scavenges.load(Ordering::Relaxed);
+    let scavenges = churner.stop();
     println!("{opens} read-only opens beside {scavenges} scavenges: {} failed", failures.len());
     assert!(
         failures.is_empty(),

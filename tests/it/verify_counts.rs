@@ -1,15 +1,7 @@
 //! `Store::verify` and `Store::stats` on a live and a scavenged store: verify beside appends
 //! and scavenges, an unsupported format version, and events present against positions used.
 
-use std::{
-    fs,
-    os::unix::fs::FileExt,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    thread,
-};
+use std::{fs, os::unix::fs::FileExt};
 
 use annal::{
     Error, ExpectedVersion, NewEvent, Position, Store,
@@ -18,7 +10,7 @@ use annal::{
 
 use crate::{
     common::open,
-    readonly_scavenge::{churn, options},
+    readonly_scavenge::{Churner, options},
 };
 
 /// How many times [`verify_beside_appends_and_scavenges_is_clean_every_time`] verifies.
@@ -31,15 +23,7 @@ fn verify_beside_appends_and_scavenges_is_clean_every_time() {
     // panicked on the segment being appended to.
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), options());
-    let stop = Arc::new(AtomicBool::new(false));
-    let scavenges = Arc::new(AtomicU64::new(0));
-    let churner = {
-        let (store, stop, scavenges) = (store.clone(), Arc::clone(&stop), Arc::clone(&scavenges));
-        thread::spawn(move || churn(&store, &stop, &scavenges))
-    };
-    while scavenges.load(Ordering::Relaxed) == 0 {
-        thread::yield_now();
-    }
+    let churner = Churner::start(&store);
     let mut problems = Vec::new();
     for _ in 0..VERIFIES {
         let report = store.verify().expect("verify reads");
@@ -48,8 +32,7 @@ fn verify_beside_appends_and_scavenges_is_clean_every_time() {
             problems.push(report.problems);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    churner.join().expect("the writer thread ends cleanly");
+    churner.stop();
     assert!(problems.is_empty(), "{} unclean reports, first: {:?}", problems.len(), problems[0]);
 }
 
