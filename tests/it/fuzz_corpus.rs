@@ -138,7 +138,8 @@ fn fuzz_corpus_regenerate() {
     }
 }
 
-/// Writes the `open_modes` seeds: the sample store as it is, scavenged, and with damage each
+/// Writes the `open_modes` seeds (`seed-v3-*`; the `seed-*` ones without `v3` are stores of
+/// format 2, kept as they are): the sample store as it is, scavenged, and with damage each
 /// mode must settle without trusting a checksum alone (a flipped byte mid-log; a record that
 /// passes its checksum with a version or position far ahead, or a position past the next
 /// segment's base). Run by hand:
@@ -152,26 +153,26 @@ fn fuzz_corpus_regenerate_open_modes() {
     let write = |name: &str, files: &[(u64, Vec<u8>)]| {
         fs::write(root.join(name), join_files(files)).unwrap();
     };
-    write("seed-store", &files);
-    write("seed-scavenged-store", &scavenged_segments());
+    write("seed-v3-store", &files);
+    write("seed-v3-scavenged-store", &scavenged_segments());
     let offsets = record_offsets(&files[0].1);
     let damaged = |change: &dyn Fn(&mut Vec<u8>)| {
         let mut files = files.clone();
         change(&mut files[0].1);
         files
     };
-    write("seed-flipped-byte", &damaged(&|b| b[offsets[3] + 60] ^= 0xff));
+    write("seed-v3-flipped-byte", &damaged(&|b| b[offsets[3] + 60] ^= 0xff));
     write(
-        "seed-version-ahead",
+        "seed-v3-version-ahead",
         &damaged(&|b| set_record_field(b, offsets[5], VERSION_AT, 1 << 40)),
     );
     write(
-        "seed-position-ahead",
+        "seed-v3-position-ahead",
         &damaged(&|b| set_record_field(b, offsets[5], POSITION_AT, 1 << 33)),
     );
     let (last, next_base) = (*offsets.last().unwrap(), files[1].0);
     write(
-        "seed-position-past-next",
+        "seed-v3-position-past-next",
         &damaged(&|b| set_record_field(b, last, POSITION_AT, next_base + 1)),
     );
 }
