@@ -30,6 +30,7 @@ impl Layout {
     }
 
     /// Bytes of the fixed record header.
+    #[inline]
     pub(crate) const fn header_len(self) -> usize {
         match self {
             Layout::V2 => RECORD_HEADER_LEN_V2,
@@ -39,11 +40,13 @@ impl Layout {
 
     /// Bytes of the shortest record: the fixed header, a one-byte stream name and a one-byte
     /// event type.
+    #[inline]
     pub(crate) const fn record_len_min(self) -> usize {
         self.header_len() + 2
     }
 
     /// Offset of `batch_left`; `stream_len` and `type_len` follow it.
+    #[inline]
     const fn batch_left_at(self) -> usize {
         match self {
             Layout::V2 => 48,
@@ -257,7 +260,17 @@ pub(crate) struct Record<'a> {
     layout: Layout,
 }
 
+/// A record's length fields (see [`Record::lengths`]).
+#[derive(Clone, Copy)]
+struct Lengths {
+    stream: usize,
+    event_type: usize,
+    metadata: usize,
+    tags: usize,
+}
+
 /// Reads and verifies the record in `layout` that starts at `buf[at]`.
+#[inline]
 pub(crate) fn decode_record(
     buf: &[u8],
     at: usize,
@@ -274,13 +287,16 @@ pub(crate) fn decode_record(
         return Err(CorruptionKind::Checksum);
     }
     let record = Record { bytes, layout };
-    let (stream_len, type_len) = (record.stream_len(), record.type_len());
-    let text_end = layout.header_len() + stream_len + type_len;
-    if stream_len == 0 || type_len == 0 || text_end > len {
+    let lengths = record.lengths();
+    let text_end = layout.header_len() + lengths.stream + lengths.event_type;
+    if lengths.stream == 0 || lengths.event_type == 0 || text_end > len {
         return Err(CorruptionKind::BadLength);
     }
-    let tags_end = check_tags(bytes, text_end, record.tag_count())?;
-    if tags_end + record.metadata_len() > len {
+    let tags_end = match lengths.tags {
+        0 => text_end,
+        count => check_tags(bytes, text_end, count)?,
+    };
+    if tags_end + lengths.metadata > len {
         return Err(CorruptionKind::BadLength);
     }
     Ok(record)
@@ -315,18 +331,21 @@ pub(crate) fn own_records(buf: &[u8]) -> impl Iterator<Item = (usize, Record<'_>
 impl<'a> Record<'a> {
     /// Wraps bytes that were verified by [`decode_record`] in `layout` before (a reader keeps
     /// the offset and length of a decoded record and re-wraps them on access).
+    #[inline]
     pub(crate) fn verified(bytes: &'a [u8], layout: Layout) -> Record<'a> {
         debug_assert_eq!(record_len(bytes), Some(bytes.len()));
         Record { bytes, layout }
     }
 }
 
+#[inline(always)]
 fn read_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 impl<'a> Record<'a> {
     /// All bytes of the record.
+    #[inline]
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -335,18 +354,22 @@ impl<'a> Record<'a> {
         self.layout
     }
     /// Global position.
+    #[inline]
     pub fn position(&self) -> u64 {
         read_u64(self.bytes, 8)
     }
     /// Version within its stream.
+    #[inline]
     pub fn version(&self) -> u64 {
         read_u64(self.bytes, 16)
     }
     /// Commit time, microseconds since the Unix epoch.
+    #[inline]
     pub fn timestamp_us(&self) -> u64 {
         read_u64(self.bytes, 24)
     }
     /// Event id.
+    #[inline]
     pub fn id(&self) -> Uuid {
         Uuid::from_bytes(self.bytes[32..48].try_into().expect("16 bytes"))
     }
@@ -361,51 +384,67 @@ impl<'a> Record<'a> {
         (self.layout == Layout::V3).then(|| u16::from_le_bytes([self.bytes[54], self.bytes[55]]))
     }
     /// How many records of the same append follow this one.
+    #[inline]
     pub fn batch_left(&self) -> u16 {
         let at = self.layout.batch_left_at();
         u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]])
     }
+    /// The length fields, read as one word: in both layouts they fill the 8 bytes from
+    /// `batch_left` on (`batch_left` u16, stream name u8, event type u8, then the metadata
+    /// length as u32 in versions 1 and 2, or as u24 followed by the tag count in version 3).
+    #[inline(always)]
+    fn lengths(&self) -> Lengths {
+        let word = read_u64(self.bytes, self.layout.batch_left_at());
+        let (metadata, tags) = match self.layout {
+            Layout::V2 => (word >> 32, 0),
+            Layout::V3 => ((word >> 32) & 0xFF_FFFF, word >> 56),
+        };
+        Lengths {
+            stream: ((word >> 16) & 0xFF) as usize,
+            event_type: ((word >> 24) & 0xFF) as usize,
+            metadata: metadata as usize,
+            tags: tags as usize,
+        }
+    }
+    #[inline]
     fn stream_len(&self) -> usize {
-        usize::from(self.bytes[self.layout.batch_left_at() + 2])
+        self.lengths().stream
     }
+    #[inline]
     fn type_len(&self) -> usize {
-        usize::from(self.bytes[self.layout.batch_left_at() + 3])
+        self.lengths().event_type
     }
-    fn metadata_len(&self) -> usize {
-        let b = self.bytes;
-        match self.layout {
-            Layout::V2 => u32::from_le_bytes(b[52..56].try_into().expect("4 bytes")) as usize,
-            Layout::V3 => u32::from_le_bytes([b[60], b[61], b[62], 0]) as usize,
-        }
-    }
+    #[inline]
     fn tag_count(&self) -> usize {
-        match self.layout {
-            Layout::V2 => 0,
-            Layout::V3 => usize::from(self.bytes[63]),
-        }
+        self.lengths().tags
     }
     /// Where the stream name starts.
+    #[inline]
     fn text_at(&self) -> usize {
         self.layout.header_len()
     }
     /// Where the tags start (right after the event type).
+    #[inline]
     fn tags_at(&self) -> usize {
         self.text_at() + self.stream_len() + self.type_len()
     }
-    /// Where the metadata starts (right after the tags).
-    fn metadata_at(&self) -> usize {
-        let at = self.tags_at();
-        match self.tag_count() {
+    /// Where the metadata starts (right after the tags), given the record's `lengths`.
+    #[inline(always)]
+    fn metadata_at(&self, lengths: Lengths) -> usize {
+        let at = self.layout.header_len() + lengths.stream + lengths.event_type;
+        match lengths.tags {
             0 => at,
             count => check_tags(self.bytes, at, count).expect("verified tags"),
         }
     }
     /// Stream name bytes (verified UTF-8).
+    #[inline]
     pub fn stream_bytes(&self) -> &'a [u8] {
         &self.bytes[self.text_at()..self.text_at() + self.stream_len()]
     }
     /// The stream name and event type, adjacent in the record, as one run of bytes (UTF-8
     /// unless something other than annal wrote them) and the length of the stream name.
+    #[inline]
     pub fn text_bytes(&self) -> (&'a [u8], usize) {
         (&self.bytes[self.text_at()..self.tags_at()], self.stream_len())
     }
@@ -426,10 +465,12 @@ impl<'a> Record<'a> {
     }
 
     /// Stream name.
+    #[inline]
     pub fn stream(&self) -> &'a str {
         std::str::from_utf8(self.stream_bytes()).unwrap_or("\u{fffd}")
     }
     /// Event type.
+    #[inline]
     pub fn event_type(&self) -> &'a str {
         let at = self.text_at() + self.stream_len();
         std::str::from_utf8(&self.bytes[at..at + self.type_len()]).unwrap_or("\u{fffd}")
@@ -449,13 +490,17 @@ impl<'a> Record<'a> {
         self.tag_bytes().map(|tag| std::str::from_utf8(tag).unwrap_or("\u{fffd}"))
     }
     /// Metadata bytes.
+    #[inline]
     pub fn metadata(&self) -> &'a [u8] {
-        let at = self.metadata_at();
-        &self.bytes[at..at + self.metadata_len()]
+        let lengths = self.lengths();
+        let at = self.metadata_at(lengths);
+        &self.bytes[at..at + lengths.metadata]
     }
     /// Data bytes.
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
-        &self.bytes[self.metadata_at() + self.metadata_len()..]
+        let lengths = self.lengths();
+        &self.bytes[self.metadata_at(lengths) + lengths.metadata..]
     }
 }
 
