@@ -205,10 +205,12 @@ impl<'a> Scan<'a> {
 /// format 3 records carry no sequence and the commit timestamp stands in for it: records of two
 /// timestamps prove two groups (one timestamp proves nothing, as a clock can repeat).
 ///
-/// Only records holding a position of at least `floor` (the position the damaged batch should
-/// have started at) are considered: every record written after the damage holds one. The search
-/// tries every byte offset, so its checksums are bounded like a salvage scan's
-/// ([`SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE`] per byte searched): bytes that exhaust that
+/// Only records holding a position a record written after the damage can hold are considered:
+/// at least `floor` (the position the damaged batch should have started at), and at most one
+/// position above it per shortest record between `from` and the record. That filter costs no
+/// checksum, and random bytes (a torn record of compressed data) almost never pass it. The
+/// search tries every byte offset, so its checksums are bounded like a salvage scan's
+/// ([`SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE`] per byte searched): bytes crafted to exhaust that
 /// budget cannot be proven a torn tail and count as corruption (a salvaging open reads around
 /// them).
 pub(crate) fn acknowledged_after(
@@ -222,15 +224,21 @@ pub(crate) fn acknowledged_after(
     let budget_bytes = searched.saturating_mul(SALVAGE_CHECKSUM_BYTES_PER_SEGMENT_BYTE);
     let mut checksummed_bytes = 0u64;
     let mut first: Option<(Option<u64>, Option<u16>, u64)> = None;
-    let mut at = from + 1;
+    let len_min = layout.record_len_min();
+    // A record written after the damage lies at or after `from`, and every record between took
+    // a position and at least `len_min` bytes: its position is within this reach of `floor`.
+    let plausible = |at: usize, p: u64| {
+        let reach = ((at - from) / len_min) as u64;
+        p >= floor && p - floor <= reach
+    };
+    let mut at = from;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if record_position_unverified(rest).is_none_or(|p| p < floor) {
+        if !record_position_unverified(rest).is_some_and(|p| plausible(at, p)) {
             at += 1;
             continue;
         }
         // What `decode_record` checksums: the claimed length, if it is possible here.
-        let len_min = layout.record_len_min();
         let claimed = record_len(rest).filter(|&len| (len_min..=rest.len()).contains(&len));
         checksummed_bytes += claimed.unwrap_or(0) as u64;
         if checksummed_bytes > budget_bytes {
@@ -374,11 +382,11 @@ mod tests {
         // Batches 0..3 are groups 0..3; damage inside the last group.
         let (mut bytes, starts) = segment(&[1, 1, 1, 3]);
         bytes[starts[3] + 20] ^= 0xff;
-        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(2)));
-        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(3)));
-        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], 0, Some(0)), "one further ahead");
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 3, Some(2)));
+        assert!(!acknowledged_after(&bytes, Layout::V3, starts[3], 3, Some(3)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[3], 3, Some(0)), "one further ahead");
         assert!(
-            !acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, 0, Some(0)),
+            !acknowledged_after(&bytes, Layout::V3, bytes.len() - 1, 3, Some(0)),
             "nothing after"
         );
     }
@@ -387,7 +395,7 @@ mod tests {
     fn damage_followed_by_two_groups_is_acknowledged_data() {
         let (mut bytes, starts) = segment(&[1, 2, 1]);
         bytes[starts[1] + 20] ^= 0xff;
-        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], 0, Some(0)));
+        assert!(acknowledged_after(&bytes, Layout::V3, starts[1], 1, Some(0)));
     }
 
     #[test]
@@ -407,9 +415,11 @@ mod tests {
         // and a plausible position at every offset cost O(n^2), hours for a few MiB (on main
         // this test did not finish). Past its budget the search gives up, and the damage
         // counts as corruption, which only a salvaging open reads around.
-        let claimed = u32::from_le_bytes([1; 4]) as usize; // about 16 MiB at every offset
+        // Every offset claims about 16 MiB and holds the very position the damage expected.
+        let claimed = u32::from_le_bytes([1; 4]) as usize;
+        let floor = u64::from_le_bytes([1; 8]);
         let mut bytes = vec![0; SEGMENT_HEADER_LEN];
         bytes.resize(SEGMENT_HEADER_LEN + claimed + (1 << 20), 1);
-        assert!(acknowledged_after(&bytes, Layout::V3, SEGMENT_HEADER_LEN, 0, None));
+        assert!(acknowledged_after(&bytes, Layout::V3, SEGMENT_HEADER_LEN, floor, None));
     }
 }
