@@ -91,13 +91,16 @@ pub enum Error {
         /// The version this build reads and writes.
         supported: u16,
     },
-    /// The segment files kept changing while the store was being opened: on each of
-    /// `listings` listings of the directory, a file listed was gone when opened (a scavenge in
-    /// the process that has the store open for writing merged it away). Nothing is wrong with
-    /// the store; opening again later works.
+    /// A read-only (or salvaging) open found, on each of `listings` listings of the directory,
+    /// a segment file listed that was gone when opened. Usually a scavenge in the process that
+    /// has the store open for writing merged it away, and opening again works; if it persists,
+    /// a name in the directory that looks like a segment cannot be opened (a dangling link, a
+    /// file removed from outside). Only opens without the lock retry: a writable open reports
+    /// such a file as [`Error::Io`].
     #[error(
-        "the segment files in {} kept changing during {listings} listings (a scavenge merging \
-         them?); open again",
+        "a segment file in {} vanished between listing and opening on each of {listings} \
+         listings (a scavenge merging segments beside this open, or a file that cannot be \
+         opened); open again",
         .dir.display()
     )]
     SegmentsChanging {

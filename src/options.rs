@@ -68,8 +68,10 @@ pub struct Options {
     /// The file system behind the store. Default: `std::fs`.
     pub storage: Arc<dyn Storage>,
     /// The wall clock the store reads for commit timestamps and for `max_age`. Default:
-    /// [`SystemClock`]. Timestamps are data only: a clock that repeats or goes backwards changes
-    /// what they say, never which events the log keeps.
+    /// [`SystemClock`]. In format 3 timestamps never decide the log's consistency (groups are
+    /// told apart by their sequence number), so a clock that repeats or goes backwards cannot
+    /// make recovery cut or refuse anything; it does move what `max_age` hides and scavenging
+    /// removes, which is measured on this clock.
     pub clock: Arc<dyn Clock>,
 }
 

@@ -1,6 +1,9 @@
 //! Stage one of recovery: list the segment files in log order and check their headers.
 
-use std::{io, path::Path};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 use crate::{
     error::{Error, Result},
@@ -37,19 +40,27 @@ pub const SEGMENT_LISTINGS_MAX: u32 = 16;
 /// the files opened are always one consistent set (an open file stays readable whatever
 /// happens to its name: a merged segment opened before the rename is read whole, one opened
 /// after it covers the files it replaced, which are then leftovers).
+///
+/// A writable open holds the lock, so no scavenge runs beside it: a file that vanishes under it
+/// was removed from outside, and is the I/O error it always was.
 pub(super) fn open_segments(
     dir: &Path,
     options: &Options,
+    writable: bool,
     report: &mut RecoveryReport,
 ) -> Result<Vec<Opened>> {
     for _ in 0..SEGMENT_LISTINGS_MAX {
         let mut attempt = report.clone();
         match open_listed(dir, options, list_segments(dir, options)?, &mut attempt)? {
-            Some(opened) => {
+            Ok(opened) => {
                 *report = attempt;
                 return Ok(opened);
             }
-            None => std::thread::yield_now(),
+            Err(vanished) if writable => {
+                let source = io::Error::from(io::ErrorKind::NotFound);
+                return Err(Error::io("open segment", &vanished)(source));
+            }
+            Err(_) => std::thread::yield_now(),
         }
     }
     Err(Error::SegmentsChanging { dir: dir.to_path_buf(), listings: SEGMENT_LISTINGS_MAX })
@@ -68,13 +79,14 @@ fn list_segments(dir: &Path, options: &Options) -> Result<Vec<(u64, String)>> {
     Ok(names)
 }
 
-/// Opens the segment files `names` and checks their headers; `None` if one of them is gone.
+/// Opens the segment files `names` and checks their headers; `Err(path)` with the path of the
+/// first one that is gone.
 fn open_listed(
     dir: &Path,
     options: &Options,
     names: Vec<(u64, String)>,
     report: &mut RecoveryReport,
-) -> Result<Option<Vec<Opened>>> {
+) -> Result<Result<Vec<Opened>, PathBuf>> {
     let storage = &*options.storage;
     let mut opened = Vec::with_capacity(names.len());
     let count = names.len();
@@ -82,7 +94,7 @@ fn open_listed(
         let path = dir.join(&name);
         let file = match storage.open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(path)),
             Err(e) => return Err(Error::io("open segment", &path)(e)),
         };
         let len = file.len().map_err(Error::io("stat segment", &path))?;
@@ -125,5 +137,5 @@ fn open_listed(
         }
         return Err(Error::Corruption { segment: name, offset: 0, kind: problem });
     }
-    Ok(Some(opened))
+    Ok(Ok(opened))
 }

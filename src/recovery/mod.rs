@@ -99,7 +99,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mode = options.recovery_mode;
     let writable = access == Access::ReadWrite && mode != RecoveryMode::Salvage;
     let mut report = RecoveryReport::default();
-    let opened = headers::open_segments(dir, options, &mut report)?;
+    let opened = headers::open_segments(dir, options, writable, &mut report)?;
     let streams = StreamIndex::default();
     let mut segments = Vec::with_capacity(opened.len() + 1);
     let mut head = opened.first().map_or(0, |s| s.header.base_position);

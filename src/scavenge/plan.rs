@@ -5,7 +5,9 @@
 //! than `max_age` with every earlier event of its stream removed too. Never removed: the last
 //! event of a stream that is not tombstoned (it carries the stream's version across restarts),
 //! the latest event of a metadata stream, events appended after the scavenge started, and
-//! events in the idempotency window (a retry is checked against them).
+//! events in the idempotency window (a retry is checked against them). So the newest group
+//! commit always keeps an event, which recovery's torn-tail rule relies on: the highest group
+//! sequence on disk is the last one written (docs/format.md, "Groups").
 //!
 //! Removal is prefix-closed per stream: a version goes only if every earlier version of its
 //! stream goes (or went before), so each stream's retained versions stay one dense range.

@@ -125,3 +125,26 @@ fn readonly_open_beside_a_scavenging_writer_never_fails() {
         &failures[..failures.len().min(5)]
     );
 }
+
+#[test]
+fn writable_open_reports_a_vanished_segment_as_the_io_error_it_is() {
+    // The retry for segments that vanish between the listing and their open is for read-only
+    // opens beside a scavenging writer. A writable open holds the lock, so nothing of the store
+    // removes files under it: a segment name that cannot be opened (here a dangling link) was
+    // reported after 16 listings as `SegmentsChanging`, which says opening again will work.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), options());
+    store.append("s", ExpectedVersion::Any, [NewEvent::new("T", vec![1])]).unwrap();
+    store.close();
+    let dangling = dir.path().join(format!("{:020}.seg", 1_000_000));
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+
+    let err = Store::open_with(dir.path(), options()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&err, annal::Error::Io { op: "open segment", source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    let err = Store::open_read_only(dir.path(), options()).map(|_| ()).unwrap_err();
+    assert!(matches!(err, annal::Error::SegmentsChanging { .. }), "{err:?}");
+}
