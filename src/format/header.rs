@@ -5,6 +5,10 @@ use super::{
     SEGMENT_SUFFIX,
 };
 
+/// The highest base position a segment header may state: a log never gets near 2^63 events,
+/// and the bound keeps position arithmetic over a segment from overflowing.
+pub(crate) const BASE_POSITION_MAX: u64 = (1 << 63) - 1;
+
 /// The decoded header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
@@ -79,13 +83,20 @@ impl SegmentHeader {
         let header_len = u16::from_le_bytes([b[10], b[11]]);
         // Version 1 reserved bytes 24..28 (zero); version 2 keeps the span there.
         let span = u32::from_le_bytes(b[24..28].try_into().expect("4 bytes"));
-        if usize::from(header_len) != SEGMENT_HEADER_LEN || (version == 1 && span != 0) {
+        let base_position = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
+        // Below 2^63, so that no position arithmetic over a segment (at most 2^32 positions)
+        // can overflow, whatever a header that passes its checksum claims.
+        let base_fits = base_position <= BASE_POSITION_MAX;
+        if usize::from(header_len) != SEGMENT_HEADER_LEN
+            || (version == 1 && span != 0)
+            || !base_fits
+        {
             return Err(HeaderError::Corrupt(CorruptionKind::HeaderFields));
         }
         Ok(SegmentHeader {
             version,
             group_bytes_max: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
-            base_position: u64::from_le_bytes(b[16..24].try_into().expect("8 bytes")),
+            base_position,
             span,
         })
     }
@@ -135,6 +146,21 @@ mod tests {
         let crc = crc32fast::hash(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&b), Err(HeaderError::UnsupportedVersion(9)));
+    }
+
+    #[test]
+    fn header_base_position_from_2_63_on_is_impossible() {
+        // A header that passed its checksum with a base near u64::MAX made the scans' position
+        // arithmetic overflow (a panic in debug and fuzz builds, a silent wrap in release).
+        assert!(
+            SegmentHeader::decode(&SegmentHeader::current(BASE_POSITION_MAX, 7, 9).encode())
+                .is_ok()
+        );
+        for base in [BASE_POSITION_MAX + 1, u64::MAX] {
+            let b = SegmentHeader::current(base, 7, 0).encode();
+            let refused = Err(HeaderError::Corrupt(CorruptionKind::HeaderFields));
+            assert_eq!(SegmentHeader::decode(&b), refused);
+        }
     }
 
     #[test]
