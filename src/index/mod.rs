@@ -11,4 +11,5 @@ mod stream;
 
 pub(crate) use hash::NameHash;
 pub(crate) use sparse::SparseIndex;
-pub(crate) use stream::{Continuity, MISSING, StreamIndex, StreamState};
+pub use stream::StreamState;
+pub(crate) use stream::{Continuity, MISSING, StreamIndex};

@@ -42,9 +42,12 @@ impl Entry {
     }
 }
 
-/// What readers and the writer need to know of a stream at one moment.
+/// What is known of a stream at one moment: the range of versions in the log and the rules its
+/// metadata sets. [`Store::stream_state`](crate::Store::stream_state) returns it; the writer,
+/// readers and the es layer decide with it too.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StreamState {
+#[non_exhaustive]
+pub struct StreamState {
     /// The first version still in the log (those below were removed by scavenging).
     pub first: u64,
     /// The version of the last event ever appended (`None`: never written).
@@ -61,7 +64,7 @@ pub(crate) struct StreamState {
 
 impl StreamState {
     /// Takes the rules of a metadata event.
-    pub fn apply(&mut self, record: &MetaRecord) {
+    pub(crate) fn apply(&mut self, record: &MetaRecord) {
         self.truncate_before = record.meta.truncate_before;
         self.max_count = record.meta.max_count;
         self.max_age = record.meta.max_age;
