@@ -54,6 +54,7 @@ mod writer;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
+pub use index::StreamState;
 pub use lifecycle::StreamMetadata;
 pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
 pub use read::{EventRef, ReadAll, ReadAllBackward, ReadStream, RecordedEvent};

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     error::{Error, Result},
+    index::StreamState,
     lifecycle::{self, StreamMetadata},
     options::Options,
     options::RecoveryMode,
@@ -253,6 +254,12 @@ impl Store {
     /// most `limit` events.
     pub fn read_all_backward(&self, from: Position, limit: usize) -> ReadAllBackward {
         ReadAllBackward::new(Arc::clone(&self.inner.shared), from.get(), limit)
+    }
+
+    /// What is known of `stream` now: its first and last versions and the rules of its
+    /// metadata (see [`StreamState`]). A stream the store has never seen reads as never written.
+    pub fn stream_state(&self, stream: &str) -> StreamState {
+        self.inner.shared.streams.state(stream)
     }
 
     /// The version of the stream's last event, `None` if it has none.

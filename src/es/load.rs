@@ -103,7 +103,7 @@ impl<A: Aggregate> Repository<A> {
         }
         let from = loaded.version.map_or(start, |v| v + 1);
         // Taken before the read, so that events appended meanwhile do not count as missing.
-        let before = self.store.shared().streams.state(&stream);
+        let before = self.store.stream_state(&stream);
         let mut fold = Fold::new(&stream, from, loaded.version);
         for event in self.read_from(&stream, from)?.into_iter().flatten() {
             let event = fold.next(event?)?;
@@ -187,7 +187,7 @@ impl<A: Aggregate> Repository<A> {
         super::aggregate::validate_id(id)?;
         let stream = stream_of::<A>(id);
         let start = self.history_start(&stream)?;
-        let before = self.store.shared().streams.state(&stream);
+        let before = self.store.stream_state(&stream);
         let mut fold = Fold::new(&stream, start, None);
         let mut state = A::default();
         let mut version = None;

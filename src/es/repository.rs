@@ -270,7 +270,7 @@ impl<A: Aggregate> Repository<A> {
         self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
         // Caught up unless the log is where the state left it: same last version, and that
         // version not hidden since (by a delete).
-        let stream = self.store.shared().streams.state(&stream_of::<A>(id));
+        let stream = self.store.stream_state(&stream_of::<A>(id));
         if stream.last != loaded.version || loaded.version.is_some_and(|v| v < stream.floor()) {
             self.catch_up(id, &mut loaded)?;
         }

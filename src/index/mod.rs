@@ -1,7 +1,9 @@
 //! In-memory indexes rebuilt from the segments on open: a sparse global index per segment
 //! (position → byte offset) and a per-stream index (stream → positions of its events).
 //!
-//! Both sit behind narrow interfaces so a later version can persist them per sealed segment.
+//! Both sit behind narrow interfaces so a later version can persist them per sealed segment:
+//! records enter the stream index only through [`StreamIndex::write`]'s `index_record`, on open
+//! and when the writer publishes alike, and everything else only looks things up or trims.
 
 mod hash;
 mod sparse;
@@ -9,4 +11,5 @@ mod stream;
 
 pub(crate) use hash::NameHash;
 pub(crate) use sparse::SparseIndex;
-pub(crate) use stream::{Continuity, MISSING, StreamIndex, StreamIndexWriter, StreamState};
+pub use stream::StreamState;
+pub(crate) use stream::{Continuity, MISSING, StreamIndex};

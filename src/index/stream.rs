@@ -2,7 +2,10 @@
 //! order, and the stream's metadata as the latest `$metadata` event of `$$<stream>` set it.
 
 use super::hash::NameHash;
-use crate::lifecycle::MetaRecord;
+use crate::{
+    format::{CorruptionKind, Record},
+    lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target},
+};
 use std::{
     collections::HashMap,
     sync::{RwLock, RwLockWriteGuard},
@@ -39,9 +42,12 @@ impl Entry {
     }
 }
 
-/// What readers and the writer need to know of a stream at one moment.
+/// What is known of a stream at one moment: the range of versions in the log and the rules its
+/// metadata sets. [`Store::stream_state`](crate::Store::stream_state) returns it; the writer,
+/// readers and the es layer decide with it too.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct StreamState {
+#[non_exhaustive]
+pub struct StreamState {
     /// The first version still in the log (those below were removed by scavenging).
     pub first: u64,
     /// The version of the last event ever appended (`None`: never written).
@@ -58,7 +64,7 @@ pub(crate) struct StreamState {
 
 impl StreamState {
     /// Takes the rules of a metadata event.
-    pub fn apply(&mut self, record: &MetaRecord) {
+    pub(crate) fn apply(&mut self, record: &MetaRecord) {
         self.truncate_before = record.meta.truncate_before;
         self.max_count = record.meta.max_count;
         self.max_age = record.meta.max_age;
@@ -210,7 +216,7 @@ fn meta_bytes(meta: Option<&MetaRecord>) -> usize {
     })
 }
 
-/// How strictly [`StreamIndexWriter::push`] checks a version against its stream.
+/// How strictly [`StreamIndexWriter::index_record`] checks a version against its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Continuity {
     /// The stream's next version, exactly.
@@ -223,6 +229,30 @@ pub(crate) enum Continuity {
 }
 
 impl StreamIndexWriter<'_> {
+    /// Puts one record into the index: its position into its stream's, and for a `$metadata`
+    /// event of a metadata stream, its metadata into the target stream's entry. Its version is
+    /// checked for its place in its stream as `continuity` says. This is the one way records
+    /// enter the index, both on open (recovery) and when the writer publishes a group.
+    /// An error says what is wrong with the record: recovery takes it for corruption, the
+    /// writer (whose own records these are) for a bug.
+    pub fn index_record(
+        &mut self,
+        record: Record<'_>,
+        continuity: Continuity,
+    ) -> Result<(), CorruptionKind> {
+        let stream = record.check_stream()?;
+        let (version, position) = (record.version(), record.position());
+        self.push(stream, version, position, continuity)
+            .map_err(|expected| CorruptionKind::VersionMismatch { expected, found: version })?;
+        if let Some(target) = metadata_target(stream)
+            && record.event_type() == METADATA_EVENT_TYPE
+        {
+            let meta = decode_meta(record.data()).ok_or(CorruptionKind::BadMetadata)?;
+            self.set_metadata(target, meta);
+        }
+        Ok(())
+    }
+
     /// Appends the event with `version` of `stream` at `position`, checked as `continuity`
     /// says. On error, returns the version that was due.
     ///
@@ -231,7 +261,7 @@ impl StreamIndexWriter<'_> {
     /// versions a salvage marks missing must fit between the stream's last kept event and this
     /// one. A record that merely passes its checksum can claim anything; without these checks a
     /// version far ahead would make [`Continuity::Holes`] allocate a slot per missing version.
-    pub fn push(
+    fn push(
         &mut self,
         stream: &str,
         version: u64,
@@ -269,7 +299,7 @@ impl StreamIndexWriter<'_> {
     }
 
     /// Sets `stream`'s metadata (from a `$metadata` event of its metadata stream).
-    pub fn set_metadata(&mut self, stream: &str, record: MetaRecord) {
+    fn set_metadata(&mut self, stream: &str, record: MetaRecord) {
         let entry = match self.map.get_mut(stream) {
             Some(e) => e,
             None => self.map.entry(stream.into()).or_default(),

@@ -9,8 +9,7 @@ use crate::{
         CorruptionKind, PositionRange, Record, SegmentHeader, acknowledged_after, salvage_segment,
         scan_any, scan_compacted,
     },
-    index::{Continuity, SparseIndex, StreamIndex, StreamIndexWriter},
-    lifecycle::{METADATA_EVENT_TYPE, decode_meta, metadata_target},
+    index::{Continuity, SparseIndex, StreamIndex},
     options::{Options, RecoveryMode},
     segment::Segment,
 };
@@ -29,27 +28,6 @@ pub(super) struct Context<'a> {
     /// The base position of the segment after this one, if any: a salvaging open takes no
     /// record of this segment at or above it.
     pub next_base: Option<u64>,
-}
-
-/// Puts one verified record into the stream index (and its metadata, for a `$metadata` event of
-/// a metadata stream), checked for its place in its stream as `continuity` says.
-fn index_record(
-    writer: &mut StreamIndexWriter<'_>,
-    record: Record<'_>,
-    continuity: Continuity,
-) -> Result<(), CorruptionKind> {
-    let stream = record.check_stream()?;
-    let (version, position) = (record.version(), record.position());
-    writer
-        .push(stream, version, position, continuity)
-        .map_err(|expected| CorruptionKind::VersionMismatch { expected, found: version })?;
-    if let Some(target) = metadata_target(stream)
-        && record.event_type() == METADATA_EVENT_TYPE
-    {
-        let meta = decode_meta(record.data()).ok_or(CorruptionKind::BadMetadata)?;
-        writer.set_metadata(target, meta);
-    }
-    Ok(())
 }
 
 /// What a salvaging open keeps of a segment: it visits every record it can prove, and returns
@@ -115,7 +93,7 @@ pub(super) fn scan_and_index(
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
         *sequence = (*sequence).max(record.sequence());
-        index_record(&mut writer, record, continuity)
+        writer.index_record(record, continuity)
     };
     if salvage {
         // Salvage never refuses a record it proved whole: one whose version does not fit its

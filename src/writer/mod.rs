@@ -33,8 +33,8 @@ pub use request::{
 use crate::{
     error::{Error, Result},
     format::{
-        FieldOverflow, Record, RecordFields, SEGMENT_HEADER_LEN, own_records, record_len,
-        seal_record,
+        CorruptionKind, FieldOverflow, Record, RecordFields, SEGMENT_HEADER_LEN, own_records,
+        record_len, seal_record,
     },
     index::{Continuity, StreamState},
     lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target},
@@ -416,19 +416,30 @@ impl Writer {
         for (_, record) in own_records(&self.group.bytes) {
             let (stream, version, position) =
                 (record.stream(), record.version(), record.position());
-            if let Err(due) = streams.push(stream, version, position, Continuity::Dense) {
-                // The writer took every version from this index, so this is a bug. The group is
-                // durable, but the store must not acknowledge it or build on a broken index.
-                let detail = format!(
-                    "stream {stream:?} got version {version} at position {position}, \
-                     but its index continues at {due}"
-                );
-                self.shared.poison(INDEX_OP, io::Error::other(detail));
-            }
-            match metadata_of(stream, record) {
-                Ok(Some((target, meta))) => streams.set_metadata(target, meta),
-                Ok(None) => {}
-                Err(error) => self.shared.poison(METADATA_OP, error),
+            // The writer took every version from this index and checked its metadata events
+            // while sealing, so an error is a bug. The group is durable, but the store must not
+            // acknowledge it or build on a broken index.
+            if let Err(kind) = streams.index_record(record, Continuity::Dense) {
+                let (op, detail) = match kind {
+                    CorruptionKind::BadMetadata => (
+                        METADATA_OP,
+                        format!(
+                            "the metadata event at position {position} of {stream:?} does not decode"
+                        ),
+                    ),
+                    CorruptionKind::VersionMismatch { expected, .. } => (
+                        INDEX_OP,
+                        format!(
+                            "stream {stream:?} got version {version} at position {position}, \
+                             but its index continues at {expected}"
+                        ),
+                    ),
+                    other => (
+                        INDEX_OP,
+                        format!("the record at position {position} was refused: {other}"),
+                    ),
+                };
+                self.shared.poison(op, io::Error::other(detail));
             }
         }
         self.shared.set_head(end);

@@ -53,6 +53,28 @@ fn lifecycle_soft_delete_hides_the_stream_and_a_new_append_continues_its_numberi
 }
 
 #[test]
+fn lifecycle_stream_state_reports_versions_and_rules_at_once_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    assert_eq!(store.stream_state("a").last, None, "never written");
+    assert!(!store.stream_state("a").exists());
+    store.append("a", ExpectedVersion::NoStream, (0..5).map(event)).unwrap();
+    let rules = StreamMetadata { max_count: Some(2), ..StreamMetadata::default() };
+    store.set_stream_metadata("a", ExpectedVersion::NoStream, rules).unwrap();
+    store.tombstone_stream("b", ExpectedVersion::Any).unwrap();
+    let check = |store: &annal::Store| {
+        let a = store.stream_state("a");
+        assert_eq!((a.first, a.last, a.max_count, a.floor()), (0, Some(4), Some(2), 3));
+        assert!(a.exists() && !a.tombstoned);
+        let b = store.stream_state("b");
+        assert!(b.tombstoned && !b.exists());
+    };
+    check(&store);
+    drop(store);
+    check(&open(dir.path(), fast_options()));
+}
+
+#[test]
 fn lifecycle_tombstone_forbids_every_later_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), fast_options());
