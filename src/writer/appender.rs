@@ -1,0 +1,137 @@
+//! The appender: the I/O half of the writer. It takes a group whose records are already sealed
+//! (positions, versions, timestamp, group sequence, checksums), writes it at the end of the
+//! active segment, calls `fdatasync`, and only then publishes it to readers and the indexes. It
+//! also rotates segments. It knows nothing of expected versions, idempotency or stream
+//! lifecycle: records enter the stream index through its one entry point
+//! (`StreamIndexWriter::index_record`, which recovery uses too), which reads what a record sets
+//! (a stream's version, a metadata event's rules) from the record itself, so that anything
+//! producing sealed frames (the sequencer today, replication later) can feed it.
+//!
+//! A failed write or fsync is returned to the caller, who poisons the store; nothing is
+//! retried, and a poisoned store is never written to again.
+
+use std::{io, sync::Arc};
+
+use super::SealedGroup;
+use crate::{
+    error::Error,
+    format::{SEGMENT_HEADER_LEN, own_records},
+    index::Continuity,
+    options::Durability,
+    segment::Segment,
+    shared::Shared,
+};
+
+/// What a poisoned store names as the failed operation when the stream index disagreed with
+/// the log being published.
+const INDEX_OP: &str = "stream index update";
+
+/// Writes sealed groups to the active segment and publishes them; rotates segments.
+pub(crate) struct Appender {
+    shared: Arc<Shared>,
+    active: Arc<Segment>,
+    /// Committed length of the active segment: where the next group goes.
+    segment_len: u64,
+}
+
+impl Appender {
+    /// An appender continuing the log in `active`, at its committed length.
+    pub fn new(shared: Arc<Shared>, active: Arc<Segment>) -> Appender {
+        let segment_len = active.committed_len();
+        Appender { shared, active, segment_len }
+    }
+
+    /// Whether `bytes` more bytes fit the active segment (`segment_bytes_max`).
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.segment_len + bytes as u64 <= self.shared.options.segment_bytes_max
+    }
+
+    /// Writes and fsyncs the group, then publishes it. Returns whether it wrote anything: an
+    /// empty group, or any group once the store is poisoned, is not written. A failed write or
+    /// fsync is returned with the name of the operation, for the caller to poison the store.
+    pub fn append(&mut self, group: &SealedGroup) -> Result<bool, (&'static str, io::Error)> {
+        if self.shared.poisoned().is_some() || group.bytes.is_empty() {
+            return Ok(false);
+        }
+        let file = self.active.file();
+        file.write_at(self.segment_len, &group.bytes).map_err(|e| ("write", e))?;
+        if self.shared.options.durability == Durability::Fsync {
+            file.sync_data().map_err(|e| ("fsync", e))?;
+        }
+        self.publish(group);
+        Ok(true)
+    }
+
+    /// Makes the durable group visible: segment index and length, stream index, then head.
+    fn publish(&mut self, group: &SealedGroup) {
+        let base = self.segment_len;
+        let new_len = base + group.bytes.len() as u64;
+        let end = group.end;
+        // Offsets stay below `segment_bytes_max`, which `Options::validate` keeps below 4 GiB.
+        // Checked here, before any lock is taken: a panic under a lock would poison it for
+        // every reader.
+        assert!(u32::try_from(new_len).is_ok(), "a segment stays below 4 GiB");
+        let offsets = own_records(&group.bytes)
+            .map(|(offset, r)| (r.position(), (base + offset as u64) as u32));
+        self.active.publish(offsets, new_len, end);
+        let mut streams = self.shared.streams.write();
+        for (_, record) in own_records(&group.bytes) {
+            // The same entry point recovery uses. The sequencer took every version from this
+            // index and checked the metadata events while sealing, so an error is a bug: the
+            // group is durable, but the store must not acknowledge it or build on a broken
+            // index.
+            if let Err(kind) = streams.index_record(record, Continuity::Dense) {
+                let detail = format!(
+                    "the stream index refused the record at position {} (stream {:?}, version \
+                     {}): {kind}",
+                    record.position(),
+                    record.stream(),
+                    record.version()
+                );
+                self.shared.poison(INDEX_OP, io::Error::other(detail));
+                break;
+            }
+        }
+        self.shared.set_head(end);
+        drop(streams);
+        // A hint for subscribers that the head moved; never waits on any of them.
+        self.shared.notifier.wake();
+        self.segment_len = new_len;
+    }
+
+    /// Seals the active segment and starts the next one, whose first record will have
+    /// `first_position`. Does nothing once the store is poisoned; a failure poisons it.
+    pub fn rotate(&mut self, first_position: u64) {
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        let options = &self.shared.options;
+        let created = Segment::create(
+            &*options.storage,
+            &self.shared.dir,
+            first_position,
+            options.group_bytes_max,
+            options.index_stride,
+            options.durability == Durability::Fsync,
+        );
+        match created {
+            Ok(segment) => {
+                self.active.seal();
+                let segment = Arc::new(segment);
+                self.shared.segments.push(Arc::clone(&segment));
+                self.active = segment;
+                self.segment_len = SEGMENT_HEADER_LEN as u64;
+            }
+            Err(Error::Io { op, source, .. }) => self.shared.poison(op, source),
+            Err(other) => self.shared.poison("create segment", io::Error::other(other.to_string())),
+        }
+    }
+
+    /// On a clean close without fsyncs, syncs the active segment once.
+    pub fn close(&self) {
+        if self.shared.options.durability == Durability::None && self.shared.poisoned().is_none() {
+            // Not a promise (this mode makes none), just fewer losses after a clean close.
+            let _ = self.active.file().sync_data();
+        }
+    }
+}
