@@ -226,6 +226,11 @@ pub(crate) enum Continuity {
     AfterScavenge,
     /// Any later version; those in between are marked [`MISSING`] (salvage).
     Holes,
+    /// As [`Continuity::Holes`], once a scavenged segment has been read: a stream's first
+    /// retained event may then have any version, and the versions below it were removed, not
+    /// lost, so they take no slot (a salvage of a long-lived scavenged store would otherwise
+    /// allocate one per removed version).
+    HolesAfterScavenge,
 }
 
 impl StreamIndexWriter<'_> {
@@ -282,14 +287,16 @@ impl StreamIndexWriter<'_> {
             Continuity::AfterScavenge => {
                 version == due || (version > due && entry.positions.is_empty())
             }
-            Continuity::Holes => {
+            Continuity::Holes | Continuity::HolesAfterScavenge => {
                 version >= due && version - due <= entry.room_before(position).unwrap_or(0)
             }
         };
         if !ok || version > position {
             return Err(due);
         }
-        if entry.positions.is_empty() && continuity == Continuity::AfterScavenge {
+        let starts_late =
+            matches!(continuity, Continuity::AfterScavenge | Continuity::HolesAfterScavenge);
+        if entry.positions.is_empty() && starts_late {
             entry.first = version;
         }
         let at = (version - entry.first) as usize;

@@ -86,7 +86,8 @@ pub(super) fn scan_and_index(
     let view = file.view(len).map_err(Error::io("map segment", &path))?;
     let mut writer = streams.write();
     let continuity = match (salvage, cx.after_scavenge) {
-        (true, _) => Continuity::Holes,
+        (true, false) => Continuity::Holes,
+        (true, true) => Continuity::HolesAfterScavenge,
         (false, true) => Continuity::AfterScavenge,
         (false, false) => Continuity::Dense,
     };

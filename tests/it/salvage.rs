@@ -205,3 +205,28 @@ fn salvage_position_past_the_next_segment_is_damage_not_a_refused_open() {
     let expected: Vec<u64> = (0..150).filter(|&p| p != next_base - 1).collect();
     assert_eq!(all_positions(&store), expected);
 }
+
+#[test]
+fn salvage_of_a_scavenged_store_takes_no_slot_per_removed_version() {
+    // A salvaging open marked every version below a stream's first retained event as missing,
+    // one 8-byte slot each, although scavenging had removed them: a long-lived stream kept to
+    // its last few events cost a slot for every event it ever had.
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { idempotency_window_events: 0, ..small_options() };
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let kept = StreamMetadata { max_count: Some(1), ..StreamMetadata::default() };
+    store.set_stream_metadata("long", ExpectedVersion::Any, kept).unwrap();
+    for i in 0..3_000 {
+        store.append("long", ExpectedVersion::Any, [event(i)]).unwrap();
+    }
+    store.append("other", ExpectedVersion::Any, [event(0)]).unwrap();
+    assert!(store.scavenge().unwrap().events_removed > 2_000);
+    drop(store);
+
+    let normal = Store::open_read_only(dir.path(), options.clone()).unwrap();
+    let salvaged = Store::open_with(dir.path(), salvage_options()).unwrap();
+    assert_eq!(stream_versions(&salvaged, "long"), stream_versions(&normal, "long"));
+    let (salvage_bytes, normal_bytes) =
+        (salvaged.stats().index_memory_bytes, normal.stats().index_memory_bytes);
+    assert!(salvage_bytes < normal_bytes + 1_000, "{salvage_bytes} against {normal_bytes}");
+}
