@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     error::{Error, Result},
+    format::FORMAT_VERSION,
     index::StreamState,
     lifecycle::{self, StreamMetadata},
     options::Options,
@@ -74,6 +75,10 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// Heap bytes held by the global and stream indexes (estimated from capacities).
     pub index_memory_bytes: usize,
+    /// The oldest and the newest format version among the segment files (see
+    /// `docs/format.md`): a store written by an older build keeps its older segments, and new
+    /// segments get [`FORMAT_VERSION`](crate::format::FORMAT_VERSION).
+    pub format_versions: (u16, u16),
 }
 
 impl Store {
@@ -291,6 +296,10 @@ impl Store {
             disk_bytes: segments.iter().map(|s| s.committed_len()).sum(),
             index_memory_bytes: shared.streams.memory_bytes()
                 + segments.iter().map(|s| s.index_memory_bytes()).sum::<usize>(),
+            format_versions: (
+                segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
+                segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),
+            ),
         }
     }
 

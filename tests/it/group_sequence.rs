@@ -272,6 +272,7 @@ fn compat_older_stores_append_into_a_new_format_3_segment_and_read_both() {
             .collect();
         assert!(versions[..count].iter().all(|&v| v == version), "{seed}: {versions:?}");
         assert_eq!(versions[count], FORMAT_VERSION, "{seed}: the new segment");
+        assert_eq!(store.stats().format_versions, (version, FORMAT_VERSION), "{seed}: stats");
         let events = all_events(&store);
         assert_eq!(events[..old.len()], old[..], "{seed}: old events after reopen");
         let new: Vec<_> = events[old.len()..].iter().map(|e| (e.0, e.1.as_str(), e.2)).collect();

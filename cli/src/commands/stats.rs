@@ -1,6 +1,5 @@
 //! `annal stats`: counts and sizes of a store, from a read-only open.
 
-use annal::format::FORMAT_VERSION;
 use serde_json::{Value, json};
 
 use crate::{
@@ -33,7 +32,8 @@ pub fn run(args: &StatsArgs) -> CliResult {
             "disk_bytes": stats.disk_bytes,
             "head": stats.head.get(),
             "index_memory_bytes": stats.index_memory_bytes,
-            "format_version": FORMAT_VERSION,
+            "format_version": stats.format_versions.1,
+            "format_versions": [stats.format_versions.0, stats.format_versions.1],
             "torn_tail": torn_tail,
             "unfinished_segment": report.removed_segment,
         }))?;
@@ -50,7 +50,7 @@ pub fn run(args: &StatsArgs) -> CliResult {
             ),
             ("head", format!("{} (the position the next event gets)", stats.head)),
             ("index memory", output::bytes(stats.index_memory_bytes as u64)),
-            ("format version", FORMAT_VERSION.to_string()),
+            ("format version", format_versions(stats.format_versions)),
         ];
         for (name, value) in rows {
             out.line(format_args!("{name:<15} {value}"))?;
@@ -70,4 +70,13 @@ pub fn run(args: &StatsArgs) -> CliResult {
     }
     out.flush()?;
     Ok(Exit::Ok)
+}
+
+/// The format versions of the segments: one number, or the oldest and the newest.
+fn format_versions((oldest, newest): (u16, u16)) -> String {
+    if oldest == newest {
+        oldest.to_string()
+    } else {
+        format!("{oldest} to {newest} (segments written by older builds stay as they are)")
+    }
 }
