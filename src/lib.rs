@@ -47,6 +47,7 @@ mod segment;
 mod shared;
 mod store;
 mod subscription;
+mod sync;
 mod types;
 mod verify;
 mod writer;

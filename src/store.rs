@@ -1,5 +1,6 @@
 //! The public facade: open a directory, append, read, close.
 
+use crate::sync;
 use std::{
     any::Any,
     io,
@@ -437,7 +438,7 @@ impl Store {
 
 impl Inner {
     fn shutdown(&self) {
-        let handle = self.writer.lock().expect("writer handle lock").take();
+        let handle = sync::lock(&self.writer).take();
         if let (Some(handle), Some(tx)) = (handle, &self.tx) {
             let _ = tx.send(Message::Shutdown);
             let _ = handle.join();
@@ -446,7 +447,7 @@ impl Inner {
             self.shared.notifier.close();
             self.shared.subscriptions.close();
         }
-        self.lock.lock().expect("directory lock").take();
+        sync::lock(&self.lock).take();
     }
 }
 

@@ -2,6 +2,7 @@
 //! order, and the stream's metadata as the latest `$metadata` event of `$$<stream>` set it.
 
 use super::hash::NameHash;
+use crate::sync;
 use crate::{
     format::{CorruptionKind, Record},
     lifecycle::{METADATA_EVENT_TYPE, MetaRecord, decode_meta, metadata_target},
@@ -102,13 +103,13 @@ pub(crate) struct StreamIndexWriter<'a> {
 impl StreamIndex {
     /// The version of the stream's last event, `None` if it has none.
     pub fn last_version(&self, stream: &str) -> Option<u64> {
-        let map = self.map.read().expect("stream index lock");
+        let map = sync::read(&self.map);
         map.get(stream).and_then(|e| e.next_version().checked_sub(1))
     }
 
     /// The stream's state; a stream the index does not know reads as never written.
     pub fn state(&self, stream: &str) -> StreamState {
-        let map = self.map.read().expect("stream index lock");
+        let map = sync::read(&self.map);
         let Some(entry) = map.get(stream) else { return StreamState::default() };
         let mut state = StreamState {
             first: entry.first,
@@ -123,7 +124,7 @@ impl StreamIndex {
 
     /// The stream's metadata, if it ever had any (a tombstone included).
     pub fn metadata(&self, stream: &str) -> Option<MetaRecord> {
-        let map = self.map.read().expect("stream index lock");
+        let map = sync::read(&self.map);
         map.get(stream)?.meta.as_deref().cloned()
     }
 
@@ -139,7 +140,7 @@ impl StreamIndex {
         out: &mut Vec<u64>,
     ) -> Option<()> {
         out.clear();
-        let map = self.map.read().expect("stream index lock");
+        let map = sync::read(&self.map);
         let entry = map.get(stream)?;
         let positions = &entry.positions;
         let len = positions.len() as u64;
@@ -163,17 +164,17 @@ impl StreamIndex {
 
     /// Streams in the index: streams with events, metadata streams, and streams with metadata.
     pub fn stream_count(&self) -> usize {
-        self.map.read().expect("stream index lock").len()
+        sync::read(&self.map).len()
     }
 
     /// Every stream's name, for scavenging to plan with.
     pub fn names(&self) -> Vec<Box<str>> {
-        self.map.read().expect("stream index lock").keys().cloned().collect()
+        sync::read(&self.map).keys().cloned().collect()
     }
 
     /// Heap bytes held, estimated from capacities.
     pub fn memory_bytes(&self) -> usize {
-        let map = self.map.read().expect("stream index lock");
+        let map = sync::read(&self.map);
         let slots = map.capacity() * (size_of::<(Box<str>, Entry)>() + 1);
         let owned: usize = map
             .iter()
@@ -184,7 +185,7 @@ impl StreamIndex {
 
     /// Gives back the spare capacity recovery's appends left in every stream's positions.
     pub fn shrink(&self) {
-        let mut map = self.map.write().expect("stream index lock");
+        let mut map = sync::write(&self.map);
         map.values_mut().for_each(|e| e.positions.shrink_to_fit());
         map.shrink_to_fit();
     }
@@ -192,7 +193,7 @@ impl StreamIndex {
     /// Forgets the positions of `stream`'s versions below `keep_from`, which scavenging has
     /// removed from the log. The stream's next version does not change.
     pub fn trim(&self, stream: &str, keep_from: u64) {
-        let mut map = self.map.write().expect("stream index lock");
+        let mut map = sync::write(&self.map);
         if let Some(entry) = map.get_mut(stream) {
             let cut = keep_from.saturating_sub(entry.first).min(entry.positions.len() as u64);
             entry.positions.drain(..cut as usize);
@@ -205,7 +206,7 @@ impl StreamIndex {
 
     /// Locks the index for the writer.
     pub fn write(&self) -> StreamIndexWriter<'_> {
-        StreamIndexWriter { map: self.map.write().expect("stream index lock") }
+        StreamIndexWriter { map: sync::write(&self.map) }
     }
 }
 
@@ -446,5 +447,32 @@ mod tests {
         assert_eq!((s.last, s.floor(), s.exists()), (Some(3), 4, false));
         assert!(idx.state("t").tombstoned);
         assert!(!idx.state("u").exists());
+    }
+
+    #[test]
+    fn stream_index_poisoned_by_a_writer_panic_still_answers_reads() {
+        // Every read of the stream index once went through `.expect("stream index lock")`: a
+        // writer that panicked while publishing (holding the write guard) poisoned the lock, so
+        // every later read panicked too, although what was published stayed intact.
+        let idx = StreamIndex::default();
+        idx.write().push("s", 0, 0, Continuity::Dense).unwrap();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut w = idx.write();
+                w.push("s", 1, 1, Continuity::Dense).unwrap();
+                panic!("a bug while publishing");
+            });
+            assert!(writer.join().is_err());
+        });
+        assert!(idx.map.is_poisoned());
+        // What the writer pushed before it died stays: its records were durable and in their
+        // segment (published first), but the head had not moved past them yet.
+        assert_eq!(idx.last_version("s"), Some(1));
+        let mut out = Vec::new();
+        idx.chunk("s", 0, 0, true, 10, &mut out).unwrap();
+        assert_eq!(out, [0, 1]);
+        assert_eq!(idx.stream_count(), 1);
+        idx.write().push("s", 2, 2, Continuity::Dense).unwrap();
+        assert_eq!(idx.state("s").last, Some(2));
     }
 }

@@ -3,6 +3,7 @@
 
 mod set;
 
+use crate::sync;
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -169,7 +170,7 @@ impl Segment {
     pub fn publish(&self, records: impl Iterator<Item = (u64, u32)>, len: u64, end: u64) {
         debug_assert!(len >= self.committed_len() && end >= self.end_position());
         {
-            let mut index = self.index.write().expect("segment index lock");
+            let mut index = sync::write(&self.index);
             for (position, offset) in records {
                 index.note(position, offset);
             }
@@ -180,12 +181,12 @@ impl Segment {
 
     /// Called once the writer has moved on to the next segment.
     pub fn seal(&self) {
-        self.index.write().expect("segment index lock").shrink();
+        sync::write(&self.index).shrink();
     }
 
     /// A view holding at least the first `min_len` committed bytes.
     pub fn view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        let mut view = self.view.lock().expect("segment view lock");
+        let mut view = sync::lock(&self.view);
         if (view.bytes().len() as u64) < min_len {
             let len = self.committed_len();
             debug_assert!(len >= min_len);
@@ -237,7 +238,7 @@ impl Segment {
     /// read unverified: the caller decodes and checks the record it lands on, so a hop over
     /// damaged bytes cannot go unnoticed.
     fn hop_to(&self, bytes: &[u8], position: u64) -> Option<usize> {
-        let floor = self.index.read().expect("segment index lock").floor(position);
+        let floor = sync::read(&self.index).floor(position);
         let mut offset = floor.map_or_else(|| self.first_offset(), |(_, offset)| offset as usize);
         loop {
             if peek_position(bytes, offset)? >= position {
@@ -254,11 +255,11 @@ impl Segment {
 
     /// Events the segment holds (committed records; fewer than its positions once scavenged).
     pub fn event_count(&self) -> u64 {
-        self.index.read().expect("segment index lock").records()
+        sync::read(&self.index).records()
     }
 
     /// Heap bytes held by this segment's index.
     pub fn index_memory_bytes(&self) -> usize {
-        self.index.read().expect("segment index lock").memory_bytes()
+        sync::read(&self.index).memory_bytes()
     }
 }

@@ -2,6 +2,7 @@
 //! unacknowledged, the checkpoint that follows from them, when it is written, and the window
 //! that bounds how many events may be in flight.
 
+use crate::sync;
 use std::{
     collections::VecDeque,
     sync::{
@@ -90,7 +91,7 @@ impl AckState {
     }
 
     fn tracker(&self) -> MutexGuard<'_, Tracker> {
-        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.tracker)
     }
 
     /// The checkpoint as of now.
@@ -152,7 +153,7 @@ impl AckState {
     /// Writes the current checkpoint if it moved. After the store closed: an error if
     /// `explicit`, else nothing.
     pub fn save(&self, explicit: bool) -> Result<()> {
-        let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
+        let mut io = sync::lock(&self.io);
         // The counters restart even when nothing is written (closed, or an I/O error below),
         // so that a write that cannot happen is not retried on every call.
         let position = {
@@ -189,10 +190,10 @@ impl AckState {
                 return Err(Error::TooManyUnacknowledged { max_in_flight: self.max_in_flight });
             }
             t = match deadline {
-                None => self.room.wait(t).unwrap_or_else(|e| e.into_inner()),
+                None => sync::recover(self.room.wait(t)),
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => {
-                        self.room.wait_timeout(t, left).unwrap_or_else(|e| e.into_inner()).0
+                        sync::recover(self.room.wait_timeout(t, left)).0
                     }
                     _ => return Ok(false),
                 },
@@ -204,7 +205,7 @@ impl AckState {
     /// Writes the checkpoint a last time and stops writing: the store is closing.
     pub fn close(&self) {
         let _ = self.save(false);
-        self.io.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        sync::lock(&self.io).closed = true;
     }
 }
 

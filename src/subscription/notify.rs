@@ -9,6 +9,7 @@
 //! wakes them all. So the writer's cost is a fence and a load, plus a bounded wake-up when
 //! someone sleeps; a herd of woken subscribers contends with the helper, never the writer.
 
+use crate::sync;
 use std::{
     sync::{
         Arc, Condvar, Mutex, MutexGuard, OnceLock,
@@ -62,7 +63,7 @@ struct Inner {
 impl Inner {
     fn closed(&self) -> MutexGuard<'_, bool> {
         // Nothing that can panic runs under this lock, so a poisoned lock holds a sound state.
-        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.closed)
     }
 
     /// The helper's loop: whenever a new request is seen, wake every sleeper.
@@ -133,7 +134,7 @@ impl Notifier {
         if self.inner.helper.get().is_some() || self.inner.stop.load(Ordering::Acquire) {
             return true;
         }
-        let _starting = self.inner.starting.lock().unwrap_or_else(|e| e.into_inner());
+        let _starting = sync::lock(&self.inner.starting);
         if self.inner.helper.get().is_some() {
             return true;
         }
@@ -179,8 +180,8 @@ impl Notifier {
                 (Some(left), false) => Some(left.min(POLL_WITHOUT_HELPER)),
             };
             closed = match timeout {
-                None => inner.cond.wait(closed).unwrap_or_else(|e| e.into_inner()),
-                Some(t) => inner.cond.wait_timeout(closed, t).unwrap_or_else(|e| e.into_inner()).0,
+                None => sync::recover(inner.cond.wait(closed)),
+                Some(t) => sync::recover(inner.cond.wait_timeout(closed, t)).0,
             };
             inner.sleeping.fetch_sub(1, Ordering::SeqCst);
         }

@@ -1,6 +1,7 @@
 //! Which persistent subscriptions are held in an open store, and the lookups by name that
 //! work whether a subscription is held or not.
 
+use crate::sync;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, Weak, atomic::Ordering},
@@ -31,7 +32,7 @@ pub(super) struct Held {
 
 impl Registry {
     pub(super) fn lock(&self) -> MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.held)
     }
 
     /// Frees `name`; the holder's last handle is gone.

@@ -68,8 +68,8 @@ impl Appender {
         let new_len = base + group.bytes.len() as u64;
         let end = group.end;
         // Offsets stay below `segment_bytes_max`, which `Options::validate` keeps below 4 GiB.
-        // Checked here, before any lock is taken: a panic under a lock would poison it for
-        // every reader.
+        // Checked here, before any lock is taken: a panic under a lock would leave an index
+        // half-updated (see `crate::sync`).
         assert!(u32::try_from(new_len).is_ok(), "a segment stays below 4 GiB");
         let offsets = own_records(&group.bytes)
             .map(|(offset, r)| (r.position(), (base + offset as u64) as u32));
