@@ -60,6 +60,35 @@ fn salvage_ranges(
     (end.next_position, skipped)
 }
 
+/// How a record's version must continue its stream: exactly, unless a salvage steps over
+/// damage (holes) or a scavenge removed a stream's first versions.
+fn continuity(salvage: bool, after_scavenge: bool) -> Continuity {
+    match (salvage, after_scavenge) {
+        (true, false) => Continuity::Holes,
+        (true, true) => Continuity::HolesAfterScavenge,
+        (false, true) => Continuity::AfterScavenge,
+        (false, false) => Continuity::Dense,
+    }
+}
+
+/// Lists, in file order, the ranges a salvage stepped over and the records it kept out of
+/// their streams, as `Dropped` entries of segment `name`.
+fn report_salvaged(
+    report: &mut RecoveryReport,
+    name: &str,
+    skipped: &[(usize, usize, CorruptionKind)],
+    refused: &[(usize, usize, CorruptionKind)],
+) {
+    let mut dropped: Vec<_> = skipped.iter().chain(refused).copied().collect();
+    dropped.sort_by_key(|&(start, ..)| start);
+    report.salvaged.extend(dropped.into_iter().map(|(start, end, kind)| Dropped {
+        segment: name.to_owned(),
+        offset: start as u64,
+        bytes: (end - start) as u64,
+        kind,
+    }));
+}
+
 /// Scans `segment`, whose records continue the log at `head`, into the indexes, and raises
 /// `sequence` to the highest group sequence number among its records.
 pub(super) fn scan_and_index(
@@ -85,12 +114,7 @@ pub(super) fn scan_and_index(
     let mut index = SparseIndex::new(base, cx.options.index_stride);
     let view = file.view(len).map_err(Error::io("map segment", &path))?;
     let mut writer = streams.write();
-    let continuity = match (salvage, cx.after_scavenge) {
-        (true, false) => Continuity::Holes,
-        (true, true) => Continuity::HolesAfterScavenge,
-        (false, true) => Continuity::AfterScavenge,
-        (false, false) => Continuity::Dense,
-    };
+    let continuity = continuity(salvage, cx.after_scavenge);
     let mut visit = |offset: usize, record: Record<'_>| {
         index.note(record.position(), offset as u32);
         *sequence = (*sequence).max(record.sequence());
@@ -108,14 +132,7 @@ pub(super) fn scan_and_index(
                 }
             });
         drop(writer);
-        let mut dropped: Vec<_> = skipped.iter().chain(&refused).copied().collect();
-        dropped.sort_by_key(|&(start, ..)| start);
-        report.salvaged.extend(dropped.into_iter().map(|(start, end, kind)| Dropped {
-            segment: name.clone(),
-            offset: start as u64,
-            bytes: (end - start) as u64,
-            kind,
-        }));
+        report_salvaged(report, &name, &skipped, &refused);
         let holes = skipped.iter().map(|&(start, end, _)| (start, end)).collect();
         return Ok(Segment::recovered(header, name, path, file, len, end_position, index)
             .with_holes(holes));
