@@ -57,3 +57,14 @@ pub fn run_child_then_kill(
     child.wait().unwrap();
     reader.join().unwrap()
 }
+
+/// The segment files of `dir` in log order.
+pub fn segment_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    paths.sort();
+    paths
+}

@@ -7,7 +7,8 @@ use annal::{ExpectedVersion, NewEvent, Store, io::SimDisk};
 
 use crate::{
     fuzz_checks::{check_crash_ops, check_decode, check_open, check_open_modes, join_files},
-    salvage::{POSITION_AT, VERSION_AT, record_offsets, set_record_field},
+    recovery::record_offsets,
+    salvage::{POSITION_AT, VERSION_AT, set_record_field},
     sim_model::{dir, options},
 };
 

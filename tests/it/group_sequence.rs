@@ -17,8 +17,9 @@ use annal::{
 };
 
 use crate::{
-    common::{event, open, small_options},
+    common::{event, open, segment_paths, small_options},
     fuzz_checks::split_files,
+    recovery::record_offsets,
 };
 
 /// A clock that reads out `values` in turn and then repeats the last one forever.
@@ -49,14 +50,8 @@ fn only_segment(dir: &Path) -> std::path::PathBuf {
 
 /// Offsets and lengths of the records of an undamaged segment file.
 fn records(segment: &[u8]) -> Vec<(usize, usize)> {
-    let mut found = Vec::new();
-    let mut at = SEGMENT_HEADER_LEN;
-    while at < segment.len() {
-        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
-        found.push((at, len));
-        at += len;
-    }
-    found
+    let len = |at: usize| u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
+    record_offsets(segment).into_iter().map(|at| (at, len(at))).collect()
 }
 
 fn sequence_at(segment: &[u8], at: usize) -> u64 {
@@ -143,14 +138,8 @@ fn group_sequence_continues_across_reopens_and_segments() {
         store.close();
     }
     let mut sequences = Vec::new();
-    let mut names: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".seg"))
-        .collect();
-    names.sort();
-    for name in names {
-        let bytes = fs::read(dir.path().join(name)).unwrap();
+    for path in segment_paths(dir.path()) {
+        let bytes = fs::read(path).unwrap();
         assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
         sequences.extend(records(&bytes).iter().map(|&(at, _)| sequence_at(&bytes, at)));
     }
@@ -256,17 +245,12 @@ fn compat_older_stores_append_into_a_new_format_3_segment_and_read_both() {
         store.close();
 
         let store = open(dir.path(), small_options());
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".seg"))
-            .collect();
-        names.sort();
+        let names = segment_paths(dir.path());
         assert_eq!(names.len(), count + 1, "{seed}: one new segment");
         let versions: Vec<u16> = names
             .iter()
             .map(|n| {
-                let bytes = fs::read(dir.path().join(n)).unwrap();
+                let bytes = fs::read(n).unwrap();
                 u16::from_le_bytes([bytes[8], bytes[9]])
             })
             .collect();
@@ -280,7 +264,7 @@ fn compat_older_stores_append_into_a_new_format_3_segment_and_read_both() {
         let report = store.verify().unwrap();
         assert_eq!(report.problem_count, 0, "{seed}: {:?}", report.problems);
         // The first format-3 group of an upgraded store has sequence 0.
-        let bytes = fs::read(dir.path().join(&names[count])).unwrap();
+        let bytes = fs::read(&names[count]).unwrap();
         assert_eq!(sequence_at(&bytes, SEGMENT_HEADER_LEN), 0);
     }
 }

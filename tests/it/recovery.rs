@@ -110,7 +110,8 @@ fn segment_name(base_position: u64) -> String {
 }
 
 /// Byte offsets of the records of an undamaged segment file.
-fn record_offsets(segment: &[u8]) -> Vec<usize> {
+/// The offsets of the records of an undamaged segment file.
+pub fn record_offsets(segment: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     while at < segment.len() {

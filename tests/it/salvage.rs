@@ -9,7 +9,10 @@ use annal::{
     StreamVersion,
 };
 
-use crate::common::{event, small_options};
+use crate::{
+    common::{event, segment_paths, small_options},
+    recovery::record_offsets,
+};
 
 /// Offset of the position field in a record (`docs/format.md`, record frame).
 pub const POSITION_AT: usize = 8;
@@ -18,28 +21,6 @@ pub const VERSION_AT: usize = 16;
 
 fn salvage_options() -> Options {
     Options { recovery_mode: RecoveryMode::Salvage, ..small_options() }
-}
-
-/// The segment files of `dir` in log order.
-fn segment_paths(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut paths: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// The offsets of the records of a segment file.
-pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
-    let mut offsets = Vec::new();
-    let mut at = annal::format::SEGMENT_HEADER_LEN;
-    while at + 4 <= bytes.len() {
-        offsets.push(at);
-        at += u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    }
-    offsets
 }
 
 /// Writes `value` into the u64 field at `field` of the record at `offset` of the file at
