@@ -3,7 +3,7 @@
 
 use std::{
     io,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -19,21 +19,24 @@ use crate::{
 };
 
 /// Shared between the writer thread and every reader.
+///
+/// The fields are private: every layer goes through the accessors below, which say who may
+/// change what.
 pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub options: Options,
-    pub segments: SegmentSet,
-    pub streams: StreamIndex,
+    dir: PathBuf,
+    options: Options,
+    segments: SegmentSet,
+    streams: StreamIndex,
     /// One past the last committed position: everything below it is durable and indexed.
     head: AtomicU64,
     /// The first failed write or fsync; once set the store accepts no more appends.
     poison: OnceLock<(&'static str, Arc<io::Error>)>,
     /// Woken when the head moves, the store is poisoned, or it closes.
-    pub notifier: Notifier,
+    notifier: Notifier,
     /// The persistent subscriptions held in this store.
-    pub subscriptions: Registry,
+    subscriptions: Registry,
     /// Held by the one scavenge that may run at a time.
-    pub scavenging: Mutex<()>,
+    scavenging: Mutex<()>,
 }
 
 impl Shared {
@@ -55,6 +58,49 @@ impl Shared {
             subscriptions: Registry::default(),
             scavenging: Mutex::new(()),
         }
+    }
+
+    /// The store's directory: segments, subscription checkpoints and the es layer's files live
+    /// under it. Fixed for the life of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options the store was opened with. Fixed for the life of the store.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The ordered set of segment files. Only the writer (a new active segment) and scavenging
+    /// (a sealed run replaced by its rewrite) change it; readers take snapshots or look up a
+    /// position.
+    pub fn segments(&self) -> &SegmentSet {
+        &self.segments
+    }
+
+    /// The per-stream index. Only the writer adds to it (before it publishes the head), and
+    /// scavenging trims the versions it removed; everyone else only reads it.
+    pub fn streams(&self) -> &StreamIndex {
+        &self.streams
+    }
+
+    /// What subscribers wait on. The writer wakes it after publishing a head and
+    /// [`Shared::poison`] wakes it; only the store closes it (when it closes, or at once when it
+    /// opens read-only).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// The persistent subscriptions held in this store: at most one holder per name. The
+    /// subscription layer takes and releases names; closing the store closes it.
+    pub fn subscriptions(&self) -> &Registry {
+        &self.subscriptions
+    }
+
+    /// Taken (with `try_lock`) by a scavenge for its whole run, so that at most one runs at a
+    /// time. It guards no data; nothing else may take it.
+    pub fn scavenge_lock(&self) -> &Mutex<()> {
+        &self.scavenging
     }
 
     /// One past the last committed position.

@@ -136,7 +136,7 @@ impl Store {
         let (alive, writer_gone) = crossbeam_channel::bounded(0);
         let (tx, handle) = match active.filter(|_| writable) {
             Some(active) => {
-                let capacity = shared.options.queue_capacity as usize;
+                let capacity = shared.options().queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
                 let writer = Writer::new(
                     Arc::clone(&shared),
@@ -157,7 +157,7 @@ impl Store {
         };
         if tx.is_none() {
             // Nothing will ever commit: subscriptions end at the head.
-            shared.notifier.close();
+            shared.notifier().close();
         }
         let inner = Inner {
             shared,
@@ -203,7 +203,7 @@ impl Store {
             return Err(error);
         }
         let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
-        let (request, answer) = build(parts, &shared.options)?;
+        let (request, answer) = build(parts, shared.options())?;
         if tx.send(Message::Append(request)).is_err() {
             return Err(self.writer_ended());
         }
@@ -265,12 +265,12 @@ impl Store {
     /// What is known of `stream` now: its first and last versions and the rules of its
     /// metadata (see [`StreamState`]). A stream the store has never seen reads as never written.
     pub fn stream_state(&self, stream: &str) -> StreamState {
-        self.inner.shared.streams.state(stream)
+        self.inner.shared.streams().state(stream)
     }
 
     /// The version of the stream's last event, `None` if it has none.
     pub fn stream_version(&self, stream: &str) -> Option<StreamVersion> {
-        self.inner.shared.streams.last_version(stream).map(StreamVersion)
+        self.inner.shared.streams().last_version(stream).map(StreamVersion)
     }
 
     /// The position the next committed event will get (so the number of positions used).
@@ -286,16 +286,16 @@ impl Store {
     /// Sizes and counts.
     pub fn stats(&self) -> Stats {
         let shared = &self.inner.shared;
-        let segments = shared.segments.snapshot();
+        let segments = shared.segments().snapshot();
         let head = shared.head();
         Stats {
             events: head - segments.first().map_or(0, |s| s.base_position()),
             events_present: segments.iter().map(|s| s.event_count()).sum(),
-            streams: shared.streams.stream_count(),
+            streams: shared.streams().stream_count(),
             segments: segments.len(),
             head: Position(head),
             disk_bytes: segments.iter().map(|s| s.committed_len()).sum(),
-            index_memory_bytes: shared.streams.memory_bytes()
+            index_memory_bytes: shared.streams().memory_bytes()
                 + segments.iter().map(|s| s.index_memory_bytes()).sum::<usize>(),
             format_versions: (
                 segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
@@ -336,7 +336,7 @@ impl Store {
 
     /// The store's directory.
     pub fn dir(&self) -> &Path {
-        &self.inner.shared.dir
+        self.inner.shared.dir()
     }
 
     /// Stops the writer and releases the directory lock: appends queued before this call are
@@ -444,8 +444,8 @@ impl Inner {
             let _ = handle.join();
             // The head is final: subscribers deliver up to it and end, and persistent ones
             // write their checkpoints a last time while the directory is still locked.
-            self.shared.notifier.close();
-            self.shared.subscriptions.close();
+            self.shared.notifier().close();
+            self.shared.subscriptions().close();
         }
         sync::lock(&self.lock).take();
     }
@@ -467,6 +467,6 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// The options the store was opened with (its storage and durability among them).
     pub fn options(&self) -> &Options {
-        &self.inner.shared.options
+        self.inner.shared.options()
     }
 }

@@ -61,7 +61,7 @@ impl VerifyReport {
 /// A segment's committed length is read once: the writer may publish more meanwhile, and the
 /// view, the scan and the counts must all be of the same bytes.
 pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
-    let segments = shared.segments.snapshot();
+    let segments = shared.segments().snapshot();
     let lens: Vec<u64> = segments.iter().map(|s| s.committed_len()).collect();
     let total = lens.iter().sum();
     let mut report = VerifyReport::default();

@@ -129,7 +129,7 @@ impl<A: Aggregate> Repository<A> {
     /// whose metadata was replaced after the aggregate started over can read as a retention
     /// rule: loading then fails rather than return a wrong state.
     pub(crate) fn history_start(&self, stream: &str) -> Result<u64, Error> {
-        let streams = &self.store.shared().streams;
+        let streams = self.store.shared().streams();
         let Some(cut) = streams.metadata(stream).and_then(|m| m.meta.truncate_before) else {
             return Ok(0);
         };

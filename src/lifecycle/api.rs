@@ -57,7 +57,7 @@ pub(crate) fn metadata(
     store: &Store,
     stream: &str,
 ) -> Result<Option<(StreamVersion, StreamMetadata)>> {
-    let streams = &store.shared().streams;
+    let streams = store.shared().streams();
     let Some(record) = streams.metadata(stream) else { return Ok(None) };
     if record.tombstone {
         return Err(Error::StreamDeleted { stream: stream.to_owned() });
@@ -76,7 +76,7 @@ fn rewrite_metadata(
     mut change: impl FnMut(&crate::index::StreamState, &mut MetaRecord) -> Result<()>,
 ) -> Result<Position> {
     validate_stream_name(stream)?;
-    let streams = &store.shared().streams;
+    let streams = store.shared().streams();
     let meta_stream = metadata_stream(stream);
     for _ in 0..METADATA_RETRIES_MAX {
         let meta_version = streams.last_version(&meta_stream);

@@ -121,8 +121,8 @@ impl Walk {
 impl Place {
     /// Positions the cursor at the first record at or after `from`.
     fn start(&self) -> Result<Option<Cursor>> {
-        let first = self.shared.segments.first_position();
-        let Some(segment) = self.shared.segments.find(self.from.max(first)) else {
+        let first = self.shared.segments().first_position();
+        let Some(segment) = self.shared.segments().find(self.from.max(first)) else {
             return Ok(None);
         };
         let view = segment.view(segment.committed_len())?;
@@ -189,7 +189,7 @@ impl Cursor {
 /// after it) into another, it is the merged one, which may start before `segment` did. A
 /// salvaged segment may end before the next one starts; then it is the next by base.
 fn next_segment(shared: &Shared, segment: &Arc<Segment>) -> Option<Arc<Segment>> {
-    let segments = &shared.segments;
+    let segments = shared.segments();
     segments
         .find(segment.end_position())
         .filter(|s| !Arc::ptr_eq(s, segment) && s.end_position() > segment.end_position())

@@ -49,7 +49,7 @@ impl Locator {
             if let Some(offset) = s.locate_floor(self.view.bytes(), position) {
                 return decode_at(&s, &self.view, offset, None).map(Some);
             }
-            segment = self.shared.segments.prev_before(s.base_position());
+            segment = self.shared.segments().prev_before(s.base_position());
             if let Some(prev) = &segment {
                 self.switch_to(prev)?;
             }
@@ -65,7 +65,7 @@ impl Locator {
         {
             return Ok(Some(Arc::clone(segment)));
         }
-        let Some(segment) = self.shared.segments.find(position) else { return Ok(None) };
+        let Some(segment) = self.shared.segments().find(position) else { return Ok(None) };
         self.switch_to(&segment)?;
         Ok(Some(segment))
     }

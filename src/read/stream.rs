@@ -42,10 +42,10 @@ impl ReadStream {
         forward: bool,
         limit: usize,
     ) -> Result<ReadStream> {
-        let state = shared.streams.state(stream);
+        let state = shared.streams().state(stream);
         let last = visible_last(stream, &state)?;
         let floor = state.floor();
-        let now_us = shared.options.clock.now_us();
+        let now_us = shared.options().clock.now_us();
         let next_version = if forward { from.max(floor) } else { from.min(last) };
         Ok(ReadStream {
             locator: Locator::new(shared),
@@ -64,7 +64,7 @@ impl ReadStream {
     fn next_position(&mut self, version: u64) -> Option<u64> {
         if self.chunk_at == self.chunk.len() {
             let max = self.remaining.min(CHUNK);
-            let streams = &self.locator.shared().streams;
+            let streams = self.locator.shared().streams();
             let (stream, floor, forward) = (&self.stream, self.floor, self.forward);
             streams.chunk(stream, version, floor, forward, max, &mut self.chunk)?;
             self.chunk_at = 0;
@@ -94,7 +94,9 @@ impl ReadStream {
             {
                 Ok(Some(e))
             }
-            None if self.locator.shared().streams.state(&self.stream).floor() > version => Ok(None),
+            None if self.locator.shared().streams().state(&self.stream).floor() > version => {
+                Ok(None)
+            }
             _ => Err(mismatch()),
         }
     }
@@ -133,7 +135,7 @@ impl Iterator for ReadStream {
                     // stream below the new floor is gone too.
                     self.chunk.clear();
                     self.chunk_at = 0;
-                    self.floor = self.locator.shared().streams.state(&self.stream).floor();
+                    self.floor = self.locator.shared().streams().state(&self.stream).floor();
                     self.next_version =
                         self.next_version.filter(|&v| self.forward || v >= self.floor);
                     continue;

@@ -102,20 +102,20 @@ pub struct ScavengeReport {
 
 /// Scavenges every sealed segment of the store, in log order.
 pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<ScavengeReport> {
-    let _only_one = shared.scavenging.try_lock().map_err(|_| Error::ScavengeInProgress)?;
+    let _only_one = shared.scavenge_lock().try_lock().map_err(|_| Error::ScavengeInProgress)?;
     if let Some(error) = shared.poisoned() {
         return Err(error);
     }
     let control = &*control.inner;
     let head = shared.head();
-    let window = u64::from(shared.options.idempotency_window_events);
+    let window = u64::from(shared.options().idempotency_window_events);
     let mut plan = plan::Plan::new(
-        &shared.streams,
+        shared.streams(),
         head.saturating_sub(window),
-        shared.options.clock.now_us(),
+        shared.options().clock.now_us(),
     );
     // Everything but the active (last) segment, as of now; later rotations wait for next time.
-    let mut sealed = shared.segments.snapshot();
+    let mut sealed = shared.segments().snapshot();
     sealed.pop();
     let mut report = ScavengeReport {
         bytes_before: sealed.iter().map(|s| s.committed_len()).sum(),
@@ -130,7 +130,7 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
         }
         let decided = rewrite::decide(segment, &mut plan)?;
         report.segments_scanned += 1;
-        if !run.is_empty() && !fits(&run, &decided, shared.options.segment_bytes_max) {
+        if !run.is_empty() && !fits(&run, &decided, shared.options().segment_bytes_max) {
             switch(shared, std::mem::take(&mut run), control, &mut report)?;
         }
         run.push(decided);
@@ -171,10 +171,10 @@ fn switch(
     let Some(new) = rewrite::merge(shared, &run, control)? else { return Ok(()) };
     let before: u64 = run.iter().map(|d| d.segment.committed_len()).sum();
     let reclaimed = before - new.committed_len();
-    shared.segments.replace_run(Arc::new(new), run.len());
+    shared.segments().replace_run(Arc::new(new), run.len());
     for decided in &run {
         for (stream, &keep_from) in &decided.keep_from {
-            shared.streams.trim(stream, keep_from);
+            shared.streams().trim(stream, keep_from);
         }
         report.events_removed += decided.removed;
     }

@@ -93,14 +93,14 @@ pub(crate) fn merge(
     debug_assert!(run.iter().all(|d| d.segment.layout() == first.layout()));
     let version = first.header().version.max(2);
     let header = SegmentHeader { span, version, ..first.header() };
-    let storage = &*shared.options.storage;
+    let storage = &*shared.options().storage;
     let path = first.path();
     let tmp = path.with_file_name(format!("{}{SCAVENGE_SUFFIX}", first.name()));
     let io = |op| Error::io(op, &tmp);
     // A file left by an attempt that failed in this process: it was never renamed.
     let _ = storage.remove(&tmp);
     let file = storage.create(&tmp).map_err(io("create scavenged segment"))?;
-    let mut index = SparseIndex::new(header.base_position, shared.options.index_stride);
+    let mut index = SparseIndex::new(header.base_position, shared.options().index_stride);
     let mut buf = Vec::with_capacity(WRITE_CHUNK_BYTES + SEGMENT_HEADER_LEN);
     buf.extend_from_slice(&header.encode());
     let (mut written, mut records) = (0u64, 0usize);
@@ -130,7 +130,7 @@ pub(crate) fn merge(
     if control.is_cancelled() {
         return discard(storage, &tmp).map(|()| None);
     }
-    let dir = &shared.dir;
+    let dir = shared.dir();
     storage.rename(&tmp, path).map_err(Error::io("rename scavenged segment", path))?;
     storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
     // The commit point has passed: the new segment holds what the others kept.

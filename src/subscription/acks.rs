@@ -168,9 +168,9 @@ impl AckState {
         if position == io.saved {
             return Ok(());
         }
-        let options = &self.shared.options;
+        let options = self.shared.options();
         let sync = options.durability == Durability::Fsync;
-        checkpoint::write(&*options.storage, &self.shared.dir, &self.name, position, sync)?;
+        checkpoint::write(&*options.storage, self.shared.dir(), &self.name, position, sync)?;
         io.saved = position;
         self.saved.store(position, Ordering::Release);
         Ok(())
@@ -212,6 +212,6 @@ impl AckState {
 impl Drop for AckState {
     fn drop(&mut self) {
         let _ = self.save(false);
-        self.shared.subscriptions.release(&self.name);
+        self.shared.subscriptions().release(&self.name);
     }
 }

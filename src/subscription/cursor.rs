@@ -88,7 +88,7 @@ impl Cursor {
         match self {
             Cursor::All(c) => shared.head().saturating_sub(c.next),
             Cursor::Stream(c) => {
-                let end = shared.streams.last_version(&c.stream).map_or(0, |v| v + 1);
+                let end = shared.streams().last_version(&c.stream).map_or(0, |v| v + 1);
                 end.saturating_sub(c.next)
             }
         }

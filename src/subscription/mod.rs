@@ -80,7 +80,7 @@ impl Subscription {
     ) -> Result<Subscription> {
         validate_readable_stream_name(stream)?;
         let next = match from {
-            StreamVersion::END => shared.streams.last_version(stream).map_or(0, |v| v + 1),
+            StreamVersion::END => shared.streams().last_version(stream).map_or(0, |v| v + 1),
             from => from.get(),
         };
         let cursor = Cursor::stream(stream.to_owned(), next);
@@ -149,7 +149,7 @@ impl Subscription {
             let shared = &self.shared;
             let seen = self.cursor.seen();
             let ready = || shared.head() > seen || shared.poisoned().is_some();
-            match shared.notifier.wait(ready, deadline) {
+            match shared.notifier().wait(ready, deadline) {
                 Wake::Ready if shared.head() > seen => {}
                 Wake::Ready => return Err(shared.poisoned().expect("woken by poison")),
                 // The head is final once the store is closed; one more poll reads up to it.

@@ -242,18 +242,18 @@ pub(crate) fn subscribe_persistent(
         let msg = "checkpoint_every_acks and max_in_flight must be positive";
         return Err(Error::InvalidOptions(msg.to_owned()));
     }
-    let mut held = shared.subscriptions.lock();
+    let mut held = shared.subscriptions().lock();
     if held.closed {
         return Err(Error::Closed);
     }
     if held.names.contains_key(name) {
         return Err(Error::SubscriptionInUse { name: name.to_owned() });
     }
-    let storage = &*shared.options.storage;
-    let sync = shared.options.durability == Durability::Fsync;
-    checkpoint::ensure_dir(storage, &shared.dir, sync)?;
+    let storage = &*shared.options().storage;
+    let sync = shared.options().durability == Durability::Fsync;
+    checkpoint::ensure_dir(storage, shared.dir(), sync)?;
     let head = shared.head();
-    let saved = checkpoint::read(storage, &shared.dir, name)?;
+    let saved = checkpoint::read(storage, shared.dir(), name)?;
     let start = match (saved, options.start) {
         (Some(p), _) if p > head => {
             let reason = "it is ahead of the log's head (events acknowledged under \
@@ -269,7 +269,7 @@ pub(crate) fn subscribe_persistent(
     };
     if saved.is_none() {
         // Written at once, so that a start at the head is pinned to the head of today.
-        checkpoint::write(storage, &shared.dir, name, start, sync)?;
+        checkpoint::write(storage, shared.dir(), name, start, sync)?;
     }
     let acks = Arc::new(AckState::new(name, Arc::clone(shared), &options, start));
     held.names.insert(name.to_owned(), Arc::downgrade(&acks));

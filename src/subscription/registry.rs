@@ -68,30 +68,30 @@ pub(crate) fn lag_of(shared: &Shared, name: &str) -> Result<Option<u64>> {
 /// The checkpoint of `name` as written to disk; `None` if it has none.
 pub(crate) fn saved_checkpoint(shared: &Shared, name: &str) -> Result<Option<Position>> {
     checkpoint::validate_name(name)?;
-    if let Some(state) = shared.subscriptions.live(name) {
+    if let Some(state) = shared.subscriptions().live(name) {
         return Ok(Some(Position(state.saved.load(Ordering::Acquire))));
     }
-    checkpoint::read(&*shared.options.storage, &shared.dir, name).map(|p| p.map(Position))
+    checkpoint::read(&*shared.options().storage, shared.dir(), name).map(|p| p.map(Position))
 }
 
 fn current_checkpoint(shared: &Shared, name: &str) -> Result<Option<u64>> {
     checkpoint::validate_name(name)?;
-    if let Some(state) = shared.subscriptions.live(name) {
+    if let Some(state) = shared.subscriptions().live(name) {
         return Ok(Some(state.checkpoint()));
     }
-    checkpoint::read(&*shared.options.storage, &shared.dir, name)
+    checkpoint::read(&*shared.options().storage, shared.dir(), name)
 }
 
 /// Removes the checkpoint of `name`, which must not be held; whether it existed.
 pub(crate) fn delete(shared: &Shared, name: &str) -> Result<bool> {
     checkpoint::validate_name(name)?;
-    let held = shared.subscriptions.lock();
+    let held = shared.subscriptions().lock();
     if held.closed {
         return Err(Error::Closed);
     }
     if held.names.contains_key(name) {
         return Err(Error::SubscriptionInUse { name: name.to_owned() });
     }
-    let sync = shared.options.durability == Durability::Fsync;
-    checkpoint::remove(&*shared.options.storage, &shared.dir, name, sync)
+    let sync = shared.options().durability == Durability::Fsync;
+    checkpoint::remove(&*shared.options().storage, shared.dir(), name, sync)
 }

@@ -43,7 +43,7 @@ impl Appender {
 
     /// Whether `bytes` more bytes fit the active segment (`segment_bytes_max`).
     pub fn fits(&self, bytes: usize) -> bool {
-        self.segment_len + bytes as u64 <= self.shared.options.segment_bytes_max
+        self.segment_len + bytes as u64 <= self.shared.options().segment_bytes_max
     }
 
     /// Writes and fsyncs the group, then publishes it. Returns whether it wrote anything: an
@@ -55,7 +55,7 @@ impl Appender {
         }
         let file = self.active.file();
         file.write_at(self.segment_len, &group.bytes).map_err(|e| ("write", e))?;
-        if self.shared.options.durability == Durability::Fsync {
+        if self.shared.options().durability == Durability::Fsync {
             file.sync_data().map_err(|e| ("fsync", e))?;
         }
         self.publish(group);
@@ -74,7 +74,7 @@ impl Appender {
         let offsets = own_records(&group.bytes)
             .map(|(offset, r)| (r.position(), (base + offset as u64) as u32));
         self.active.publish(offsets, new_len, end);
-        let mut streams = self.shared.streams.write();
+        let mut streams = self.shared.streams().write();
         for (_, record) in own_records(&group.bytes) {
             // The same entry point recovery uses. The sequencer took every version from this
             // index and checked the metadata events while sealing, so an error is a bug: the
@@ -95,7 +95,7 @@ impl Appender {
         self.shared.set_head(end);
         drop(streams);
         // A hint for subscribers that the head moved; never waits on any of them.
-        self.shared.notifier.wake();
+        self.shared.notifier().wake();
         self.segment_len = new_len;
     }
 
@@ -105,10 +105,10 @@ impl Appender {
         if self.shared.poisoned().is_some() {
             return;
         }
-        let options = &self.shared.options;
+        let options = self.shared.options();
         let created = Segment::create(
             &*options.storage,
-            &self.shared.dir,
+            self.shared.dir(),
             first_position,
             options.group_bytes_max,
             options.index_stride,
@@ -118,7 +118,7 @@ impl Appender {
             Ok(segment) => {
                 self.active.seal();
                 let segment = Arc::new(segment);
-                self.shared.segments.push(Arc::clone(&segment));
+                self.shared.segments().push(Arc::clone(&segment));
                 self.active = segment;
                 self.segment_len = SEGMENT_HEADER_LEN as u64;
             }
@@ -129,7 +129,8 @@ impl Appender {
 
     /// On a clean close without fsyncs, syncs the active segment once.
     pub fn close(&self) {
-        if self.shared.options.durability == Durability::None && self.shared.poisoned().is_none() {
+        if self.shared.options().durability == Durability::None && self.shared.poisoned().is_none()
+        {
             // Not a promise (this mode makes none), just fewer losses after a clean close.
             let _ = self.active.file().sync_data();
         }

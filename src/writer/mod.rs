@@ -147,8 +147,8 @@ impl Writer {
 
     /// The writer's loop, until shutdown.
     fn serve(&mut self) {
-        let appends_max = self.shared.options.group_appends_max as usize;
-        let bytes_max = self.shared.options.group_bytes_max as usize;
+        let appends_max = self.shared.options().group_appends_max as usize;
+        let bytes_max = self.shared.options().group_bytes_max as usize;
         let mut carried: Option<AppendRequest> = None;
         loop {
             let first = match carried.take() {

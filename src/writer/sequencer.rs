@@ -83,7 +83,7 @@ impl Sequencer {
 
     /// Starts a group: its records get the clock's time now.
     pub fn start_group(&mut self) {
-        self.timestamp_us = self.shared.options.clock.now_us();
+        self.timestamp_us = self.shared.options().clock.now_us();
     }
 
     /// The group sealed so far.
@@ -163,7 +163,7 @@ impl Sequencer {
 
     /// The stream's state as of the group so far.
     fn stream_state(&self, stream: &str) -> StreamState {
-        let mut state = self.shared.streams.state(stream);
+        let mut state = self.shared.streams().state(stream);
         if let Some(&last) = self.versions.get(stream) {
             state.last = Some(last);
         }
