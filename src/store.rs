@@ -15,7 +15,7 @@ use crate::{
     error::{Error, Result},
     format::FORMAT_VERSION,
     index::StreamState,
-    lifecycle::{self, StreamMetadata},
+    lifecycle::{self, MetaRecord, StreamMetadata},
     options::Options,
     options::RecoveryMode,
     read::{ReadAll, ReadAllBackward, ReadStream},
@@ -222,11 +222,6 @@ impl Store {
     fn writer_ended(&self) -> Error {
         let _ = self.inner.writer_gone.recv();
         self.inner.shared.poisoned().unwrap_or(Error::Closed)
-    }
-
-    /// The store's shared state, for the modules that build on the facade.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.inner.shared
     }
 
     /// Reads `stream` forward from version `from`, at most `limit` events.
@@ -468,5 +463,31 @@ impl Store {
     /// The options the store was opened with (its storage and durability among them).
     pub fn options(&self) -> &Options {
         self.inner.shared.options()
+    }
+}
+
+/// Narrow views of the stream index for the layers built on the store (lifecycle, es), where
+/// [`Store::stream_state`] does not say enough. They read the index and never change it.
+impl Store {
+    /// The stream's latest metadata record as the index holds it, custom keys and the tombstone
+    /// flag included; `None` while the stream never had metadata. For the lifecycle layer,
+    /// which reads the metadata back and rewrites it.
+    pub(crate) fn metadata_record(&self, stream: &str) -> Option<MetaRecord> {
+        self.inner.shared.streams().metadata(stream)
+    }
+
+    /// The global position of `stream`'s event at `version`, whatever the stream's metadata
+    /// hides from reads; `None` if the log does not hold that version (not yet written, or
+    /// removed by a scavenge). For the es layer, which asks whether a `truncate_before` was
+    /// already in force when the event at its version was appended.
+    pub(crate) fn event_position(&self, stream: &str, version: u64) -> Option<u64> {
+        let streams = self.inner.shared.streams();
+        let state = streams.state(stream);
+        let mut at = Vec::with_capacity(1);
+        let held = version >= state.first && state.last.is_some_and(|last| version <= last);
+        if held {
+            streams.chunk(stream, version, 0, true, 1, &mut at);
+        }
+        at.first().copied()
     }
 }

@@ -129,17 +129,10 @@ impl<A: Aggregate> Repository<A> {
     /// whose metadata was replaced after the aggregate started over can read as a retention
     /// rule: loading then fails rather than return a wrong state.
     pub(crate) fn history_start(&self, stream: &str) -> Result<u64, Error> {
-        let streams = self.store.shared().streams();
-        let Some(cut) = streams.metadata(stream).and_then(|m| m.meta.truncate_before) else {
+        let Some(cut) = self.store.stream_state(stream).truncate_before else {
             return Ok(0);
         };
-        let state = streams.state(stream);
-        let mut at = Vec::with_capacity(1);
-        let held = cut >= state.first && state.last.is_some_and(|last| cut <= last);
-        if held {
-            streams.chunk(stream, cut, 0, true, 1, &mut at);
-        }
-        let Some(&appended_at) = at.first() else {
+        let Some(appended_at) = self.store.event_position(stream, cut) else {
             // No event at `cut` yet (a delete), or a scavenge removed it: then the history is
             // cut either way.
             return Ok(cut);

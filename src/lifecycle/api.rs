@@ -57,12 +57,11 @@ pub(crate) fn metadata(
     store: &Store,
     stream: &str,
 ) -> Result<Option<(StreamVersion, StreamMetadata)>> {
-    let streams = store.shared().streams();
-    let Some(record) = streams.metadata(stream) else { return Ok(None) };
+    let Some(record) = store.metadata_record(stream) else { return Ok(None) };
     if record.tombstone {
         return Err(Error::StreamDeleted { stream: stream.to_owned() });
     }
-    let version = streams.last_version(&metadata_stream(stream)).unwrap_or(0);
+    let version = store.stream_version(&metadata_stream(stream)).map_or(0, StreamVersion::get);
     Ok(Some((StreamVersion(version), record.meta)))
 }
 
@@ -76,12 +75,11 @@ fn rewrite_metadata(
     mut change: impl FnMut(&crate::index::StreamState, &mut MetaRecord) -> Result<()>,
 ) -> Result<Position> {
     validate_stream_name(stream)?;
-    let streams = store.shared().streams();
     let meta_stream = metadata_stream(stream);
     for _ in 0..METADATA_RETRIES_MAX {
-        let meta_version = streams.last_version(&meta_stream);
-        let mut record = streams.metadata(stream).unwrap_or_default();
-        let state = streams.state(stream);
+        let meta_version = store.stream_version(&meta_stream).map(StreamVersion::get);
+        let mut record = store.metadata_record(stream).unwrap_or_default();
+        let state = store.stream_state(stream);
         if state.tombstoned {
             return Err(Error::StreamDeleted { stream: stream.to_owned() });
         }
@@ -98,7 +96,7 @@ fn rewrite_metadata(
     Err(Error::WrongExpectedVersion {
         stream: meta_stream.clone(),
         expected: ExpectedVersion::Any,
-        actual: streams.last_version(&meta_stream),
+        actual: store.stream_version(&meta_stream).map(StreamVersion::get),
     })
 }
 
