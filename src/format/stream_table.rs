@@ -180,7 +180,9 @@ impl<'a> StreamTable<'a> {
         let offsets_at = count
             .checked_mul(TABLE_ENTRY_LEN as u64)
             .and_then(|len| len.checked_add(DERIVED_HEADER_LEN as u64))
-            .filter(|&at| at + TABLE_OFFSETS_LEN as u64 <= body_end)
+            .filter(|&at| {
+                at.checked_add(TABLE_OFFSETS_LEN as u64).is_some_and(|end| end <= body_end)
+            })
             .ok_or(DerivedFileError::SectionOutOfBounds { kind: TABLE_PART_ENTRIES })?;
         let offset = |i: u64| u64_at(bytes, (offsets_at + 8 * i) as usize).unwrap_or(0);
         let (names_at, blob_at, end) = (offset(0), offset(1), offset(2));
