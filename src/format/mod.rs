@@ -6,6 +6,7 @@
 mod check;
 mod derived;
 mod header;
+mod index_builder;
 mod index_file;
 mod record;
 mod salvage;
@@ -16,11 +17,12 @@ pub use check::{SegmentCheck, check_segment};
 pub use derived::{DERIVED_HEADER_LEN, DERIVED_TRAILER_LEN, DerivedFileError};
 pub use header::HeaderError;
 pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_name};
+pub use index_builder::IndexFileBuilder;
 pub use index_file::{
-    INDEX_FILE_MAGIC, INDEX_FILE_VERSION, INDEX_SECTIONS_MAX, IndexFile, IndexFileBuilder,
-    METADATA_ENTRY_LEN, MetadataEntry, POSITION_ENTRY_LEN, SECTION_BLOB, SECTION_ENTRY_LEN,
-    SECTION_METADATA, SECTION_NAMES, SECTION_POSITIONS, SECTION_STREAM_EVENTS, SECTION_STREAMS,
-    STREAM_ENTRY_LEN, SegmentBinding, StreamRun,
+    INDEX_FILE_MAGIC, INDEX_FILE_VERSION, INDEX_SECTIONS_MAX, IndexFile, METADATA_ENTRY_LEN,
+    MetadataEntry, POSITION_ENTRY_LEN, SECTION_BLOB, SECTION_ENTRY_LEN, SECTION_METADATA,
+    SECTION_NAMES, SECTION_POSITIONS, SECTION_STREAM_EVENTS, SECTION_STREAMS, STREAM_ENTRY_LEN,
+    SegmentBinding, StreamRun,
 };
 pub(crate) use record::{
     EventParts, Layout, Record, RecordFields, decode_record, encode_record, own_records,
