@@ -1,16 +1,29 @@
 //! The bytes on disk: segment headers and record frames, their checksums, and the one list of
-//! ways those bytes can fail their checks. `docs/format.md` is the canonical description; a test
-//! checks this module against it.
+//! ways those bytes can fail their checks; and the derived files rebuilt from them (a segment's
+//! index file, the stream table). `docs/format.md` is the canonical description; a test checks
+//! this module against it.
 
 mod check;
+mod derived;
 mod header;
+mod index_builder;
+mod index_file;
 mod record;
 mod salvage;
 mod scan;
+mod stream_table;
 
 pub use check::{SegmentCheck, check_segment};
+pub use derived::{DERIVED_HEADER_LEN, DERIVED_TRAILER_LEN, DerivedFileError};
 pub use header::HeaderError;
 pub(crate) use header::{SegmentHeader, parse_segment_file_name, segment_file_name};
+pub use index_builder::IndexFileBuilder;
+pub use index_file::{
+    INDEX_FILE_MAGIC, INDEX_FILE_VERSION, INDEX_SECTIONS_MAX, IndexFile, METADATA_ENTRY_LEN,
+    MetadataEntry, POSITION_ENTRY_LEN, SECTION_BLOB, SECTION_ENTRY_LEN, SECTION_METADATA,
+    SECTION_NAMES, SECTION_POSITIONS, SECTION_STREAM_EVENTS, SECTION_STREAMS, STREAM_ENTRY_LEN,
+    SegmentBinding, StreamRun,
+};
 pub(crate) use record::{
     EventParts, Layout, Record, RecordFields, decode_record, encode_record, own_records,
     record_len, record_position_unverified, seal_record,
@@ -18,6 +31,11 @@ pub(crate) use record::{
 pub use record::{FieldOverflow, RecordField};
 pub(crate) use salvage::{PositionRange, acknowledged_after, salvage_segment};
 pub(crate) use scan::{Damage, scan_any, scan_compacted};
+pub use stream_table::{
+    STREAM_TABLE_MAGIC, STREAM_TABLE_VERSION, StreamTable, TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN,
+    TABLE_PART_BLOB, TABLE_PART_ENTRIES, TABLE_PART_NAMES, TableBinding, TableEntry,
+    encode_stream_table, fold_into_table,
+};
 
 /// The format version this build writes. Bump it whenever a byte changes meaning.
 pub const FORMAT_VERSION: u16 = 3;

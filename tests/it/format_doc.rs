@@ -1,11 +1,12 @@
 //! `docs/format.md` checked against real bytes: the layout tables are parsed out of the page,
 //! and every documented field of a store's segment files must hold the expected value at the
-//! documented offset (the record table of versions 1 and 2 against a store of version 1). Every
-//! layout table of the page must be one that a test checks. The README's example is held to the
-//! crate-root doctest, which compiles it.
+//! documented offset (the record table of versions 1 and 2 against a store of version 1; the
+//! derived files' tables against files built with the codec, since no store writes them yet).
+//! Every layout table of the page must be one that a test checks. The README's example is held
+//! to the crate-root doctest, which compiles it.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     ops::Range,
     path::Path,
     time::{SystemTime, UNIX_EPOCH},
@@ -14,7 +15,11 @@ use std::{
 use annal::{
     ExpectedVersion, NewEvent, Options, Store,
     format::{
-        FORMAT_VERSION, RECORD_HEADER_LEN, RECORD_HEADER_LEN_V2, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
+        DERIVED_HEADER_LEN, FORMAT_VERSION, INDEX_FILE_MAGIC, INDEX_FILE_VERSION, IndexFileBuilder,
+        METADATA_ENTRY_LEN, POSITION_ENTRY_LEN, RECORD_HEADER_LEN, RECORD_HEADER_LEN_V2,
+        SECTION_ENTRY_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, STREAM_ENTRY_LEN, STREAM_TABLE_MAGIC,
+        STREAM_TABLE_VERSION, SegmentBinding, TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN, TableBinding,
+        TableEntry, encode_stream_table,
     },
 };
 use uuid::Uuid;
@@ -25,6 +30,9 @@ const LIB_RS: &str = include_str!("../../src/lib.rs");
 
 /// The header row every layout table in `docs/format.md` uses.
 const TABLE_HEADER: &str = "| offset | size | field | meaning |";
+
+/// The header row of the tables that lay out several kinds of entry, one kind per `entry` name.
+const ENTRY_TABLE_HEADER: &str = "| entry | offset | size | field | meaning |";
 
 /// A distinctive group bound, so that the header field cannot match by accident.
 const GROUP_BYTES_MAX: u32 = 4096 + 123;
@@ -81,6 +89,43 @@ fn table(heading: &str) -> Vec<Row> {
         end += row.size;
     }
     rows
+}
+
+/// The entry layout table of the section titled `heading`: each entry's rows, by entry name.
+fn entry_tables(heading: &str) -> BTreeMap<String, Vec<Row>> {
+    let mut lines = FORMAT_MD.lines().skip_while(|l| l.trim() != heading);
+    assert!(lines.next().is_some(), "docs/format.md has no {heading:?}");
+    let mut lines =
+        lines.take_while(|l| !l.starts_with("## ")).skip_while(|l| l.trim() != ENTRY_TABLE_HEADER);
+    assert!(lines.next().is_some(), "{heading:?} has no entry table");
+    assert!(lines.next().is_some_and(|l| l.starts_with("|---")));
+    let mut entries: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for line in lines.take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.splitn(6, '|').map(str::trim).collect();
+        let number = |cell: &str| {
+            cell.parse().unwrap_or_else(|_| panic!("not a decimal number in {line:?}"))
+        };
+        let row = Row {
+            offset: number(cells[2]),
+            size: number(cells[3]),
+            field: cells[4].to_owned(),
+            meaning: cells[5].trim_end_matches('|').trim().to_owned(),
+        };
+        entries.entry(cells[1].to_owned()).or_default().push(row);
+    }
+    for (entry, rows) in &entries {
+        let mut end = 0;
+        for row in rows {
+            assert_eq!(row.offset, end, "{heading}, {entry}: {} leaves a gap", row.field);
+            end += row.size;
+        }
+    }
+    entries
+}
+
+/// The sum of the sizes of `rows`: the length of what they lay out.
+fn len_of(rows: &[Row]) -> usize {
+    rows.iter().map(|r| r.size).sum()
 }
 
 /// The bytes of one header or record, read through the documented table. Remembers which
@@ -395,19 +440,27 @@ fn format_doc_stream_metadata_table_matches_a_stored_metadata_event() {
 
 /// Every section of `docs/format.md` with a layout table, and the test that checks that table
 /// against real bytes.
-const CHECKED_TABLES: [(&str, &str); 6] = [
+const CHECKED_TABLES: [(&str, &str); 8] = [
     ("## Segment header", "format_doc_tables_match_the_bytes_of_a_real_store"),
     ("## Record frame", "format_doc_tables_match_the_bytes_of_a_real_store"),
     ("## Stream metadata", "format_doc_stream_metadata_table_matches_a_stored_metadata_event"),
+    ("## Index files", "format_doc_index_file_tables_match_encoded_bytes"),
+    ("## Stream table", "format_doc_stream_table_tables_match_encoded_bytes"),
     ("## Record frame of versions 1 and 2", "format_doc_v2_record_table_matches_a_version_1_store"),
     ("## Checkpoint files", "subscriptions::checkpoint_file_bytes_match_docs_format_md"),
     ("## Snapshot files", "es_snapshots::snapshots_file_bytes_match_docs_format_md"),
 ];
 
+/// Every section of `docs/format.md` with an entry table, and the test that checks it.
+const CHECKED_ENTRY_TABLES: [(&str, &str); 2] = [
+    ("## Index files", "format_doc_index_file_tables_match_encoded_bytes"),
+    ("## Stream table", "format_doc_stream_table_tables_match_encoded_bytes"),
+];
+
 #[test]
 fn format_doc_every_layout_table_is_checked_against_bytes() {
     let mut section = "";
-    let mut found = Vec::new();
+    let (mut found, mut found_entries) = (Vec::new(), Vec::new());
     for line in FORMAT_MD.lines() {
         if line.starts_with("## ") {
             section = line.trim();
@@ -415,11 +468,19 @@ fn format_doc_every_layout_table_is_checked_against_bytes() {
         if line.trim() == TABLE_HEADER {
             found.push(section);
         }
+        if line.trim() == ENTRY_TABLE_HEADER {
+            found_entries.push(section);
+        }
     }
     let checked: Vec<&str> = CHECKED_TABLES.iter().map(|(s, _)| *s).collect();
     assert_eq!(found, checked, "one layout table per section, each with a test that checks it");
+    let checked: Vec<&str> = CHECKED_ENTRY_TABLES.iter().map(|(s, _)| *s).collect();
+    assert_eq!(found_entries, checked, "one entry table per section, each checked by a test");
     for (heading, _) in CHECKED_TABLES {
         assert!(!table(heading).is_empty());
+    }
+    for (heading, _) in CHECKED_ENTRY_TABLES {
+        assert!(!entry_tables(heading).is_empty());
     }
 }
 
@@ -472,4 +533,235 @@ fn format_doc_v2_record_table_matches_a_version_1_store() {
         }
     }
     assert!(events.next().is_none());
+}
+
+/// The little-endian integer of `bytes` at `at..at + size`.
+fn le(bytes: &[u8], at: usize, size: usize) -> u64 {
+    let mut le = [0u8; 8];
+    le[..size].copy_from_slice(&bytes[at..at + size]);
+    u64::from_le_bytes(le)
+}
+
+/// Checks the body CRC trailer of a derived file: the CRC-32 of every byte from the header on.
+fn check_body_crc(file: &[u8]) {
+    let end = file.len() - 4;
+    let crc = crc32fast::hash(&file[DERIVED_HEADER_LEN..end]);
+    assert_eq!(le(file, end, 4), u64::from(crc), "body CRC covers what the page says");
+}
+
+/// A segment at base 1000: `b-stream` versions 4 and 5, `a-stream` version 0, and a
+/// `$metadata` event of `$$b-stream` setting `b-stream`'s metadata.
+const DOC_RECORDS: [(u64, u32, &str, u64); 4] = [
+    (1000, 32, "b-stream", 4),
+    (1001, 140, "a-stream", 0),
+    (1002, 260, "$$b-stream", 0),
+    (1003, 390, "b-stream", 5),
+];
+
+#[test]
+fn format_doc_index_file_tables_match_encoded_bytes() {
+    let binding = SegmentBinding {
+        segment_version: FORMAT_VERSION,
+        segment_span: 0,
+        base_position: 1000,
+        segment_len: 512,
+        end_position: 1004,
+        records: 4,
+        segment_header_crc: 0x0bad_cafe,
+        last_record_crc: 0x5eed_1234,
+    };
+    let mut builder = IndexFileBuilder::new();
+    for (position, offset, stream, version) in DOC_RECORDS {
+        builder.record(position, offset, stream, version);
+    }
+    builder.metadata("b-stream", 1002, b"meta-data");
+    let prev = |name: &str| (name == "b-stream").then_some(77);
+    let file = builder.encode(&binding, prev).unwrap();
+
+    let header = table("## Index files");
+    assert_eq!(len_of(&header), DERIVED_HEADER_LEN);
+    let field = |name: &str| header.iter().find(|r| r.field == name).unwrap();
+    assert_eq!(field("magic").documented_value().as_bytes(), INDEX_FILE_MAGIC);
+    assert_eq!(field("version").documented_value(), INDEX_FILE_VERSION.to_string());
+    let mut f = Fields::new(&header, &file);
+    assert_eq!(f.raw("magic"), b"ANNALIDX");
+    assert_eq!(f.u16("version"), 1);
+    assert_eq!(f.u16("segment_version"), u64::from(FORMAT_VERSION));
+    assert_eq!(f.u32("segment_span"), 0);
+    assert_eq!(f.u64("base_position"), 1000);
+    assert_eq!(f.u64("segment_len"), 512);
+    assert_eq!(f.u64("end_position"), 1004);
+    assert_eq!(f.u64("records"), 4);
+    assert_eq!(f.u32("segment_header_crc"), 0x0bad_cafe);
+    assert_eq!(f.u32("last_record_crc"), 0x5eed_1234);
+    let section_count = f.u16("section_count") as usize;
+    assert_eq!(section_count, 6, "this build writes every kind it knows");
+    assert_eq!(f.u16("reserved"), 0);
+    let crc = f.crc_without("header_crc", &file[..DERIVED_HEADER_LEN]);
+    assert_eq!(f.u32("header_crc"), crc, "header CRC covers what the page says");
+    f.assert_all_checked("index file header");
+    check_body_crc(&file);
+
+    let entries = entry_tables("## Index files");
+    let sizes = [
+        ("section", SECTION_ENTRY_LEN),
+        ("position", POSITION_ENTRY_LEN),
+        ("stream", STREAM_ENTRY_LEN),
+        ("stream_event", POSITION_ENTRY_LEN),
+        ("metadata", METADATA_ENTRY_LEN),
+    ];
+    assert_eq!(
+        entries.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        sizes.iter().map(|(e, _)| *e).collect()
+    );
+    for (entry, len) in sizes {
+        assert_eq!(len_of(&entries[entry]), len, "documented length of a {entry} entry");
+    }
+    // The section table: kinds 1..=6 in order, each section aligned inside the body.
+    let mut sections = BTreeMap::new();
+    let mut checked = BTreeSet::new();
+    for i in 0..section_count {
+        let mut f =
+            Fields::new(&entries["section"], &file[DERIVED_HEADER_LEN + i * SECTION_ENTRY_LEN..]);
+        assert_eq!(f.u32("kind"), i as u64 + 1);
+        assert_eq!(f.u32("reserved"), 0);
+        let (offset, length) = (f.u64("offset") as usize, f.u64("length") as usize);
+        assert_eq!(offset % 8, 0, "sections are aligned");
+        assert!(
+            offset >= DERIVED_HEADER_LEN + section_count * SECTION_ENTRY_LEN
+                && offset + length <= file.len() - 4
+        );
+        sections.insert(i + 1, &file[offset..offset + length]);
+        checked = f.checked;
+    }
+    assert_eq!(checked.len(), entries["section"].len());
+    let (names, blob) = (sections[&5], sections[&6]);
+    let name = |f: &mut Fields<'_>| {
+        let (at, len) = (f.u32("name_offset") as usize, f.u16("name_len") as usize);
+        std::str::from_utf8(&names[at..at + len]).unwrap().to_owned()
+    };
+
+    // POSITIONS: one entry per record, in position order.
+    assert_eq!(sections[&1].len(), DOC_RECORDS.len() * POSITION_ENTRY_LEN);
+    for (i, (position, offset, ..)) in DOC_RECORDS.into_iter().enumerate() {
+        let mut f = Fields::new(&entries["position"], &sections[&1][i * POSITION_ENTRY_LEN..]);
+        assert_eq!(f.u32("rel_position"), position - 1000);
+        assert_eq!(f.u32("offset"), u64::from(offset));
+        f.assert_all_checked("position entry");
+    }
+
+    // STREAMS in name-byte order, each with its run in STREAM_EVENTS.
+    let expected = [
+        ("$$b-stream", 0, vec![2], None),
+        ("a-stream", 0, vec![1], None),
+        ("b-stream", 4, vec![0, 3], Some(77)),
+    ];
+    assert_eq!(sections[&2].len(), expected.len() * STREAM_ENTRY_LEN);
+    let mut events_at = 0;
+    for (i, (stream, first_version, records, prev)) in expected.into_iter().enumerate() {
+        let mut f = Fields::new(&entries["stream"], &sections[&2][i * STREAM_ENTRY_LEN..]);
+        assert_eq!(name(&mut f), stream);
+        assert_eq!(f.u16("reserved"), 0);
+        assert_eq!(f.u64("first_version"), first_version);
+        assert_eq!(f.u32("count"), records.len() as u64);
+        assert_eq!(f.u32("events_at"), events_at as u64, "runs back to back");
+        assert_eq!(f.u64("prev_segment"), prev.unwrap_or(u64::MAX));
+        f.assert_all_checked("stream entry");
+        for (k, record) in records.iter().enumerate() {
+            let at = (events_at + k) * POSITION_ENTRY_LEN;
+            let mut e = Fields::new(&entries["stream_event"], &sections[&3][at..]);
+            let (position, offset, ..) = DOC_RECORDS[*record];
+            assert_eq!(e.u32("rel_position"), position - 1000);
+            assert_eq!(e.u32("offset"), u64::from(offset));
+            e.assert_all_checked("stream event entry");
+        }
+        events_at += records.len();
+    }
+    assert_eq!(sections[&3].len(), events_at * POSITION_ENTRY_LEN);
+
+    // METADATA: the target's name (shared with its STREAMS entry) and the data in BLOB.
+    assert_eq!(sections[&4].len(), METADATA_ENTRY_LEN);
+    let mut f = Fields::new(&entries["metadata"], sections[&4]);
+    assert_eq!(name(&mut f), "b-stream");
+    assert_eq!(f.u16("reserved"), 0);
+    assert_eq!(f.u64("position"), 1002);
+    let (at, len) = (f.u32("data_offset") as usize, f.u32("data_len") as usize);
+    assert_eq!(&blob[at..at + len], b"meta-data");
+    f.assert_all_checked("metadata entry");
+    assert_eq!(names, b"$$b-streama-streamb-stream", "names once each, in entry order");
+}
+
+#[test]
+fn format_doc_stream_table_tables_match_encoded_bytes() {
+    let binding = TableBinding {
+        durable: true,
+        covered: 1004,
+        segment_base: 1000,
+        segment_len: 512,
+        last_record_crc: 0x5eed_1234,
+    };
+    let streams = [
+        TableEntry { name: "a-stream", first: 0, next: 1, last_segment: Some(1000), meta: None },
+        TableEntry {
+            name: "b-stream",
+            first: 2,
+            next: 6,
+            last_segment: Some(1000),
+            meta: Some(b"meta-data"),
+        },
+        TableEntry { name: "c-stream", first: 0, next: 0, last_segment: None, meta: Some(b"m2") },
+    ];
+    let file = encode_stream_table(&binding, streams.into_iter()).unwrap();
+
+    let header = table("## Stream table");
+    assert_eq!(len_of(&header), DERIVED_HEADER_LEN);
+    let field = |name: &str| header.iter().find(|r| r.field == name).unwrap();
+    assert_eq!(field("magic").documented_value().as_bytes(), STREAM_TABLE_MAGIC);
+    assert_eq!(field("version").documented_value(), STREAM_TABLE_VERSION.to_string());
+    let mut f = Fields::new(&header, &file);
+    assert_eq!(f.raw("magic"), b"ANNALTBL");
+    assert_eq!(f.u16("version"), 1);
+    assert_eq!(f.u16("flags"), 1, "durable");
+    assert_eq!(f.u64("covered"), 1004);
+    assert_eq!(f.u64("segment_base"), 1000);
+    assert_eq!(f.u64("segment_len"), 512);
+    assert_eq!(f.u32("last_record_crc"), 0x5eed_1234);
+    assert_eq!(f.u64("entries"), streams.len() as u64);
+    let crc = f.crc_without("header_crc", &file[..DERIVED_HEADER_LEN]);
+    assert_eq!(f.u32("header_crc"), crc, "header CRC covers what the page says");
+    // The three `reserved` rows share a name: check each by offset.
+    for row in header.iter().filter(|r| r.field == "reserved") {
+        assert_eq!(le(&file, row.offset, row.size), 0, "reserved at {}", row.offset);
+    }
+    f.checked.insert("reserved");
+    f.assert_all_checked("stream table header");
+    check_body_crc(&file);
+
+    let entries = entry_tables("## Stream table");
+    assert_eq!(len_of(&entries["stream"]), TABLE_ENTRY_LEN);
+    assert_eq!(len_of(&entries["offsets"]), TABLE_OFFSETS_LEN);
+    assert_eq!(entries.len(), 2);
+    let offsets_at = DERIVED_HEADER_LEN + streams.len() * TABLE_ENTRY_LEN;
+    let mut o = Fields::new(&entries["offsets"], &file[offsets_at..]);
+    let (names_at, blob_at, end) =
+        (o.u64("names_at") as usize, o.u64("blob_at") as usize, o.u64("end") as usize);
+    o.assert_all_checked("offsets");
+    assert_eq!((names_at, end), (offsets_at + TABLE_OFFSETS_LEN, file.len() - 4));
+    let (names, blob) = (&file[names_at..blob_at], &file[blob_at..end]);
+    for (i, s) in streams.iter().enumerate() {
+        let mut f =
+            Fields::new(&entries["stream"], &file[DERIVED_HEADER_LEN + i * TABLE_ENTRY_LEN..]);
+        let (at, len) = (f.u32("name_offset") as usize, f.u16("name_len") as usize);
+        assert_eq!(&names[at..at + len], s.name.as_bytes());
+        assert_eq!(f.u16("flags"), u64::from(s.meta.is_some()));
+        assert_eq!(f.u64("first"), s.first);
+        assert_eq!(f.u64("next"), s.next);
+        assert_eq!(f.u64("last_segment"), s.last_segment.unwrap_or(u64::MAX));
+        let (at, len) = (f.u32("meta_offset") as usize, f.u32("meta_len") as usize);
+        assert_eq!(&blob[at..at + len], s.meta.unwrap_or_default());
+        assert_eq!(f.u64("reserved"), 0);
+        f.assert_all_checked("stream table entry");
+    }
+    assert_eq!(names, b"a-streamb-streamc-stream");
+    assert_eq!(blob, b"meta-datam2");
 }

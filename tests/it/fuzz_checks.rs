@@ -9,7 +9,9 @@ use std::{io, path::Path, sync::OnceLock};
 use annal::{
     CorruptionKind, Error, ExpectedVersion, NewEvent, Options, Position, RecoveryMode, Store,
     StreamVersion,
-    format::check_segment,
+    format::{
+        DERIVED_HEADER_LEN, IndexFile, StreamTable, TableBinding, check_segment, fold_into_table,
+    },
     io::{SimDisk, Storage},
 };
 
@@ -223,5 +225,95 @@ pub fn check_crash_ops(data: &[u8]) {
     let crashed = disk.crash(seed);
     if let Err(e) = reopen_and_check(&crashed, &model) {
         panic!("crash at op {crash_at}, damage seed {seed}: {e}");
+    }
+}
+
+/// `decode_index`: arbitrary bytes as an index file and as a stream table, as they are and with
+/// both checksums recomputed (so that the structural checks behind them are reached). Parsing,
+/// checking and every accessor must never panic; a file that passes its checks must answer its
+/// lookups consistently, and an index file that passes folds into a table that passes too.
+pub fn check_decode_index(data: &[u8]) {
+    for bytes in [Some(data.to_vec()), resealed(data)].into_iter().flatten() {
+        if let Ok(index) = IndexFile::parse_header(&bytes) {
+            let checked = index.check_body().is_ok();
+            check_index_lookups(&index, checked);
+        }
+        if let Ok(table) = StreamTable::parse_header(&bytes) {
+            let checked = table.check_body().is_ok();
+            check_table_lookups(&table, checked);
+        }
+    }
+}
+
+/// `data` with its derived-file header CRC and body CRC recomputed, if it is long enough.
+fn resealed(data: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = data.to_vec();
+    let end = bytes.len().checked_sub(4).filter(|&end| end >= DERIVED_HEADER_LEN)?;
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[DERIVED_HEADER_LEN..end]);
+    bytes[end..].copy_from_slice(&crc.to_le_bytes());
+    Some(bytes)
+}
+
+fn check_index_lookups(index: &IndexFile<'_>, checked: bool) {
+    let b = index.binding();
+    let probes = [0, b.base_position, b.end_position, b.end_position.wrapping_sub(1), u64::MAX];
+    for position in probes {
+        let (floor, exact) = (index.floor(position), index.exact(position));
+        assert!(floor.is_none_or(|(p, _)| p <= position));
+        assert_eq!(exact, floor.filter(|(p, _)| *p == position).map(|(_, o)| o));
+    }
+    let runs: Vec<_> = index.streams().collect();
+    for run in &runs {
+        for version in
+            [0, run.first_version, run.last_version(), run.last_version().wrapping_add(1)]
+        {
+            let _ = run.event(version);
+        }
+    }
+    let metadata: Vec<_> = index.metadata().collect();
+    let _ = (index.stream(""), index.record(u64::MAX));
+    if !checked {
+        return;
+    }
+    let records = usize::try_from(index.records()).unwrap();
+    assert_eq!(runs.iter().map(|r| r.count as usize).sum::<usize>(), records);
+    for i in 0..index.records() {
+        let (position, offset) = index.record(i).expect("every record of a checked file reads");
+        assert_eq!(index.exact(position), Some(offset));
+    }
+    for run in &runs {
+        assert_eq!(index.stream(run.name), Some(*run));
+        for version in run.first_version..=run.last_version() {
+            let (position, offset) = run.event(version).expect("a checked run reads whole");
+            assert_eq!(index.exact(position), Some(offset));
+        }
+    }
+    assert!(metadata.iter().all(|m| index.exact(m.position).is_some()));
+    let binding = TableBinding {
+        durable: false,
+        covered: b.end_position,
+        segment_base: b.base_position,
+        segment_len: b.segment_len,
+        last_record_crc: b.last_record_crc,
+    };
+    let folded = fold_into_table(None, index, &binding).expect("a checked index folds");
+    let table = StreamTable::parse_header(&folded).expect("a folded table parses");
+    assert_eq!(table.check_body(), Ok(()));
+    check_table_lookups(&table, true);
+    let again = fold_into_table(Some(&table), index, &binding).expect("a refold folds");
+    assert_eq!(again, folded, "folding the same segment twice changes nothing");
+}
+
+fn check_table_lookups(table: &StreamTable<'_>, checked: bool) {
+    let _ = (table.binding(), table.len(), table.get(""), table.get("\u{10ffff}"));
+    let entries: Vec<_> = table.iter().collect();
+    if !checked {
+        return;
+    }
+    assert_eq!(entries.len() as u64, table.len());
+    for e in entries {
+        assert_eq!(table.get(e.name), Some(e));
     }
 }

@@ -6,7 +6,9 @@ use std::{fs, path::PathBuf};
 use annal::{ExpectedVersion, NewEvent, Store, io::SimDisk};
 
 use crate::{
-    fuzz_checks::{check_crash_ops, check_decode, check_open, check_open_modes, join_files},
+    fuzz_checks::{
+        check_crash_ops, check_decode, check_decode_index, check_open, check_open_modes, join_files,
+    },
     recovery::record_offsets,
     salvage::{POSITION_AT, VERSION_AT, set_record_field},
     sim_model::{dir, options},
@@ -49,6 +51,11 @@ fn fuzz_corpus_open_modes_passes() {
 #[test]
 fn fuzz_corpus_crash_ops_passes() {
     run("crash_ops", check_crash_ops);
+}
+
+#[test]
+fn fuzz_corpus_decode_index_passes() {
+    run("decode_index", check_decode_index);
 }
 
 /// The segment files of a small simulated store with a few rotations.
@@ -176,4 +183,61 @@ fn fuzz_corpus_regenerate_open_modes() {
         "seed-v3-position-past-next",
         &damaged(&|b| set_record_field(b, last, POSITION_AT, next_base + 1)),
     );
+}
+
+/// A small index file (two streams, metadata for a third) and the stream table it folds into.
+fn sample_derived_files() -> (Vec<u8>, Vec<u8>) {
+    use annal::format::{IndexFileBuilder, SegmentBinding, TableBinding, fold_into_table};
+    let mut builder = IndexFileBuilder::new();
+    let records = [("b", 3), ("a", 0), ("$$c", 0), ("b", 4), ("a", 1)];
+    for (i, (stream, version)) in (0u32..).zip(records) {
+        builder.record(50 + u64::from(i), 32 + 90 * i, stream, version);
+    }
+    builder.metadata("c", 52, b"meta");
+    let binding = SegmentBinding {
+        segment_version: annal::format::FORMAT_VERSION,
+        base_position: 50,
+        segment_len: 32 + 450,
+        end_position: 55,
+        records: 5,
+        last_record_crc: 9,
+        ..Default::default()
+    };
+    let index = builder.encode(&binding, |name| (name == "b").then_some(10)).unwrap();
+    let parsed = annal::format::IndexFile::parse_header(&index).unwrap();
+    let table = TableBinding {
+        durable: true,
+        covered: 55,
+        segment_base: 50,
+        segment_len: binding.segment_len,
+        last_record_crc: 9,
+    };
+    let table = fold_into_table(None, &parsed, &table).unwrap();
+    (index, table)
+}
+
+/// Writes the `decode_index` seeds: a valid index file and stream table, an empty index file,
+/// and damaged ones (a flipped body byte, a cut, a bad version). Run by hand:
+/// `cargo test --release --test it -- --ignored regenerate_decode_index`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand"]
+fn fuzz_corpus_regenerate_decode_index() {
+    use annal::format::{IndexFileBuilder, SegmentBinding};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_index");
+    fs::create_dir_all(&root).unwrap();
+    let write = |name: &str, bytes: &[u8]| fs::write(root.join(name), bytes).unwrap();
+    let (index, table) = sample_derived_files();
+    write("seed-index", &index);
+    write("seed-table", &table);
+    let empty =
+        SegmentBinding { base_position: 7, end_position: 7, segment_len: 32, ..Default::default() };
+    write("seed-index-empty", &IndexFileBuilder::new().encode(&empty, |_| None).unwrap());
+    let mut flipped = index.clone();
+    let at = flipped.len() - 9;
+    flipped[at] ^= 0x40;
+    write("seed-index-flipped-body", &flipped);
+    write("seed-table-cut", &table[..table.len() - 5]);
+    let mut version = table.clone();
+    version[8] = 2;
+    write("seed-table-version-2", &version);
 }
