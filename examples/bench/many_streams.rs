@@ -88,12 +88,8 @@ fn rows(table: &mut Table, names: (&str, &str), large: Vec<Writes>, few: Vec<Wri
     table.plain(&format!("{} ÷ {} appends/s (all; per round)", names.0, names.1), &text, "", "");
     for (name, w) in [(names.0, &mut large.0), (names.1, &mut few.0)] {
         let (p50, p99) = (w.latencies.quantile(0.5), w.latencies.quantile(0.99));
-        table.plain(
-            &format!("{name}: append latency p50 | p99"),
-            &format!("{} | {}", ms(p50), ms(p99)),
-            "",
-            "",
-        );
+        let text = format!("{} | {} | {}", ms(p50), ms(p99), ms(w.latencies.max()));
+        table.plain(&format!("{name}: append latency p50 | p99 | max"), &text, "", "");
     }
 }
 
