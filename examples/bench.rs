@@ -3,7 +3,11 @@
 //!
 //! `cargo run --release --example bench -- --quick` prints one table in about half a minute;
 //! without `--quick` every timed loop runs four times longer. `ANNAL_BENCH_10M=1` adds opening
-//! a 10M-event store (~2.8 GB of disk). `-- --criterion` prints instead the ratios of the last
+//! (and opening + reading the last event of a random stream from) a 10M-event store, annal's
+//! (~2.8 GB) and SQLite's (~3 GB) alike; `ANNAL_BENCH_10M_STREAMS=1` adds W8, a store of 10M
+//! single-event streams (~3 GB; `ANNAL_BENCH_W8_STREAMS=<n>` for another count). Those large
+//! stores are kept between runs in `target/bench-data` (or `ANNAL_BENCH_DATA`; see
+//! `benches/common/cache.rs`). `-- --criterion` prints instead the ratios of the last
 //! `cargo bench` run, read from `target/criterion`; `-- --profile read-all|build` runs one
 //! workload alone for a profiler (see `benches/common/profile.rs`). The workloads are the
 //! criterion benches' own, in `benches/common/`.
@@ -17,6 +21,11 @@ mod report;
 #[path = "../benches/common/sqlite.rs"]
 mod sqlite;
 
+#[path = "bench/many_streams.rs"]
+mod many_streams;
+#[path = "bench/open_read.rs"]
+mod open_read;
+
 use std::{
     path::Path,
     sync::{Arc, Mutex},
@@ -25,7 +34,7 @@ use std::{
 
 use annal::{Durability, Store};
 use common::{
-    BATCH_EVENTS, Layout, PAYLOAD_BYTES,
+    BATCH_EVENTS, Layout, PAYLOAD_BYTES, cache,
     count::{CountingAlloc, CountingStorage},
     drop_page_cache, per_second,
     raw::{self, Budget, Writes},
@@ -58,6 +67,9 @@ fn main() -> Res<()> {
     w2(&run, &mut table, &fsync)?;
     w3(&run, &mut table)?;
     reads_and_open(&run, &mut table)?;
+    if let Some(streams) = common::many_streams_wanted() {
+        many_streams::w8(&mut table, run.dir.path(), streams, run.slice)?;
+    }
     table.print();
     Ok(())
 }
@@ -300,6 +312,8 @@ fn open_space_memory(
     table.section("W6 open (recovery + index rebuild), warm and cold page cache");
     let name = format!("{}k", layout.events / 1000);
     open_rows(table, &name, &run.path("1m"), Some(&run.path("1m-sqlite")), layout.events)?;
+    table.section("W6 open + read the last event of a random stream, annal and SQLite in turns");
+    let small = open_read::rows(table, &name, &run.path("1m"), &run.path("1m-sqlite"), layout)?;
 
     table.section("W7 space and index memory");
     let (a, s) = (disk as f64 / layout.events as f64, lite_disk as f64 / layout.events as f64);
@@ -353,13 +367,35 @@ fn open_space_memory(
     );
 
     if common::ten_million_wanted() {
-        let path = run.path("10m");
-        let (big, built) = workload::build(&path, Layout::TEN_MILLION)?;
-        drop(big);
-        table.section("W6 10M events (ANNAL_BENCH_10M=1; SQLite not built at this size)");
-        table.values("build events/s (no fsync)", per_second(10_000_000, built), None, None, None);
-        open_rows(table, "10M", &path, None, 10_000_000)?;
+        ten_million(table, &name, &small)?;
     }
+    Ok(())
+}
+
+/// W6 at 10M events in 10k streams, annal and SQLite, on stores kept between runs; and how
+/// annal's open + read grew from the run's smaller store (`small_name`, `small`).
+fn ten_million(table: &mut Table, small_name: &str, small: &open_read::Medians) -> Res<()> {
+    let layout = Layout::TEN_MILLION;
+    let what = format!("{layout:?}");
+    let (path, built) = cache::kept("annal-10m", &what, |dir| Ok(workload::build(dir, layout)?.1))?;
+    let (lite, lite_built) = cache::kept("sqlite-10m", &what, |dir| {
+        let start = Instant::now();
+        sqlite::fill(dir, layout)?;
+        Ok(start.elapsed())
+    })?;
+    table.section("W6 10M events in 10k streams (ANNAL_BENCH_10M=1; stores kept in the data dir)");
+    if let Some(built) = built {
+        table.values("build events/s (no fsync)", per_second(10_000_000, built), None, None, None);
+    }
+    if let Some(took) = lite_built {
+        let took = format!("{:.0} s", took.as_secs_f64());
+        table.plain("SQLite fill, one transaction (not a rate to compare)", "", &took, "");
+    }
+    open_rows(table, "10M", &path, Some(&lite), layout.events)?;
+    table
+        .section("W6 10M open + read the last event of a random stream, annal and SQLite in turns");
+    let large = open_read::rows(table, "10M", &path, &lite, layout)?;
+    open_read::growth(table, (small_name, "10M"), small, &large);
     Ok(())
 }
 

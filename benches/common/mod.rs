@@ -5,7 +5,9 @@
 
 #![allow(dead_code, reason = "each target that includes this module uses a different part of it")]
 
+pub mod cache;
 pub mod count;
+pub mod many;
 pub mod raw;
 pub mod workload;
 
@@ -83,6 +85,17 @@ impl Layout {
             // Appends before `i` that went to other streams: `i` minus the hot ones at or below.
             every => (1 + (i - i / every - 1) % (streams - 1), batch),
         })
+    }
+
+    /// Streams that hold events: every stream, unless there are fewer appends than streams.
+    pub fn filled_streams(self) -> u64 {
+        self.streams.min(self.events / self.batch)
+    }
+
+    /// `count` streams that hold events, chosen at random (seeded), repeats allowed.
+    pub fn random_filled(self, count: usize, seed: u64) -> Vec<u64> {
+        let mut rng = Rng::new(seed);
+        (0..count).map(|_| rng.next_u64() % self.filled_streams()).collect()
     }
 
     /// Bytes of payload in the store.
@@ -192,6 +205,14 @@ pub fn drop_page_cache() -> bool {
 /// Whether the 10M-event store is wanted (`ANNAL_BENCH_10M=1`).
 pub fn ten_million_wanted() -> bool {
     std::env::var("ANNAL_BENCH_10M").is_ok_and(|v| v == "1")
+}
+
+/// How many single-event streams W8 builds, if wanted: `ANNAL_BENCH_10M_STREAMS=1` for 10M,
+/// or `ANNAL_BENCH_W8_STREAMS=<n>` for another count (e.g. 1000000 for a shorter run).
+pub fn many_streams_wanted() -> Option<u64> {
+    let count = std::env::var("ANNAL_BENCH_W8_STREAMS").ok().and_then(|v| v.parse().ok());
+    let ten = std::env::var("ANNAL_BENCH_10M_STREAMS").is_ok_and(|v| v == "1");
+    count.or(ten.then_some(many::TEN_MILLION_STREAMS))
 }
 
 /// Bytes of the regular files directly in `dir`.

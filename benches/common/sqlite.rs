@@ -135,6 +135,20 @@ impl SqliteStore {
         Ok(touched)
     }
 
+    /// Reads the last event of `stream`, touching every column.
+    pub fn read_last(&self, stream: &str) -> rusqlite::Result<Touched> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT position, stream, version, event_id, type, data FROM events
+             WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
+        )?;
+        let mut rows = stmt.query([stream])?;
+        let mut touched = Touched::default();
+        while let Some(row) = rows.next()? {
+            touched.add(row)?;
+        }
+        Ok(touched)
+    }
+
     /// Moves the WAL into the database file, so the file holds everything.
     pub fn checkpoint(&self) -> rusqlite::Result<()> {
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -204,6 +218,8 @@ pub fn fill(dir: &Path, layout: Layout) -> rusqlite::Result<SqliteStore> {
     let mut store = SqliteStore::open(dir, false)?;
     let data = payload(layout.payload);
     let mut versions: Vec<i64> = vec![0; layout.streams as usize];
+    // A large cache for the one big transaction: both unique indexes are filled out of order.
+    store.conn.pragma_update(None, "cache_size", -(256 << 10))?;
     let tx = store.conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
@@ -303,4 +319,16 @@ pub fn open(dir: &Path) -> rusqlite::Result<(SqliteStore, Duration)> {
         store.conn.query_row("SELECT MAX(position) FROM events", [], |row| row.get(0))?;
     std::hint::black_box(head);
     Ok((store, start.elapsed()))
+}
+
+/// Opens the store in `dir` and reads the last event of `stream` (which must hold one), as
+/// annal's [`crate::common::workload::open_read_last`] does, timing the two together.
+pub fn open_read_last(dir: &Path, stream: &str) -> rusqlite::Result<(SqliteStore, Duration)> {
+    let start = Instant::now();
+    let store = SqliteStore::open(dir, true)?;
+    let touched = store.read_last(stream)?;
+    let elapsed = start.elapsed();
+    assert_eq!(touched.events, 1, "{stream} holds events");
+    std::hint::black_box(touched);
+    Ok((store, elapsed))
 }

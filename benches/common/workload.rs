@@ -14,7 +14,7 @@ use annal::{
 
 use super::{
     EVENT_TYPE, Latencies, Layout,
-    count::CountingStorage,
+    count::{CountingAlloc, CountingStorage},
     payload,
     raw::{Budget, Writes},
     stream_name,
@@ -195,6 +195,34 @@ pub fn open(dir: &Path) -> Result<(Store, Duration)> {
     let start = Instant::now();
     let store = Store::open(dir)?;
     Ok((store, start.elapsed()))
+}
+
+/// What [`open_read_last`] measured.
+pub struct OpenRead {
+    /// The open store.
+    pub store: Store,
+    /// Opening and reading the event, together.
+    pub elapsed: Duration,
+    /// Heap bytes allocated and not freed by the open alone, as the binary's [`CountingAlloc`]
+    /// counts them (0 if it is not installed).
+    pub open_heap_bytes: i64,
+}
+
+/// Opens the store in `dir` and reads the last event of `stream` (which must hold one), as a
+/// service's first request after a restart would: the time to the first answer.
+pub fn open_read_last(dir: &Path, stream: &str) -> Result<OpenRead> {
+    let start = Instant::now();
+    let heap = CountingAlloc::live_bytes();
+    let store = Store::open(dir)?;
+    let open_heap_bytes = (CountingAlloc::live_bytes() - heap) as i64;
+    let mut touched = Touched::default();
+    for event in store.read_stream_backward(stream, StreamVersion::END, 1)? {
+        touched.add(&event?);
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(touched.events, 1, "{stream} holds events");
+    std::hint::black_box(touched);
+    Ok(OpenRead { store, elapsed, open_heap_bytes })
 }
 
 /// Index memory per event and per stream, solved from two stores' [`annal::Stats`] with
