@@ -144,8 +144,17 @@ impl IndexFileBuilder {
         }
         check_binding_fields(binding)
             .map_err(|_| refused("impossible positions in the binding"))?;
+        // A segment the writer wrote ends after its last record; one rewritten by scavenging
+        // covers its whole span, whatever it kept.
         let end = self.records.last().map_or(Some(base), |&(last, _)| last.checked_add(1));
-        if end != Some(binding.end_position) {
+        let ends_right = match binding.segment_span {
+            0 => end == Some(binding.end_position),
+            span => {
+                binding.end_position == base + u64::from(span)
+                    && end.is_some_and(|e| e <= binding.end_position)
+            }
+        };
+        if !ends_right {
             return Err(refused("the binding's end position is not after the last record"));
         }
         let mut before: Option<(u64, u32)> = None;
@@ -211,6 +220,27 @@ mod tests {
         (binding.records, binding.end_position, binding.segment_len) = (7, 107, 800);
         let found = builder.encode(&binding, |_| None).unwrap_err();
         assert_eq!(found, DerivedFileError::Unencodable("a stream's versions are not contiguous"));
+    }
+
+    #[test]
+    fn builder_takes_a_scavenged_segment_ending_at_its_span_not_its_last_record() {
+        // A segment rewritten by scavenging covers its whole span (its end position is
+        // `base + span`), though its last kept record may lie well before that end: the builder
+        // and the reader once required the end right after the last record, so no scavenged
+        // segment could be indexed.
+        let (builder, binding) = sample_builder();
+        let scavenged = SegmentBinding { segment_span: 10, end_position: 110, ..binding };
+        let bytes = builder.encode(&scavenged, |_| None).unwrap();
+        let file = IndexFile::parse_header(&bytes).unwrap();
+        assert_eq!(file.check_body(), Ok(()));
+        assert_eq!(file.binding().end_position, 110);
+        for end in [109, 111, 106] {
+            let wrong = SegmentBinding { end_position: end, ..scavenged };
+            let found = builder.encode(&wrong, |_| None);
+            assert!(matches!(found, Err(DerivedFileError::Unencodable(_))), "end {end}");
+        }
+        let found = builder.encode(&SegmentBinding { end_position: 110, ..binding }, |_| None);
+        assert!(found.is_err(), "a segment the writer wrote ends after its last record");
     }
 
     #[test]

@@ -256,8 +256,14 @@ impl<'a> IndexFile<'a> {
             }
             before = Some((rel, offset));
         }
-        let end = before.map_or(0, |(rel, _)| u64::from(rel) + 1);
-        match self.binding.base_position + end == self.binding.end_position {
+        // A scavenged segment covers its whole span, whatever it kept; any other ends after
+        // its last record.
+        let end = self.binding.base_position + before.map_or(0, |(rel, _)| u64::from(rel) + 1);
+        let ends_right = match self.binding.segment_span {
+            0 => end == self.binding.end_position,
+            _ => end <= self.binding.end_position,
+        };
+        match ends_right {
             true => Ok(()),
             false => Err(DerivedFileError::Malformed("the last position is not before the end")),
         }
