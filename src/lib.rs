@@ -37,6 +37,7 @@ pub mod es;
 mod file_name;
 pub mod format;
 mod index;
+mod indexer;
 pub mod io;
 mod lifecycle;
 mod options;

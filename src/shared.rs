@@ -13,6 +13,7 @@ use std::{
 use crate::{
     error::Error,
     index::StreamIndex,
+    indexer::{Indexer, IndexerCounts},
     options::Options,
     segment::SegmentSet,
     subscription::{Notifier, Registry},
@@ -37,6 +38,12 @@ pub(crate) struct Shared {
     subscriptions: Registry,
     /// Held by the one scavenge that may run at a time.
     scavenging: Mutex<()>,
+    /// Held while index files or the stream table are written (by the indexer, or by a
+    /// scavenge for its whole run).
+    indexing: Mutex<()>,
+    /// The background indexer (not started for a read-only store).
+    indexer: Indexer,
+    indexer_counts: IndexerCounts,
 }
 
 impl Shared {
@@ -57,6 +64,9 @@ impl Shared {
             notifier: Notifier::default(),
             subscriptions: Registry::default(),
             scavenging: Mutex::new(()),
+            indexing: Mutex::new(()),
+            indexer: Indexer::default(),
+            indexer_counts: IndexerCounts::default(),
         }
     }
 
@@ -101,6 +111,25 @@ impl Shared {
     /// time. It guards no data; nothing else may take it.
     pub fn scavenge_lock(&self) -> &Mutex<()> {
         &self.scavenging
+    }
+
+    /// Held while derived files (index files, the stream table) are written: by the indexer
+    /// for each segment, and by a scavenge for its whole run, so the two never interleave.
+    /// Taken after `scavenge_lock` when both are held; no other lock is taken under it but
+    /// the segment set's and the stream index's, briefly.
+    pub fn index_lock(&self) -> &Mutex<()> {
+        &self.indexing
+    }
+
+    /// The background indexer: the writer queues sealed segments on it, the store starts and
+    /// closes it.
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
+    /// What the indexer has written and failed to write.
+    pub fn indexer_counts(&self) -> &IndexerCounts {
+        &self.indexer_counts
     }
 
     /// One past the last committed position.

@@ -5,7 +5,7 @@ use std::{
     any::Any,
     io,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     thread::JoinHandle,
 };
 
@@ -14,7 +14,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::{
     error::{Error, Result},
     format::FORMAT_VERSION,
-    index::StreamState,
+    index::{Origin, StreamState},
+    indexer::Job,
     lifecycle::{self, MetaRecord, StreamMetadata},
     options::Options,
     options::RecoveryMode,
@@ -76,6 +77,18 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// Heap bytes held by the global and stream indexes (estimated from capacities).
     pub index_memory_bytes: usize,
+    /// Segments read through their index file (the others are read through indexes in
+    /// memory: the active segment, and any whose index file is not written yet).
+    pub segments_with_index_file: usize,
+    /// Segments whose index file was found disagreeing with the segment while the store was
+    /// open: their index was rebuilt in memory from the segment (and the file is rewritten by
+    /// the next writable open).
+    pub indexes_rebuilt_in_memory: usize,
+    /// Index files the background indexer wrote since the store was opened.
+    pub index_files_written: u64,
+    /// Index files or stream tables the indexer could not write (the store goes on: their
+    /// positions stay in memory, and the next open scans more).
+    pub index_files_failed: u64,
     /// The oldest and the newest format version among the segment files (see
     /// `docs/format.md`): a store written by an older build keeps its older segments, and new
     /// segments get [`FORMAT_VERSION`](crate::format::FORMAT_VERSION).
@@ -138,15 +151,9 @@ impl Store {
             Some(active) => {
                 let capacity = shared.options().queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer = Writer::new(
-                    Arc::clone(&shared),
-                    rx,
-                    active,
-                    recovered.window,
-                    recovered.next_sequence,
-                    alive,
-                )
-                .map_err(Error::io("spawn answering thread", &dir))?;
+                let writer =
+                    Writer::new(Arc::clone(&shared), rx, active, recovered.next_sequence, alive)
+                        .map_err(Error::io("spawn answering thread", &dir))?;
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())
@@ -155,6 +162,9 @@ impl Store {
             }
             None => (None, None),
         };
+        if tx.is_some() {
+            start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
+        }
         if tx.is_none() {
             // Nothing will ever commit: subscriptions end at the head.
             shared.notifier().close();
@@ -292,11 +302,22 @@ impl Store {
             disk_bytes: segments.iter().map(|s| s.committed_len()).sum(),
             index_memory_bytes: shared.streams().memory_bytes()
                 + segments.iter().map(|s| s.index_memory_bytes()).sum::<usize>(),
+            segments_with_index_file: count_origin(&segments, Origin::File),
+            indexes_rebuilt_in_memory: count_origin(&segments, Origin::Memory),
+            index_files_written: shared.indexer_counts().written.load(Ordering::Relaxed),
+            index_files_failed: shared.indexer_counts().failed.load(Ordering::Relaxed),
             format_versions: (
                 segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
                 segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),
             ),
         }
+    }
+
+    /// Waits until the index file of every segment sealed so far is written (the indexer
+    /// writes them in the background, off the writer thread). Appends and reads never need
+    /// this; it is for tools and tests that look at the files.
+    pub fn flush_index_files(&self) {
+        self.inner.shared.indexer().flush();
     }
 
     /// Re-reads every committed byte of every segment and checks every checksum, every batch
@@ -431,12 +452,42 @@ impl Store {
     }
 }
 
+/// How many of `segments` have a persisted index of that origin.
+fn count_origin(segments: &[Arc<crate::segment::Segment>], origin: Origin) -> usize {
+    segments.iter().filter(|s| s.persisted().is_some_and(|p| p.origin() == origin)).count()
+}
+
+/// Starts the background indexer and queues every sealed segment whose index file is missing
+/// or stale (all of them in a store written before index files existed).
+fn start_indexer(shared: &Arc<Shared>) -> io::Result<()> {
+    shared.indexer().start(Arc::clone(shared))?;
+    let mut sealed = shared.segments().snapshot();
+    sealed.pop();
+    let mut queued = false;
+    for segment in sealed {
+        if segment.persisted().is_none_or(|p| p.binding().end_position < segment.end_position()) {
+            shared.indexer().send(Job::Sealed(segment));
+            queued = true;
+        }
+    }
+    if !queued {
+        // Indexing a segment writes the table; with none to index, a missing, damaged or
+        // stale table would stay so until the next rotation.
+        shared.indexer().send(Job::Table);
+    }
+    Ok(())
+}
+
 impl Inner {
     fn shutdown(&self) {
         let handle = sync::lock(&self.writer).take();
         if let (Some(handle), Some(tx)) = (handle, &self.tx) {
             let _ = tx.send(Message::Shutdown);
             let _ = handle.join();
+            // A clean close: the active segment's index and the stream table as of the end
+            // of the log make the next open read no segment at all.
+            let active = self.shared.segments().snapshot().pop();
+            self.shared.indexer().close(active);
             // The head is final: subscribers deliver up to it and end, and persistent ones
             // write their checkpoints a last time while the directory is still locked.
             self.shared.notifier().close();
@@ -481,12 +532,13 @@ impl Store {
     /// removed by a scavenge). For the es layer, which asks whether a `truncate_before` was
     /// already in force when the event at its version was appended.
     pub(crate) fn event_position(&self, stream: &str, version: u64) -> Option<u64> {
-        let streams = self.inner.shared.streams();
-        let state = streams.state(stream);
+        let shared = &self.inner.shared;
+        let state = shared.streams().state(stream);
         let mut at = Vec::with_capacity(1);
         let held = version >= state.first && state.last.is_some_and(|last| version <= last);
         if held {
-            streams.chunk(stream, version, 0, true, 1, &mut at);
+            let mut positions = crate::read::StreamPositions::new(stream);
+            positions.fill(shared, (version, 0, true, 1), &mut at).ok()?;
         }
         at.first().copied()
     }

@@ -1,12 +1,14 @@
 //! Full verification of an open store: re-read every committed byte of every segment, check
 //! every checksum and frame, and the log's invariants (positions dense, versions dense per
-//! stream), and report the first problems with their locations.
+//! stream), check every persisted segment index against its segment, and report the first
+//! problems with their locations.
 
 use std::collections::HashMap;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, HeaderError, Record, SegmentHeader, scan_any},
+    format::{CorruptionKind, HeaderError, IndexFile, Record, SegmentHeader, scan_any},
+    index::{build_index, files, stored_header_crc, stored_record_crc},
     segment::Segment,
     shared::Shared,
 };
@@ -17,7 +19,8 @@ pub const PROBLEMS_MAX: usize = 16;
 /// One problem found by [`Store::verify`](crate::Store::verify).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// File name of the segment.
+    /// File name of the segment (or of its index file, for an index that does not match it:
+    /// [`CorruptionKind::IndexMismatch`]).
     pub segment: String,
     /// Byte offset of the record (0 for the segment itself).
     pub offset: u64,
@@ -91,6 +94,8 @@ pub(crate) fn verify(shared: &Shared, mut progress: impl FnMut(u64, u64)) -> Res
         }
         if let Some(damage) = end.damage {
             report.found(name, damage.record_offset as u64, damage.kind);
+        } else {
+            check_index(shared, segment, bytes, &mut report);
         }
         report.positions += end.next_position - segment.base_position();
         report.bytes += len;
@@ -121,6 +126,53 @@ fn check_header(segment: &Segment, bytes: &[u8], report: &mut VerifyReport) -> R
         }
     }
     Ok(())
+}
+
+/// Checks the segment's index file, if it has one, against the segment's bytes: the index
+/// built from them now must be the file, byte for byte (links to earlier segments are taken
+/// from the file, and the codec refuses any that is not earlier). A file that covers another
+/// length of the segment is stale, which is no problem: opens never use it.
+fn check_index(shared: &Shared, segment: &Segment, bytes: &[u8], report: &mut VerifyReport) {
+    let name = files::index_file_name(segment.name());
+    let storage = &*shared.options().storage;
+    let Ok(Some(file)) = files::map(storage, shared.dir(), &name) else { return };
+    let Ok(index) = IndexFile::parse_header(file.bytes()) else {
+        report.found(&name, 0, CorruptionKind::IndexMismatch);
+        return;
+    };
+    let Some(bytes) =
+        usize::try_from(index.binding().segment_len).ok().and_then(|l| bytes.get(..l))
+    else {
+        return;
+    };
+    if !bound_to(&index, bytes) {
+        // Bound to another version of the segment (a crash between a scavenge's index write
+        // and its rename): stale, which opens notice and never use.
+        return;
+    }
+    let prev = |stream: &str| index.stream(stream)?.prev_segment;
+    match build_index(bytes, &segment.header(), prev) {
+        Ok(expected) if expected == file.bytes() => {}
+        _ => report.found(&name, 0, CorruptionKind::IndexMismatch),
+    }
+}
+
+/// Whether `index` names `bytes` (the segment as far as the index says it covers) as its
+/// segment: the header's checksum, and the last record's place and checksum.
+fn bound_to(index: &IndexFile<'_>, bytes: &[u8]) -> bool {
+    let b = index.binding();
+    if stored_header_crc(bytes) != Some(b.segment_header_crc) {
+        return false;
+    }
+    match index.floor(u64::MAX) {
+        None => b.records == 0,
+        Some((_, offset)) => {
+            let offset = offset as usize;
+            let ends = crate::format::record_len(bytes.get(offset..).unwrap_or_default())
+                .is_some_and(|len| offset + len == bytes.len());
+            ends && stored_record_crc(bytes, offset) == Some(b.last_record_crc)
+        }
+    }
 }
 
 /// The next version each stream must have, in log order.

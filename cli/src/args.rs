@@ -149,7 +149,7 @@ Examples:
 Copy a consistent, committed prefix of a store to DEST, while the store may be open and
 appending in another process.
 
-The source is opened read-only (no lock), which checks the whole log. Then the persistent
+The source is opened read-only (no lock); every segment copied is checked. Then the persistent
 subscriptions' checkpoint files and every segment file are copied, each segment up to the end
 of its last complete, valid batch (an append still being written is left out). Every file and
 DEST itself are fsynced. Finally DEST is opened read-only in strict mode to confirm that it

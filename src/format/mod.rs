@@ -130,6 +130,18 @@ pub enum CorruptionKind {
     /// An index entry points at a record of another stream or version.
     #[error("index points at a record that does not match it")]
     IndexMismatch,
+    /// The log ends below a position that a stream table written with fsyncs recorded as
+    /// durable: acknowledged events were removed from outside (the last segment truncated or
+    /// deleted).
+    #[error(
+        "the log ends at position {found}, below the durable mark {durable} of the stream table"
+    )]
+    LogBelowDurableMark {
+        /// The position the stream table recorded as durable.
+        durable: u64,
+        /// Where the log ends now.
+        found: u64,
+    },
     /// A `$metadata` event of a metadata stream does not hold valid stream metadata.
     #[error("stream metadata event is not valid")]
     BadMetadata,

@@ -5,11 +5,17 @@
 //! records enter the stream index only through [`StreamIndex::write`]'s `index_record`, on open
 //! and when the writer publishes alike, and everything else only looks things up or trims.
 
+mod build;
+pub(crate) mod files;
 mod hash;
+mod persisted;
 mod sparse;
 mod stream;
+
+pub(crate) use build::{BuildError, build_index, stored_header_crc, stored_record_crc};
+pub(crate) use persisted::{Origin, SegmentIndex};
 
 pub(crate) use hash::NameHash;
 pub(crate) use sparse::SparseIndex;
 pub use stream::StreamState;
-pub(crate) use stream::{Continuity, MISSING, StreamIndex};
+pub(crate) use stream::{Continuity, Layers, MISSING, StreamIndex};

@@ -38,6 +38,11 @@ impl SparseIndex {
         self.records += 1;
     }
 
+    /// Every how many records an entry is kept.
+    pub fn stride(&self) -> u32 {
+        self.stride
+    }
+
     /// How many records were noted: the events the segment holds (a scavenged segment's gaps
     /// and a salvaged one's damage hold none).
     pub fn records(&self) -> u64 {

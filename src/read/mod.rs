@@ -6,6 +6,7 @@ mod all;
 mod event;
 mod event_ref;
 mod locator;
+mod positions;
 mod stream;
 
 pub use all::{ReadAll, ReadAllBackward};
@@ -14,3 +15,4 @@ pub use event_ref::EventRef;
 pub use stream::ReadStream;
 
 pub(crate) use locator::Locator;
+pub(crate) use positions::StreamPositions;

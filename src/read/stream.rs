@@ -11,7 +11,7 @@ use crate::{
     shared::Shared,
 };
 
-use super::{Locator, RecordedEvent};
+use super::{Locator, RecordedEvent, positions::StreamPositions};
 
 /// How many positions a stream read copies out of the index at a time.
 const CHUNK: usize = 256;
@@ -28,9 +28,16 @@ pub struct ReadStream {
     /// Events committed before this time (µs since the epoch) are hidden (`max_age`).
     age_cutoff_us: Option<u64>,
     remaining: usize,
+    positions: StreamPositions,
     chunk: Vec<u64>,
     chunk_at: usize,
+    /// How many more times a position whose record does not match may send the read back to
+    /// repair the persisted indexes it came from.
+    repairs_left: usize,
 }
+
+/// Repairs one read may ask for: the first rebuilds every bad index its positions came from.
+const READ_REPAIRS: usize = 2;
 
 impl ReadStream {
     /// A read of `stream` from version `from`. Fails with [`Error::StreamDeleted`] for a
@@ -55,23 +62,27 @@ impl ReadStream {
             floor,
             age_cutoff_us: StreamMetadata::age_cutoff_us(state.max_age, now_us),
             remaining: limit,
+            positions: StreamPositions::new(stream),
             chunk: Vec::new(),
             chunk_at: 0,
+            repairs_left: READ_REPAIRS,
         })
     }
 
     /// The next position to read, refilling the chunk from the index when it runs out.
-    fn next_position(&mut self, version: u64) -> Option<u64> {
+    fn next_position(&mut self, version: u64) -> Result<Option<u64>> {
         if self.chunk_at == self.chunk.len() {
             let max = self.remaining.min(CHUNK);
-            let streams = self.locator.shared().streams();
-            let (stream, floor, forward) = (&self.stream, self.floor, self.forward);
-            streams.chunk(stream, version, floor, forward, max, &mut self.chunk)?;
+            let ask = (version, self.floor, self.forward, max);
+            let shared = Arc::clone(self.locator.shared());
+            if !self.positions.fill(&shared, ask, &mut self.chunk)? {
+                return Ok(None);
+            }
             self.chunk_at = 0;
         }
-        let position = *self.chunk.get(self.chunk_at)?;
+        let Some(&position) = self.chunk.get(self.chunk_at) else { return Ok(None) };
         self.chunk_at += 1;
-        Some(position)
+        Ok(Some(position))
     }
 
     fn step(&self, version: u64) -> Option<u64> {
@@ -119,9 +130,16 @@ impl Iterator for ReadStream {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let version = self.next_version.filter(|_| self.remaining > 0)?;
-            let Some(position) = self.next_position(version) else {
-                self.next_version = None;
-                return None;
+            let position = match self.next_position(version) {
+                Ok(Some(position)) => position,
+                Ok(None) => {
+                    self.next_version = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.next_version = None;
+                    return Some(Err(e));
+                }
             };
             self.next_version = self.step(version);
             if position == MISSING {
@@ -138,6 +156,16 @@ impl Iterator for ReadStream {
                     self.floor = self.locator.shared().streams().state(&self.stream).floor();
                     self.next_version =
                         self.next_version.filter(|&v| self.forward || v >= self.floor);
+                    continue;
+                }
+                Err(_) if self.repairs_left > 0 => {
+                    // A persisted index gave a position that is not this version's: check the
+                    // indexes the positions came from, rebuild the bad ones, and ask again.
+                    self.repairs_left -= 1;
+                    self.positions.repair(self.locator.shared());
+                    self.chunk.clear();
+                    self.chunk_at = 0;
+                    self.next_version = Some(version);
                     continue;
                 }
                 Err(e) => {

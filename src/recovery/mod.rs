@@ -1,28 +1,31 @@
 //! Opening a store directory: find the segments, check their headers, scan every batch, settle
 //! damage as the [`RecoveryMode`] says (cut a torn tail that provably was never acknowledged,
-//! refuse anything else, or salvage around it), and rebuild the indexes and the idempotency
-//! window from what remains.
+//! refuse anything else, or salvage around it), and rebuild the indexes from what remains —
+//! or, for the segments whose persisted index files are bound to them, take those instead of
+//! scanning (`persisted`). The idempotency window is refilled by the writer thread when it
+//! starts (`window`), so that an open does not read the log's last events.
 //!
-//! The stages live in their own files (`headers` → `scan` → `tail` → `window`, and `merged` for
+//! The stages live in their own files (`headers` → `persisted` → `scan` → `tail`, and `merged` for
 //! what an interrupted scavenge left); only [`recover`] decides between them.
 
 mod headers;
 mod merged;
+mod persisted;
 mod scan;
 mod tail;
 mod window;
 
 pub use headers::SEGMENT_LISTINGS_MAX;
+pub(crate) use window::rebuild as rebuild_window;
 
 use std::{path::Path, sync::Arc};
 
 use crate::{
     error::Result,
     format::CorruptionKind,
-    index::StreamIndex,
+    index::{SegmentIndex, SparseIndex, StreamIndex},
     options::{Options, RecoveryMode},
     segment::Segment,
-    writer::IdWindow,
 };
 
 /// What recovery found and did.
@@ -43,6 +46,14 @@ pub struct RecoveryReport {
     /// Segments that a scavenge had merged into the segment before them (whose span covers
     /// them) and that a crash left behind: removed, or ignored by a read-only open.
     pub merged_leftovers: Vec<String>,
+    /// Derived files (segment index files, stream tables) that were missing, damaged, or
+    /// stale (bound to another version of their segment or log): not used. What they held was
+    /// rebuilt from the segments (every segment from the first one without a usable index file
+    /// on was scanned); a writable open writes them anew in the background.
+    pub rebuilt: Vec<String>,
+    /// Segments that were scanned record by record; the others were opened from their
+    /// persisted index files.
+    pub segments_scanned: usize,
 }
 
 /// A torn tail cut off the last segment.
@@ -87,7 +98,6 @@ pub(crate) struct Recovered {
     pub segments: Vec<Arc<Segment>>,
     pub streams: StreamIndex,
     pub head: u64,
-    pub window: IdWindow,
     /// The sequence number of the next group commit: one above the highest in the log, 0 in a
     /// log without a format-3 record.
     pub next_sequence: u64,
@@ -100,7 +110,21 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let writable = access == Access::ReadWrite && mode != RecoveryMode::Salvage;
     let mut report = RecoveryReport::default();
     let opened = headers::open_segments(dir, options, writable, &mut report)?;
+    // A salvage trusts nothing derived: it reads every byte it keeps.
+    let persisted = match mode {
+        RecoveryMode::Salvage => persisted::Persisted::default(),
+        _ => persisted::load(dir, options, &opened, &mut report),
+    };
     let streams = StreamIndex::default();
+    let table_loaded = load_table(&streams, &persisted);
+    let persisted = match table_loaded {
+        true => persisted,
+        false => {
+            // A table that does not parse: scan, which rebuilds what it would have said.
+            report.rebuilt.push(crate::index::files::STREAM_TABLE.to_owned());
+            persisted::Persisted { high_water: persisted.high_water, ..Default::default() }
+        }
+    };
     let mut segments = Vec::with_capacity(opened.len() + 1);
     let mut head = opened.first().map_or(0, |s| s.header.base_position);
     let count = opened.len();
@@ -108,8 +132,18 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mut after_scavenge = false;
     // Whether the last segment kept was a scavenged one (whose span ends at `head`).
     let mut last_was_scavenged = false;
-    let mut sequence = None;
+    let mut sequence = persisted.sequence;
+    let mut indexes = persisted.indexes.into_iter();
     for (i, segment) in opened.into_iter().enumerate() {
+        after_scavenge |= segment.header.span != 0;
+        if let Some(index) = indexes.next() {
+            // Bound to its segment, which continues the log at `head` (checked on load).
+            last_was_scavenged = segment.header.span != 0;
+            let segment = persisted_segment(dir, options, segment, index);
+            head = segment.end_position();
+            segments.push(Arc::new(segment));
+            continue;
+        }
         if last_was_scavenged && segment.header.base_position < head {
             // Inside the span of the scavenged segment before it: that segment holds what this
             // one kept (it was fsynced and renamed into place before this one was removed).
@@ -119,17 +153,26 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         // A segment followed by one being created was fsynced before that file existed, so
         // only the very last segment of the log can have a torn tail.
         let is_last = i + 1 == count && report.removed_segment.is_none();
-        after_scavenge |= segment.header.span != 0;
         last_was_scavenged = segment.header.span != 0;
         let next_base = bases.get(i + 1).copied();
         let context = scan::Context { dir, options, is_last, writable, after_scavenge, next_base };
         let segment =
             scan::scan_and_index(&context, segment, head, &streams, &mut sequence, &mut report)?;
+        report.segments_scanned += 1;
         head = head.max(segment.end_position());
         segments.push(Arc::new(segment));
     }
+    if let Some(durable) =
+        persisted.high_water.filter(|&d| d > head && mode != RecoveryMode::Salvage)
+    {
+        let kind = persisted::below_high_water(durable, head);
+        let segment = crate::index::files::STREAM_TABLE.to_owned();
+        return Err(crate::error::Error::Corruption { segment, offset: 0, kind });
+    }
     if writable {
         crate::scavenge::discard_unfinished(&*options.storage, dir)?;
+        crate::index::files::remove_temporaries(&*options.storage, dir)
+            .map_err(crate::error::Error::io("remove temporary files", dir))?;
         merged::remove_leftovers(dir, options, &report.merged_leftovers)?;
         if let Some(name) = &report.removed_segment {
             tail::remove_torn_segment(dir, options, name)?;
@@ -140,12 +183,32 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     if let Some((_, sealed)) = segments.split_last() {
         sealed.iter().for_each(|s| s.seal());
     }
-    let window = match writable {
-        true => window::rebuild(&segments, head, options.idempotency_window_events as usize)?,
-        false => IdWindow::new(0),
-    };
     report.segments = segments.len();
     report.events = segments.first().map_or(0, |s| head - s.base_position());
     let next_sequence = sequence.map_or(0, |s| s + 1);
-    Ok(Recovered { segments, streams, head, window, next_sequence, report })
+    Ok(Recovered { segments, streams, head, next_sequence, report })
+}
+
+/// Puts the persisted table behind `streams`: every stream is looked up in it (no stream is
+/// loaded into memory). `false` if it does not parse (it is then not used at all).
+fn load_table(streams: &StreamIndex, persisted: &persisted::Persisted) -> bool {
+    let Some(view) = &persisted.table else { return true };
+    let Ok(table) = crate::format::StreamTable::parse_header(view.bytes()) else { return false };
+    streams.set_table(Arc::clone(view), table.binding().covered)
+}
+
+/// A segment opened from its persisted index: nothing of it is read.
+fn persisted_segment(
+    dir: &Path,
+    options: &Options,
+    segment: headers::Opened,
+    index: Arc<SegmentIndex>,
+) -> Segment {
+    let headers::Opened { name, file, len, header } = segment;
+    let path = dir.join(&name);
+    let end = index.binding().end_position;
+    let sparse = SparseIndex::new(header.base_position, options.index_stride);
+    let segment = Segment::recovered(header, name, path, file, len, end, sparse);
+    segment.set_persisted(index);
+    segment
 }

@@ -1,4 +1,4 @@
-//! Stage three of recovery: refill the idempotency window from the last events of the log, so
+//! The last stage of recovery, run by the writer thread as it starts: refill the idempotency window from the last events of the log, so
 //! a client retrying across a restart still gets its original result.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// A window holding the whole appends among the last `capacity` events before `head`.
-pub(super) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> Result<IdWindow> {
+pub(crate) fn rebuild(segments: &[Arc<Segment>], head: u64, capacity: usize) -> Result<IdWindow> {
     let mut window = IdWindow::new(capacity);
     let first = segments[0].base_position();
     let start = head.saturating_sub(capacity as u64).max(first);

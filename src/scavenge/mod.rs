@@ -25,6 +25,7 @@ use crate::{
     error::{Error, Result},
     format::SEGMENT_HEADER_LEN,
     shared::Shared,
+    sync,
 };
 
 use rewrite::Decided;
@@ -88,6 +89,9 @@ impl ScavengeControl {
 pub struct ScavengeReport {
     /// Sealed segments read.
     pub segments_scanned: usize,
+    /// Sealed segments not read, because their index showed no event that could go: a
+    /// scavenge costs what there is to remove, not the size of the log.
+    pub segments_skipped: usize,
     /// Segments rewritten (without removed events, and small neighbours merged into one).
     pub segments_rewritten: usize,
     /// Events removed.
@@ -106,6 +110,10 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
     if let Some(error) = shared.poisoned() {
         return Err(error);
     }
+    // Every sealed segment gets its index file first; then no index file or table is written
+    // beside this scavenge (it writes those of the segments it rewrites itself).
+    shared.indexer().flush();
+    let _no_indexing = sync::lock(shared.index_lock());
     let control = &*control.inner;
     let head = shared.head();
     let window = u64::from(shared.options().idempotency_window_events);
@@ -128,6 +136,22 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
         if control.is_cancelled() {
             break;
         }
+        let index = segment.persisted();
+        let view = index.as_ref().and_then(|index| index.view());
+        // A segment at least half full cannot join a neighbour that keeps as much; a smaller
+        // one is read even with nothing to remove, so that it can be merged.
+        let merge_candidate = segment.committed_len() < shared.options().segment_bytes_max / 2;
+        if !merge_candidate
+            && view.is_some_and(|v| !plan.may_remove_from(&v, segment.base_position()))
+        {
+            // Its index shows nothing to remove: it is not read, and it ends a merge run.
+            if !run.is_empty() {
+                switch(shared, std::mem::take(&mut run), control, &mut report)?;
+            }
+            report.segments_skipped += 1;
+            control.bytes_done.fetch_add(segment.committed_len(), Ordering::Relaxed);
+            continue;
+        }
         let decided = rewrite::decide(segment, &mut plan)?;
         report.segments_scanned += 1;
         if !run.is_empty() && !fits(&run, &decided, shared.options().segment_bytes_max) {
@@ -138,6 +162,11 @@ pub(crate) fn run(shared: &Shared, control: &ScavengeControl) -> Result<Scavenge
     }
     if !run.is_empty() {
         switch(shared, run, control, &mut report)?;
+    }
+    if report.segments_rewritten > 0 {
+        // The table is folded anew from the rewritten segments' indexes; a failure to write
+        // it leaves none, which the next open rebuilds.
+        let _ = crate::indexer::write_table(shared);
     }
     report.cancelled = control.is_cancelled();
     Ok(report)
@@ -167,6 +196,12 @@ fn switch(
 ) -> Result<()> {
     if run.len() == 1 && run[0].removed == 0 {
         return Ok(());
+    }
+    if report.segments_rewritten == 0 {
+        // The stream tables say what the streams held before this scavenge (their first
+        // versions): once a segment is switched they would be wrong, so they go first, for
+        // good, before anything changes; the next open folds a table from the index files.
+        rewrite::remove_stream_tables(shared)?;
     }
     let Some(new) = rewrite::merge(shared, &run, control)? else { return Ok(()) };
     let before: u64 = run.iter().map(|d| d.segment.committed_len()).sum();

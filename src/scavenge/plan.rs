@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::{
-    format::Record,
+    format::{IndexFile, Record},
     index::StreamIndex,
     lifecycle::{StreamMetadata, metadata_target},
 };
@@ -64,6 +64,24 @@ impl Plan {
             rules.insert(name, rule);
         }
         Plan { rules, keep_from_position, age_kept: HashSet::new() }
+    }
+
+    /// Whether a segment whose index is `index` may hold a record that goes: `false` means
+    /// no record of it can, so it need not be read. Conservative: a stream with a `max_age`
+    /// makes every segment holding it one to read (which event goes depends on timestamps,
+    /// and removal must stay prefix-closed).
+    pub fn may_remove_from(&self, index: &IndexFile<'_>, base: u64) -> bool {
+        if base >= self.keep_from_position {
+            return false;
+        }
+        index.streams().any(|run| {
+            self.rules.get(run.name).is_some_and(|rule| {
+                run.first_version <= rule.last
+                    && (rule.tombstoned
+                        || run.first_version < rule.floor
+                        || rule.age_cutoff_us.is_some())
+            })
+        })
     }
 
     /// Whether the record goes. Called once per record, in log order.

@@ -17,8 +17,9 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 use crate::{
     error::{Error, Result},
     format::{CorruptionKind, SEGMENT_HEADER_LEN, SegmentHeader, scan_any, scan_compacted},
-    index::SparseIndex,
+    index::{BuildError, Origin, SegmentIndex, SparseIndex, build_index, files},
     io::{ReadView, Storage},
+    options::Durability,
     segment::Segment,
     shared::Shared,
 };
@@ -126,11 +127,18 @@ pub(crate) fn merge(
     file.write_at(written, &buf).map_err(io("write scavenged segment"))?;
     let len = written + buf.len() as u64;
     file.sync_data().map_err(io("fsync scavenged segment"))?;
-    check_written(&*file, &header, len, records, &tmp)?;
+    let index_bytes =
+        check_written(&*file, &header, len, records, &tmp, |stream| first_link(run, stream))?;
     if control.is_cancelled() {
         return discard(storage, &tmp).map(|()| None);
     }
     let dir = shared.dir();
+    // The new segment's index goes first: until the rename it is stale (bound to a segment
+    // that is not there yet), which an open notices and scans instead.
+    let index_name = files::index_file_name(first.name());
+    let durable = shared.options().durability == Durability::Fsync;
+    files::write_atomically(storage, dir, &index_name, &index_bytes, durable)
+        .map_err(Error::io("write index file", &dir.join(&index_name)))?;
     storage.rename(&tmp, path).map_err(Error::io("rename scavenged segment", path))?;
     storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))?;
     // The commit point has passed: the new segment holds what the others kept.
@@ -144,17 +152,57 @@ pub(crate) fn merge(
     let (name, end) = (first.name().to_owned(), last.end_position());
     let new = Segment::recovered(header, name, path.to_path_buf(), file, len, end, index);
     new.seal();
+    let mapped = match files::map(storage, dir, &index_name) {
+        Ok(Some(view)) => SegmentIndex::new(view, Origin::File).ok(),
+        _ => None,
+    };
+    let persisted =
+        mapped.or_else(|| SegmentIndex::new(Arc::new(index_bytes), Origin::Memory).ok());
+    if let Some(index) = persisted {
+        new.set_persisted(Arc::new(index));
+    }
     Ok(Some(new))
 }
 
-/// Reads the new file back and checks it holds `records` valid records and nothing else.
+/// The link of `stream` to the segment before the run: the one the first index of the run
+/// that holds the stream has (unknown if a segment of the run has no persisted index). A link
+/// into the run itself names a segment whose events of the stream an earlier scavenge removed:
+/// the stream has no earlier events, so it has no link.
+fn first_link(run: &[Decided], stream: &str) -> Option<u64> {
+    let base = run[0].segment.base_position();
+    for decided in run {
+        let index = decided.segment.persisted()?;
+        if let Some(found) = index.view()?.stream(stream) {
+            return found.prev_segment.filter(|&prev| prev < base);
+        }
+    }
+    None
+}
+
+/// Removes the stream tables, durably.
+pub(crate) fn remove_stream_tables(shared: &Shared) -> Result<()> {
+    let (storage, dir) = (&*shared.options().storage, shared.dir());
+    for name in [files::STREAM_TABLE, files::CLOSE_TABLE] {
+        match storage.remove(&dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove stream table", &dir.join(name))(e));
+            }
+            _ => {}
+        }
+    }
+    storage.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+}
+
+/// Reads the new file back, checks it holds `records` valid records and nothing else, and
+/// builds its index from what it read (with `prev` giving each stream's link).
 fn check_written(
     file: &dyn crate::io::StorageFile,
     header: &SegmentHeader,
     len: u64,
     records: usize,
     path: &Path,
-) -> Result<()> {
+    prev: impl Fn(&str) -> Option<u64>,
+) -> Result<Vec<u8>> {
     let view = file.view(len).map_err(Error::io("map scavenged segment", path))?;
     let mut count = 0;
     let (base, span, layout) = (header.base_position, header.span, header.layout());
@@ -168,8 +216,13 @@ fn check_written(
         None if count != records => Some((end.valid_len, CorruptionKind::Truncated)),
         None => None,
     };
+    let corrupt =
+        |offset: u64, kind| Error::Corruption { segment: path.display().to_string(), offset, kind };
     match problem {
-        None => Ok(()),
+        None => build_index(view.bytes(), header, prev).map_err(|e| match e {
+            BuildError::Damaged { offset, kind } => corrupt(offset, kind),
+            BuildError::Encode(_) => corrupt(0, CorruptionKind::IndexMismatch),
+        }),
         Some((offset, kind)) => Err(Error::Corruption {
             segment: path.display().to_string(),
             offset: offset as u64,

@@ -26,7 +26,7 @@ fn peek_position(bytes: &[u8], offset: usize) -> Option<u64> {
 use crate::{
     error::{Error, Result},
     format::{Layout, RECORD_HEADER_LEN_V2, SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
-    index::SparseIndex,
+    index::{Origin, SegmentIndex, SparseIndex, build_index},
     io::{ReadView, Storage, StorageFile},
 };
 
@@ -49,7 +49,12 @@ pub(crate) struct Segment {
     end_position: AtomicU64,
     /// The latest read view; replaced by a longer one when a reader needs more.
     view: Mutex<Arc<dyn ReadView>>,
+    /// Offsets of records published since the persisted index was built (all of them if
+    /// there is none); emptied when a persisted index covering them is set.
     index: RwLock<SparseIndex>,
+    /// The persisted index of the segment (or of its first part, for an active segment that
+    /// was closed cleanly and reopened), once there is one.
+    persisted: RwLock<Option<Arc<SegmentIndex>>>,
     /// Damaged byte ranges `[start, end)` that a salvaging open skips; empty otherwise.
     holes: Vec<(usize, usize)>,
 }
@@ -102,6 +107,7 @@ impl Segment {
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
             index: RwLock::new(index),
+            persisted: RwLock::new(None),
             holes: Vec::new(),
         }
     }
@@ -238,7 +244,7 @@ impl Segment {
     /// read unverified: the caller decodes and checks the record it lands on, so a hop over
     /// damaged bytes cannot go unnoticed.
     fn hop_to(&self, bytes: &[u8], position: u64) -> Option<usize> {
-        let floor = sync::read(&self.index).floor(position);
+        let floor = self.index_floor(bytes, position);
         let mut offset = floor.map_or_else(|| self.first_offset(), |(_, offset)| offset as usize);
         loop {
             if peek_position(bytes, offset)? >= position {
@@ -253,9 +259,75 @@ impl Segment {
         }
     }
 
+    /// The nearest indexed record at or before `position`: from the persisted index for the
+    /// positions it covers, else from the in-memory one. A persisted entry that does not land
+    /// on a record with its position marks that index bad and is not used again; the segment
+    /// then rebuilds its index from its own bytes (once; if that fails, reads hop from the
+    /// first record, slowly but right).
+    fn index_floor(&self, bytes: &[u8], position: u64) -> Option<(u64, u32)> {
+        for _ in 0..2 {
+            let Some(persisted) = self.persisted() else { break };
+            let covered = persisted.binding().end_position;
+            if position >= covered {
+                let recent = sync::read(&self.index).floor(position);
+                return recent.or_else(|| persisted.view()?.floor(position));
+            }
+            let floor = persisted.view().and_then(|v| v.floor(position));
+            match floor {
+                Some((p, offset)) if peek_position(bytes, offset as usize) == Some(p) => {
+                    return Some((p, offset));
+                }
+                None if persisted.view().is_some() => return None,
+                _ => {
+                    persisted.mark_bad();
+                    let _ = self.rebuild_index();
+                }
+            }
+        }
+        sync::read(&self.index).floor(position)
+    }
+
+    /// The persisted index, unless it was found bad.
+    pub fn persisted(&self) -> Option<Arc<SegmentIndex>> {
+        sync::read(&self.persisted).as_ref().filter(|p| !p.is_bad()).cloned()
+    }
+
+    /// Sets the persisted index, which must cover every record published so far: the
+    /// in-memory offsets are given back.
+    pub fn set_persisted(&self, index: Arc<SegmentIndex>) {
+        debug_assert_eq!(index.binding().base_position, self.base_position);
+        let mut sparse = sync::write(&self.index);
+        if index.binding().end_position >= self.end_position() {
+            *sparse = SparseIndex::new(self.base_position, sparse.stride());
+        }
+        *sync::write(&self.persisted) = Some(index);
+    }
+
+    /// Builds the segment's index from its committed bytes, in memory, and uses it from now on
+    /// (its links to earlier segments are unknown: stream reads search back instead).
+    pub fn rebuild_index(&self) -> Result<Arc<SegmentIndex>> {
+        let len = self.committed_len();
+        let view = self.view(len)?;
+        let bytes = &view.bytes()[..len as usize];
+        let corrupt = |offset, kind| Error::Corruption { segment: self.name.clone(), offset, kind };
+        let built = build_index(bytes, &self.header(), |_| None).map_err(|e| match e {
+            crate::index::BuildError::Damaged { offset, kind } => corrupt(offset, kind),
+            crate::index::BuildError::Encode(_) => {
+                corrupt(0, crate::format::CorruptionKind::IndexMismatch)
+            }
+        })?;
+        let index = SegmentIndex::new(Arc::new(built), Origin::Memory)
+            .map_err(|_| corrupt(0, crate::format::CorruptionKind::IndexMismatch))?;
+        let index = Arc::new(index);
+        self.set_persisted(Arc::clone(&index));
+        Ok(index)
+    }
+
     /// Events the segment holds (committed records; fewer than its positions once scavenged).
     pub fn event_count(&self) -> u64 {
-        sync::read(&self.index).records()
+        let recent = sync::read(&self.index).records();
+        let persisted = sync::read(&self.persisted).as_ref().map_or(0, |p| p.binding().records);
+        persisted + recent
     }
 
     /// Heap bytes held by this segment's index.

@@ -17,6 +17,7 @@ use crate::{
     error::Error,
     format::{SEGMENT_HEADER_LEN, own_records},
     index::Continuity,
+    indexer::Job,
     options::Durability,
     segment::Segment,
     shared::Shared,
@@ -119,7 +120,9 @@ impl Appender {
                 self.active.seal();
                 let segment = Arc::new(segment);
                 self.shared.segments().push(Arc::clone(&segment));
-                self.active = segment;
+                let sealed = std::mem::replace(&mut self.active, segment);
+                // Its index file is written in the background; appends do not wait for it.
+                self.shared.indexer().send(Job::Sealed(sealed));
                 self.segment_len = SEGMENT_HEADER_LEN as u64;
             }
             Err(Error::Io { op, source, .. }) => self.shared.poison(op, source),

@@ -89,6 +89,10 @@ pub(crate) struct Writer {
 /// Groups with at most this many callers are answered by the writer itself.
 const ANSWER_INLINE_MAX: usize = 4;
 
+/// What a poisoned store names as the failed operation when the idempotency window could not be
+/// refilled from the log.
+const WINDOW_OP: &str = "refill idempotency window";
+
 /// What a poisoned store names as the failed operation when the writer thread panicked.
 const PANIC_OP: &str = "writer thread";
 
@@ -108,16 +112,15 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
 impl Writer {
     /// A writer continuing the log in `active` (at its committed length), whose next group
     /// commit has the sequence number `next_sequence`. Fails if its answering thread cannot be
-    /// started.
+    /// started. Its idempotency window is refilled when it runs.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
-        window: IdWindow,
         next_sequence: u64,
         alive: Sender<()>,
     ) -> io::Result<Writer> {
-        let sequencer = Sequencer::new(Arc::clone(&shared), window, next_sequence);
+        let sequencer = Sequencer::new(Arc::clone(&shared), IdWindow::new(0), next_sequence);
         let appender = Appender::new(Arc::clone(&shared), active);
         let (answerer, answer_thread) = spawn_answerer()?;
         Ok(Writer {
@@ -131,11 +134,15 @@ impl Writer {
         })
     }
 
-    /// The writer thread's body: serves appends until shutdown. A panic (a bug) poisons the
-    /// store, so that appenders get [`Error::Poisoned`] and subscribers end, instead of finding
-    /// the writer silently gone.
+    /// The writer thread's body: refills the idempotency window from the log, then serves
+    /// appends until shutdown. A panic (a bug) poisons the store, so that appenders get
+    /// [`Error::Poisoned`] and subscribers end, instead of finding the writer silently gone; so
+    /// does a window that cannot be refilled (damage among the log's last events).
     pub fn run(mut self) {
-        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let served = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.refill_window();
+            self.serve();
+        }));
         if let Err(payload) = served {
             // Poisoned while the writer still holds its channels: a caller who sees them close
             // finds the poison (see `Store::submit`).
@@ -143,6 +150,18 @@ impl Writer {
             self.shared.poison(PANIC_OP, io::Error::other(message));
         }
         self.stop();
+    }
+
+    /// Refills the idempotency window from the last events of the log. Done here rather than
+    /// on open, so that an open reads nothing of the log that its indexes tell it; appends
+    /// queue meanwhile.
+    fn refill_window(&mut self) {
+        let capacity = self.shared.options().idempotency_window_events as usize;
+        let segments = self.shared.segments().snapshot();
+        match crate::recovery::rebuild_window(&segments, self.shared.head(), capacity) {
+            Ok(window) => self.sequencer.set_window(window),
+            Err(e) => self.shared.poison(WINDOW_OP, io::Error::other(e.to_string())),
+        }
     }
 
     /// The writer's loop, until shutdown.

@@ -66,6 +66,11 @@ pub(crate) struct Sequencer {
 impl Sequencer {
     /// A sequencer continuing the log at the head, whose next group commit has the sequence
     /// number `next_sequence`.
+    /// Replaces the idempotency window (the writer refills it from the log as it starts).
+    pub fn set_window(&mut self, window: IdWindow) {
+        self.window = window;
+    }
+
     pub fn new(shared: Arc<Shared>, window: IdWindow, next_sequence: u64) -> Sequencer {
         let sealed = SealedGroup { end: shared.head(), ..SealedGroup::default() };
         let locator = Locator::new(Arc::clone(&shared));

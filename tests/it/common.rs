@@ -68,3 +68,17 @@ pub fn segment_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     paths.sort();
     paths
 }
+
+/// Removes the derived files of a closed store (segment index files, stream tables), as if it
+/// had crashed before writing any (or had been written before they existed): the next open
+/// scans every segment. Tests that damage segment bytes on purpose and expect the open to meet
+/// the damage use it; with the files present, an open reads no sealed segment.
+pub fn remove_derived_files(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".idx") || name.ends_with(".tbl") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}

@@ -162,6 +162,13 @@ fn faults_bit_flip_under_a_live_store_reaches_readers_as_an_error() {
     assert_eq!(report.problems[0].offset, 32);
     assert_eq!(report.problems[0].kind, CorruptionKind::Checksum);
     drop(store);
+    // The segment's index file lets the open skip it: the damage still reaches every reader.
+    let reopened = Store::open_with(dir.path(), crate::common::small_options()).unwrap();
+    let first_event = reopened.read_all_forward(Position::START, 1).next().unwrap();
+    assert!(matches!(first_event, Err(Error::Corruption { kind: CorruptionKind::Checksum, .. })));
+    drop(reopened);
+    // An open that scans the segment (no index files) refuses it.
+    crate::common::remove_derived_files(dir.path());
     let reopened = Store::open_with(dir.path(), crate::common::small_options());
     assert!(matches!(reopened, Err(Error::Corruption { offset: 32, .. })));
 }

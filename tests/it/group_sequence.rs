@@ -71,6 +71,7 @@ fn five_skewed_groups(dir: &Path) -> Vec<(usize, usize)> {
         store.read_all_forward(Position::START, 10).map(|e| e.unwrap().timestamp_us()).collect();
     assert_eq!(timestamps, [5_000_000, 5_000_001, 4_000_000, 4_000_000, 4_000_000]);
     store.close();
+    crate::common::remove_derived_files(dir);
     let bytes = fs::read(only_segment(dir)).unwrap();
     let found = records(&bytes);
     let sequences: Vec<u64> = found.iter().map(|&(at, _)| sequence_at(&bytes, at)).collect();
@@ -120,6 +121,7 @@ fn recovery_torn_last_group_with_a_repeating_clock_is_still_cut() {
     // The next group takes the sequence of the one that was cut: it was never acknowledged.
     store.append("s", ExpectedVersion::Any, [event(9)]).unwrap();
     store.close();
+    crate::common::remove_derived_files(dir.path());
     let bytes = fs::read(only_segment(dir.path())).unwrap();
     let last = *records(&bytes).last().unwrap();
     assert_eq!(sequence_at(&bytes, last.0), 4);
@@ -325,6 +327,7 @@ fn recovery_torn_tail_of_a_large_random_payload_is_cut_not_refused() {
         .collect();
     store.append("big", ExpectedVersion::Any, [NewEvent::new("Blob", noise)]).unwrap();
     store.close();
+    crate::common::remove_derived_files(dir.path());
     let path = only_segment(dir.path());
     let bytes = fs::read(&path).unwrap();
     let (last, len) = *records(&bytes).last().unwrap();

@@ -32,6 +32,7 @@ fn store_with_torn_tail(dir: &Path, n: u64) {
     }
     store.append("torn", ExpectedVersion::Any, [event(900), event(901), event(902)]).unwrap();
     drop(store);
+    crate::common::remove_derived_files(dir);
     let last = files(dir).into_keys().next_back().unwrap();
     let path = dir.join(last);
     let len = fs::metadata(&path).unwrap().len();
@@ -97,6 +98,7 @@ fn modes_salvage_keeps_every_provable_batch_around_mid_log_damage() {
         store.append(&format!("s-{}", i % 3), ExpectedVersion::Any, [event(i)]).unwrap();
     }
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     // Damage the third record of the first segment (a sealed one).
     let first = dir.path().join(format!("{:020}.seg", 0));
     let mut bytes = fs::read(&first).unwrap();
@@ -167,6 +169,7 @@ fn modes_refused_open_leaves_a_header_less_last_segment_in_place() {
         store.append("s", ExpectedVersion::Any, [event(i)]).unwrap();
     }
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     // Damage the first (sealed) segment and leave a header-less segment after the last one,
     // as a crash during rotation would.
     let names: Vec<String> = files(dir.path()).into_keys().collect();

@@ -20,6 +20,7 @@ fn regression_group_bound_grown_on_reopen_still_cuts_a_torn_big_group() {
         store.append("s", ExpectedVersion::Any, [crate::common::event(i)]).unwrap();
     }
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     let big = Options {
         group_bytes_max: 64 << 10,
         append_bytes_max: 32 << 10,
@@ -31,6 +32,7 @@ fn regression_group_bound_grown_on_reopen_still_cuts_a_torn_big_group() {
     let events = (0..4).map(|_| NewEvent::new("Big", vec![7u8; 6000]));
     store.append("big", ExpectedVersion::Any, events).unwrap();
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     // Tear the big group: keep only its first 100 bytes.
     let last = dir.path().join(format!("{:020}.seg", 10));
     let len = fs::metadata(&last).unwrap().len();
@@ -79,6 +81,7 @@ fn regression_damage_followed_by_later_groups_is_corruption_not_a_torn_tail() {
         store.append("s", ExpectedVersion::Any, [crate::common::event(i)]).unwrap();
     }
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     let segment = dir.path().join(format!("{:020}.seg", 0));
     let mut bytes = fs::read(&segment).unwrap();
     bytes[32 + 60] ^= 1; // inside the first event, far less than 8 MiB from the end

@@ -49,6 +49,8 @@ fn one_stream_store(dir: &Path, n: u64) {
     for i in 0..n {
         store.append("s", ExpectedVersion::Any, [event(i)]).unwrap();
     }
+    drop(store);
+    crate::common::remove_derived_files(dir);
 }
 
 fn stream_versions(store: &Store, stream: &str) -> Vec<u64> {
@@ -109,6 +111,7 @@ fn strict_open_after_scavenge_refuses_a_version_beyond_its_position() {
     store.set_stream_metadata("s-1", ExpectedVersion::Any, truncate).unwrap();
     assert!(store.scavenge().unwrap().events_removed > 0);
     drop(store);
+    crate::common::remove_derived_files(dir.path());
     // The first record of `s-1` left is its version 10.
     let (path, offset) = segment_paths(dir.path())
         .into_iter()
@@ -203,6 +206,7 @@ fn salvage_of_a_scavenged_store_takes_no_slot_per_removed_version() {
     store.append("other", ExpectedVersion::Any, [event(0)]).unwrap();
     assert!(store.scavenge().unwrap().events_removed > 2_000);
     drop(store);
+    crate::common::remove_derived_files(dir.path());
 
     let normal = Store::open_read_only(dir.path(), options.clone()).unwrap();
     let salvaged = Store::open_with(dir.path(), salvage_options()).unwrap();

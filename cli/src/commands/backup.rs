@@ -16,8 +16,8 @@
 //! - The checkpoint files of persistent subscriptions are copied before any segment. A
 //!   checkpoint only ever names committed positions, so each one copied is at most the head of
 //!   the segments copied after it.
-//! - The source is first opened read-only (no lock, nothing written), which checks the whole
-//!   log; the copy is then opened read-only in strict mode (no torn tail allowed) and must
+//! - The source is first opened read-only (no lock, nothing written), and every segment
+//!   copied is checked; the copy is then opened read-only in strict mode (no torn tail allowed) and must
 //!   reach at least the head that first open saw, with the same events there.
 //!
 //! Every file, the copy's directories and its parent are fsynced before the copy is checked.

@@ -1,0 +1,180 @@
+//! Recovery's fast path: take the persisted index of each segment and the stream table instead
+//! of scanning, for the longest prefix of the log whose index files are bound to their
+//! segments exactly (base, format version, span, length, the header's and the last record's
+//! checksums). The table used is the one bound to the last index of that prefix, or an older
+//! one folded forward over the indexes after it, or, if none fits, the fold of every index.
+//! Anything that does not fit is named in the report and left to the scan, which rebuilds
+//! what it covers; nothing here can make an open fail, except a durable high-water mark
+//! above the end of the log, which `recover` checks.
+
+use std::sync::Arc;
+
+use crate::{
+    format::{CorruptionKind, SEGMENT_HEADER_LEN, StreamTable, decode_record},
+    index::{Origin, SegmentIndex, files, stored_header_crc, stored_record_crc},
+    indexer::{fold_all, is_bound_to},
+    io::ReadView,
+    options::{Durability, Options},
+};
+
+use super::{RecoveryReport, headers::Opened};
+
+/// What the persisted files give recovery.
+#[derive(Default)]
+pub(super) struct Persisted {
+    /// The indexes of the first `indexes.len()` segments, each bound to its segment.
+    pub indexes: Vec<Arc<SegmentIndex>>,
+    /// The stream table as of the end of the last of those segments.
+    pub table: Option<Arc<dyn ReadView>>,
+    /// The highest position a table written with fsyncs says was durable.
+    pub high_water: Option<u64>,
+    /// The group sequence of the last record of those segments (the highest among them).
+    pub sequence: Option<u64>,
+}
+
+/// Reads the index files and stream tables in `dir` for the segments `opened`.
+pub(super) fn load(
+    dir: &std::path::Path,
+    options: &Options,
+    opened: &[Opened],
+    report: &mut RecoveryReport,
+) -> Persisted {
+    let mut persisted = Persisted::default();
+    let storage = &*options.storage;
+    let mut end = opened.first().map(|s| s.header.base_position);
+    for (i, segment) in opened.iter().enumerate() {
+        let name = files::index_file_name(&segment.name);
+        let view = match files::map(storage, dir, &name) {
+            Ok(Some(view)) => view,
+            // The last segment has none while it is active (unless it was closed cleanly).
+            Ok(None) if i + 1 == opened.len() => break,
+            _ => {
+                report.rebuilt.push(name);
+                break;
+            }
+        };
+        let bound = SegmentIndex::new(view, Origin::File)
+            .ok()
+            .and_then(|index| bound_to(&index, segment, end).map(|seq| (index, seq)));
+        let Some((index, sequence)) = bound else {
+            report.rebuilt.push(name);
+            break;
+        };
+        end = Some(index.binding().end_position);
+        persisted.sequence = sequence.or(persisted.sequence);
+        persisted.indexes.push(Arc::new(index));
+    }
+    let durable = options.durability == Durability::Fsync;
+    let (table, high_water) = best_table(dir, options, &persisted.indexes, report);
+    persisted.high_water = high_water;
+    let Some(last) = persisted.indexes.len().checked_sub(1) else { return persisted };
+    let folded = match table {
+        Some((at, view)) if at == last => Ok(Some(view)),
+        Some((at, view)) => fold_all(Some(view.bytes()), &persisted.indexes[at + 1..], durable)
+            .map(|t| t.map(|t| Arc::new(t) as Arc<dyn ReadView>)),
+        None => {
+            report.rebuilt.push(files::STREAM_TABLE.to_owned());
+            fold_all(None, &persisted.indexes, durable)
+                .map(|t| t.map(|t| Arc::new(t) as Arc<dyn ReadView>))
+        }
+    };
+    match folded {
+        Ok(table) => persisted.table = table,
+        Err(_) => {
+            // An index file failed its full check while folding: scan everything instead.
+            report.rebuilt.push(files::STREAM_TABLE.to_owned());
+            persisted.indexes.clear();
+            persisted.sequence = None;
+        }
+    }
+    persisted
+}
+
+/// Whether `index` is bound to `segment`, whose first position must be `base` (the end of the
+/// segment before, as its index says): `Some` with the sequence of its last record if so.
+fn bound_to(index: &SegmentIndex, segment: &Opened, base: Option<u64>) -> Option<Option<u64>> {
+    let b = *index.binding();
+    let header = &segment.header;
+    let fits = b.base_position == header.base_position
+        && Some(b.base_position) == base
+        && b.segment_version == header.version
+        && b.segment_span == header.span
+        && b.segment_len == segment.len;
+    if !fits {
+        return None;
+    }
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    segment.file.read_at(0, &mut head).ok()?;
+    if stored_header_crc(&head) != Some(b.segment_header_crc) {
+        return None;
+    }
+    let view = index.view()?;
+    let Some((position, offset)) = view.floor(u64::MAX) else {
+        return (b.records == 0 && b.segment_len == SEGMENT_HEADER_LEN as u64).then_some(None);
+    };
+    last_record(segment, (position, offset), &b).map(Some)
+}
+
+/// Reads and verifies the last record the index names: it must end the segment, hold the
+/// position and checksum the index says, and pass its own checks. Returns its sequence.
+fn last_record(
+    segment: &Opened,
+    (position, offset): (u64, u32),
+    b: &crate::format::SegmentBinding,
+) -> Option<u64> {
+    let len = usize::try_from(b.segment_len.checked_sub(u64::from(offset))?).ok()?;
+    if len > (64 << 20) {
+        return None;
+    }
+    let mut bytes = vec![0u8; len];
+    segment.file.read_at(u64::from(offset), &mut bytes).ok()?;
+    let record = decode_record(&bytes, 0, segment.header.layout()).ok()?;
+    let whole = record.len() == len && record.position() == position;
+    let crc = stored_record_crc(&bytes, 0) == Some(b.last_record_crc);
+    (whole && crc).then(|| record.sequence().unwrap_or(0))
+}
+
+/// A stream table's bytes and the place among the indexes of the segment it is bound to.
+type BoundTable = (usize, Arc<dyn ReadView>);
+
+/// The usable stream table bound to the latest of `indexes` (its place among them and its
+/// bytes), and the highest durable mark among the tables found.
+fn best_table(
+    dir: &std::path::Path,
+    options: &Options,
+    indexes: &[Arc<SegmentIndex>],
+    report: &mut RecoveryReport,
+) -> (Option<BoundTable>, Option<u64>) {
+    let (mut best, mut high_water) = (None::<BoundTable>, None::<u64>);
+    for name in [files::CLOSE_TABLE, files::STREAM_TABLE] {
+        let view = match files::map(&*options.storage, dir, name) {
+            Ok(Some(view)) => view,
+            Ok(None) => continue,
+            Err(_) => {
+                report.rebuilt.push(name.to_owned());
+                continue;
+            }
+        };
+        let checked = StreamTable::parse_header(view.bytes())
+            .and_then(|t| t.check_body().map(|()| t.binding()));
+        let Ok(binding) = checked else {
+            report.rebuilt.push(name.to_owned());
+            continue;
+        };
+        if binding.durable {
+            high_water = high_water.max(Some(binding.covered));
+        }
+        let at = indexes.iter().rposition(|index| is_bound_to(&binding, index));
+        if let Some(at) = at
+            && best.as_ref().is_none_or(|(b, _)| at > *b)
+        {
+            best = Some((at, view));
+        }
+    }
+    (best, high_water)
+}
+
+/// The corruption a durable mark above the end of the log is.
+pub(super) fn below_high_water(high_water: u64, end: u64) -> CorruptionKind {
+    CorruptionKind::LogBelowDurableMark { durable: high_water, found: end }
+}
