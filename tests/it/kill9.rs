@@ -91,9 +91,24 @@ fn run_and_kill(dir: &Path, run: Duration) -> Vec<Ack> {
     lines.iter().filter_map(|l| parse_ack(l)).collect()
 }
 
-/// Every acknowledged event present and intact; positions gap-free; versions dense.
-fn check(dir: &Path, acked: &HashMap<u64, Ack>) -> u64 {
+/// The index files in `dir`: name → bytes.
+fn index_files(dir: &Path) -> HashMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .map(|p| {
+            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Every acknowledged event present and intact; positions gap-free; versions dense. Returns
+/// the events in the log and how many sealed segments the open took from their index files.
+fn check(dir: &Path, acked: &HashMap<u64, Ack>) -> (u64, usize) {
     let store = Store::open_with(dir, options()).expect("reopen after kill");
+    let report = store.recovery_report();
+    let from_files = report.segments - report.segments_scanned;
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut count = 0;
     for (i, event) in store.read_all_forward(Position::START, usize::MAX).enumerate() {
@@ -117,7 +132,7 @@ fn check(dir: &Path, acked: &HashMap<u64, Ack>) -> u64 {
         let read = store.read_stream_forward(stream, StreamVersion::START, usize::MAX).unwrap();
         assert_eq!(read.count() as u64, *n);
     }
-    count
+    (count, from_files)
 }
 
 #[test]
@@ -130,17 +145,29 @@ fn kill9_cycles_never_lose_an_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<u64, Ack> = HashMap::new();
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut events = 0;
+    let (mut events, mut written_by_child, mut opened_from_files) = (0, 0, 0);
     for _ in 0..cycles {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let run = Duration::from_millis(20 + seed % 80);
+        let before = index_files(dir.path());
         for ack in run_and_kill(dir.path(), run) {
             acked.insert(ack.position, ack);
         }
-        events = check(dir.path(), &acked);
+        // Index files the child's indexer wrote (new, or rewritten for a segment it sealed).
+        let after = index_files(dir.path());
+        written_by_child += after.iter().filter(|(n, b)| before.get(*n) != Some(*b)).count();
+        let (count, from_files) = check(dir.path(), &acked);
+        events = count;
+        opened_from_files += from_files;
     }
+    eprintln!(
+        "kill9: {written_by_child} index files written by killed children, \
+         {opened_from_files} segments opened from index files"
+    );
+    assert!(written_by_child > 0, "no child ever wrote an index file: no segment was sealed");
+    assert!(opened_from_files > 0, "no open after a kill took a segment from its index file");
     eprintln!("kill9: {cycles} cycles, {} acknowledged, {events} events in the log", acked.len());
     assert!(!acked.is_empty(), "the child never acknowledged anything");
 }

@@ -21,6 +21,8 @@ mod kill9;
 mod lifecycle;
 mod model;
 mod modes;
+mod persisted;
+mod persisted_crash;
 mod poison;
 mod readonly_scavenge;
 mod recovery;

@@ -25,11 +25,46 @@ enum Expect {
     ExactWrong(u64),
 }
 
+/// What happens to the derived files (index files, stream tables) while the store is closed:
+/// reads must not change whatever it is.
+#[derive(Clone, Copy, Debug)]
+enum Derived {
+    Kept,
+    AllDeleted,
+    /// The `pick`-th derived file (modulo their number) flipped, truncated or deleted.
+    OneDamaged {
+        pick: usize,
+        damage: Damage,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// A byte at this fraction (in 1/256ths) of the file flipped.
+    Flip(u8),
+    /// Cut to this fraction (in 1/256ths) of its length.
+    Truncate(u8),
+    Delete,
+}
+
+fn derived() -> impl Strategy<Value = Derived> {
+    let damage = prop_oneof![
+        any::<u8>().prop_map(Damage::Flip),
+        any::<u8>().prop_map(Damage::Truncate),
+        Just(Damage::Delete),
+    ];
+    prop_oneof![
+        2 => Just(Derived::Kept),
+        1 => Just(Derived::AllDeleted),
+        2 => (any::<usize>(), damage).prop_map(|(pick, damage)| Derived::OneDamaged { pick, damage }),
+    ]
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Append { stream: usize, events: usize, expect: Expect },
     AppendMulti { parts: [(usize, usize, Expect); 2] },
-    Reopen { tiny_segments: bool },
+    Reopen { tiny_segments: bool, derived: Derived },
     ReadAll { from: u64, limit: usize, forward: bool },
     ReadStream { stream: usize, from: u64, limit: usize, forward: bool },
 }
@@ -54,7 +89,8 @@ fn op() -> impl Strategy<Value = Op> {
                 let second = (first + offset) % STREAMS.len();
                 Op::AppendMulti { parts: [(first, n1, e1), (second, n2, e2)] }
             }),
-        1 => any::<bool>().prop_map(|tiny_segments| Op::Reopen { tiny_segments }),
+        1 => (any::<bool>(), derived())
+            .prop_map(|(tiny_segments, derived)| Op::Reopen { tiny_segments, derived }),
         1 => (0u64..80, 0usize..10, any::<bool>())
             .prop_map(|(from, limit, forward)| Op::ReadAll { from, limit, forward }),
         1 => (streams, 0u64..20, 0usize..10, any::<bool>())
@@ -247,13 +283,42 @@ fn check_everything(store: &Store, model: &Model) {
     }
 }
 
+/// Does to the derived files of the closed store in `dir` what `derived` says.
+fn alter_derived_files(dir: &Path, derived: Derived) {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx" || x == "tbl"))
+        .collect();
+    files.sort();
+    let (pick, damage) = match derived {
+        Derived::Kept => return,
+        Derived::AllDeleted => return crate::common::remove_derived_files(dir),
+        Derived::OneDamaged { .. } if files.is_empty() => return,
+        Derived::OneDamaged { pick, damage } => (&files[pick % files.len()], damage),
+    };
+    let mut bytes = std::fs::read(pick).unwrap();
+    let at = |fraction: u8| bytes.len() * usize::from(fraction) / 256;
+    match damage {
+        Damage::Delete => return std::fs::remove_file(pick).unwrap(),
+        Damage::Truncate(fraction) => bytes.truncate(at(fraction)),
+        Damage::Flip(_) if bytes.is_empty() => return,
+        Damage::Flip(fraction) => {
+            let at = at(fraction);
+            bytes[at] ^= 0x01;
+        }
+    }
+    std::fs::write(pick, bytes).unwrap();
+}
+
 /// Runs one operation on both the store and the model and compares the outcomes.
 fn step(dir: &Path, store: Store, model: &mut Model, op: &Op) -> Store {
     let parts: Vec<(usize, usize, Expect)> = match op {
         Op::Append { stream, events, expect } => vec![(*stream, *events, *expect)],
         Op::AppendMulti { parts } => parts.to_vec(),
-        Op::Reopen { tiny_segments } => {
+        Op::Reopen { tiny_segments, derived } => {
             drop(store);
+            alter_derived_files(dir, *derived);
             return open(dir, options(*tiny_segments));
         }
         Op::ReadAll { from, limit, forward } => {
