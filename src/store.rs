@@ -86,8 +86,9 @@ pub struct Stats {
     pub indexes_rebuilt_in_memory: usize,
     /// Index files the background indexer wrote since the store was opened.
     pub index_files_written: u64,
-    /// Index files or stream tables the indexer could not write (the store goes on: their
-    /// positions stay in memory, and the next open scans more).
+    /// Index files or stream tables the indexer could not write, or segments it could not
+    /// take on (a full queue): the store goes on, their positions stay in memory, and the next
+    /// open scans more.
     pub index_files_failed: u64,
     /// The oldest and the newest format version among the segment files (see
     /// `docs/format.md`): a store written by an older build keeps its older segments, and new
@@ -305,7 +306,8 @@ impl Store {
             segments_with_index_file: count_origin(&segments, Origin::File),
             indexes_rebuilt_in_memory: count_origin(&segments, Origin::Memory),
             index_files_written: shared.indexer_counts().written.load(Ordering::Relaxed),
-            index_files_failed: shared.indexer_counts().failed.load(Ordering::Relaxed),
+            index_files_failed: shared.indexer_counts().failed.load(Ordering::Relaxed)
+                + shared.indexer().dropped(),
             format_versions: (
                 segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
                 segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),

@@ -37,6 +37,11 @@ use crate::{
 
 pub(crate) use table::{fold_all, is_bound_to, write_table};
 
+/// Most jobs queued for the indexer: one per segment sealed (or found bad) and not yet
+/// persisted. Far more than a healthy indexer ever lags by (each job is one segment, up to
+/// `segment_bytes_max` of log); the writer never waits for room.
+const INDEXER_JOBS_MAX: usize = 4096;
+
 /// What the indexer is asked to do.
 pub(crate) enum Job {
     /// Persist the index of this sealed segment.
@@ -55,6 +60,8 @@ pub(crate) enum Job {
 pub(crate) struct Indexer {
     tx: Mutex<Option<Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Jobs dropped because the queue was full.
+    dropped: AtomicU64,
 }
 
 /// What the indexer did, for `Stats`.
@@ -69,7 +76,7 @@ pub(crate) struct IndexerCounts {
 impl Indexer {
     /// Starts the indexer thread for `shared`, which it holds until [`Indexer::close`].
     pub fn start(&self, shared: Arc<Shared>) -> std::io::Result<()> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(INDEXER_JOBS_MAX);
         let handle = std::thread::Builder::new()
             .name("annal-indexer".into())
             .spawn(move || run(&shared, rx))?;
@@ -78,19 +85,31 @@ impl Indexer {
         Ok(())
     }
 
-    /// Queues `job`; does nothing once the indexer has stopped (or never started: a read-only
-    /// store persists nothing).
+    /// Queues `job` without waiting; does nothing once the indexer has stopped (or never
+    /// started: a read-only store persists nothing). A job that finds the queue full is
+    /// dropped: its segment stays indexed in memory until the next open.
     pub fn send(&self, job: Job) {
-        if let Some(tx) = sync::lock(&self.tx).as_ref() {
-            let _ = tx.send(job);
+        if let Some(tx) = self.sender()
+            && let Err(crossbeam_channel::TrySendError::Full(_)) = tx.try_send(job)
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Jobs dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The queue's sender, cloned so that no send waits while holding the lock.
+    fn sender(&self) -> Option<Sender<Job>> {
+        sync::lock(&self.tx).clone()
     }
 
     /// Waits until every job queued before this call is done.
     pub fn flush(&self) {
         let (done, wait) = crossbeam_channel::bounded(1);
-        let sent =
-            sync::lock(&self.tx).as_ref().is_some_and(|tx| tx.send(Job::Flush(done)).is_ok());
+        let sent = self.sender().is_some_and(|tx| tx.send(Job::Flush(done)).is_ok());
         if sent {
             let _ = wait.recv();
         }
