@@ -55,14 +55,27 @@ pub(super) fn load(
         };
         let bound = SegmentIndex::new(view, Origin::File)
             .ok()
-            .and_then(|index| bound_to(&index, segment, end).map(|seq| (index, seq)));
-        let Some((index, sequence)) = bound else {
+            .filter(|index| bound_to(index, segment, end));
+        let Some(index) = bound else {
             report.rebuilt.push(name);
             break;
         };
         end = Some(index.binding().end_position);
-        persisted.sequence = sequence.or(persisted.sequence);
         persisted.indexes.push(Arc::new(index));
+    }
+    // Only the last segment of the prefix can have changed without its length or header (a
+    // crash while the writer appended to it): its last record must be the one its index
+    // names. Each segment before it was fsynced whole before the next one was created, and a
+    // scavenge's rewrite changes the length or the header's span; reading their last records
+    // too would cost a random read per segment, which is what an open must not grow with.
+    while let Some(index) = persisted.indexes.last() {
+        let segment = &opened[persisted.indexes.len() - 1];
+        if let Some(sequence) = last_record_sequence(index, segment) {
+            persisted.sequence = sequence;
+            break;
+        }
+        report.rebuilt.push(files::index_file_name(&segment.name));
+        persisted.indexes.pop();
     }
     let durable = options.durability == Durability::Fsync;
     let (table, high_water) = best_table(dir, options, &persisted.indexes, report);
@@ -91,8 +104,8 @@ pub(super) fn load(
 }
 
 /// Whether `index` is bound to `segment`, whose first position must be `base` (the end of the
-/// segment before, as its index says): `Some` with the sequence of its last record if so.
-fn bound_to(index: &SegmentIndex, segment: &Opened, base: Option<u64>) -> Option<Option<u64>> {
+/// segment before, as its index says), as far as the segment's header and length tell.
+fn bound_to(index: &SegmentIndex, segment: &Opened, base: Option<u64>) -> bool {
     let b = *index.binding();
     let header = &segment.header;
     let fits = b.base_position == header.base_position
@@ -100,14 +113,16 @@ fn bound_to(index: &SegmentIndex, segment: &Opened, base: Option<u64>) -> Option
         && b.segment_version == header.version
         && b.segment_span == header.span
         && b.segment_len == segment.len;
-    if !fits {
-        return None;
-    }
+    // The header was read by the first stage: this read finds it in the page cache.
     let mut head = [0u8; SEGMENT_HEADER_LEN];
-    segment.file.read_at(0, &mut head).ok()?;
-    if stored_header_crc(&head) != Some(b.segment_header_crc) {
-        return None;
-    }
+    fits && segment.file.read_at(0, &mut head).is_ok()
+        && stored_header_crc(&head) == Some(b.segment_header_crc)
+}
+
+/// The group sequence of the last record of `segment` if it is the record `index` names last
+/// (`Some(None)` for an index of no record, of a segment that holds none).
+fn last_record_sequence(index: &SegmentIndex, segment: &Opened) -> Option<Option<u64>> {
+    let b = *index.binding();
     let view = index.view()?;
     let Some((position, offset)) = view.floor(u64::MAX) else {
         return (b.records == 0 && b.segment_len == SEGMENT_HEADER_LEN as u64).then_some(None);
