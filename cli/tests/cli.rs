@@ -180,6 +180,9 @@ fn stats_json_reports_the_counts() {
     // Closed cleanly, the store opens from its index files and stream table: no stream and
     // no position is held in memory.
     assert!(stats["index_memory_bytes"].as_u64().unwrap() < 1024, "{stats}");
+    assert_eq!(stats["segments_scanned_on_open"], 0, "{stats}");
+    assert_eq!(stats["segments_with_index_file"], stats["segments"], "{stats}");
+    assert_eq!(stats["rebuilt_on_open"], serde_json::json!([]), "{stats}");
     assert_eq!(stats["torn_tail"], Value::Null);
 }
 

@@ -32,6 +32,9 @@ pub fn run(args: &StatsArgs) -> CliResult {
             "disk_bytes": stats.disk_bytes,
             "head": stats.head.get(),
             "index_memory_bytes": stats.index_memory_bytes,
+            "segments_with_index_file": stats.segments_with_index_file,
+            "segments_scanned_on_open": report.segments_scanned,
+            "rebuilt_on_open": report.rebuilt,
             "format_version": stats.format_versions.1,
             "format_versions": [stats.format_versions.0, stats.format_versions.1],
             "torn_tail": torn_tail,
@@ -50,6 +53,13 @@ pub fn run(args: &StatsArgs) -> CliResult {
             ),
             ("head", format!("{} (the position the next event gets)", stats.head)),
             ("index memory", output::bytes(stats.index_memory_bytes as u64)),
+            (
+                "index files",
+                format!(
+                    "{} of {} segments (this open scanned {})",
+                    stats.segments_with_index_file, stats.segments, report.segments_scanned
+                ),
+            ),
             ("format version", format_versions(stats.format_versions)),
         ];
         for (name, value) in rows {
@@ -65,6 +75,12 @@ pub fn run(args: &StatsArgs) -> CliResult {
         if let Some(name) = &report.removed_segment {
             out.line(format_args!(
                 "unfinished      segment {name} was being created and holds nothing; ignored"
+            ))?;
+        }
+        if !report.rebuilt.is_empty() {
+            out.line(format_args!(
+                "not used        {} (missing, damaged or stale derived files: rebuilt from the                  segments; the next writable open writes them anew)",
+                report.rebuilt.join(", ")
             ))?;
         }
     }
