@@ -2,8 +2,8 @@
 //! damage as the [`RecoveryMode`] says (cut a torn tail that provably was never acknowledged,
 //! refuse anything else, or salvage around it), and rebuild the indexes from what remains —
 //! or, for the segments whose persisted index files are bound to them, take those instead of
-//! scanning (`persisted`). The idempotency window is refilled by the writer thread when it
-//! starts (`window`), so that an open does not read the log's last events.
+//! scanning (`persisted`). The idempotency window is refilled by the writer thread when the
+//! first append arrives (`window`), so that an open does not read the log's last events.
 //!
 //! The stages live in their own files (`headers` → `persisted` → `scan` → `tail`, and `merged` for
 //! what an interrupted scavenge left); only [`recover`] decides between them.

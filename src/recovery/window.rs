@@ -1,5 +1,6 @@
-//! The last stage of recovery, run by the writer thread as it starts: refill the idempotency window from the last events of the log, so
-//! a client retrying across a restart still gets its original result.
+//! The last stage of recovery, run by the writer thread when the first append arrives: refill
+//! the idempotency window from the last events of the log, so a client retrying across a
+//! restart still gets its original result.
 
 use std::sync::Arc;
 

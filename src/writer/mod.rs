@@ -84,6 +84,8 @@ pub(crate) struct Writer {
     /// Answers of large groups, for the answering thread.
     answerer: Sender<Answers>,
     answer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Whether the idempotency window has been refilled from the log (on the first append).
+    window_refilled: bool,
 }
 
 /// Groups with at most this many callers are answered by the writer itself.
@@ -112,7 +114,7 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
 impl Writer {
     /// A writer continuing the log in `active` (at its committed length), whose next group
     /// commit has the sequence number `next_sequence`. Fails if its answering thread cannot be
-    /// started. Its idempotency window is refilled when it runs.
+    /// started. Its idempotency window is refilled when the first append arrives.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
@@ -131,18 +133,17 @@ impl Writer {
             _alive: alive,
             answerer,
             answer_thread: Some(answer_thread),
+            window_refilled: false,
         })
     }
 
-    /// The writer thread's body: refills the idempotency window from the log, then serves
-    /// appends until shutdown. A panic (a bug) poisons the store, so that appenders get
-    /// [`Error::Poisoned`] and subscribers end, instead of finding the writer silently gone; so
-    /// does a window that cannot be refilled (damage among the log's last events).
+    /// The writer thread's body: serves appends until shutdown (refilling the idempotency
+    /// window from the log when the first one arrives). A panic (a bug) poisons the store, so
+    /// that appenders get [`Error::Poisoned`] and subscribers end, instead of finding the writer
+    /// silently gone; so does a window that cannot be refilled (damage among the log's last
+    /// events).
     pub fn run(mut self) {
-        let served = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.refill_window();
-            self.serve();
-        }));
+        let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
         if let Err(payload) = served {
             // Poisoned while the writer still holds its channels: a caller who sees them close
             // finds the poison (see `Store::submit`).
@@ -152,9 +153,9 @@ impl Writer {
         self.stop();
     }
 
-    /// Refills the idempotency window from the last events of the log. Done here rather than
-    /// on open, so that an open reads nothing of the log that its indexes tell it; appends
-    /// queue meanwhile.
+    /// Refills the idempotency window from the last events of the log. Done when the first
+    /// append arrives rather than on open, so that an open (and a store that only reads) reads
+    /// nothing of the log that its indexes tell it; that first append waits for it.
     fn refill_window(&mut self) {
         let capacity = self.shared.options().idempotency_window_events as usize;
         let segments = self.shared.segments().snapshot();
@@ -177,6 +178,10 @@ impl Writer {
                     Ok(Message::Shutdown) | Err(_) => break,
                 },
             };
+            if !self.window_refilled {
+                self.refill_window();
+                self.window_refilled = true;
+            }
             self.sequencer.start_group();
             let (mut count, mut bytes) = (1, first.records.len());
             self.accept(first);
