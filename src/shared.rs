@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     /// The background indexer (not started for a read-only store).
     indexer: Indexer,
     indexer_counts: IndexerCounts,
+    /// Whether `streams.close.tbl` on disk is the table the stream index stands on (the store
+    /// was opened from it and nothing changed it since): a clean close need not write it.
+    close_table_current: AtomicBool,
 }
 
 impl Shared {
@@ -67,6 +70,7 @@ impl Shared {
             indexing: Mutex::new(()),
             indexer: Indexer::default(),
             indexer_counts: IndexerCounts::default(),
+            close_table_current: AtomicBool::new(false),
         }
     }
 
@@ -130,6 +134,17 @@ impl Shared {
     /// What the indexer has written and failed to write.
     pub fn indexer_counts(&self) -> &IndexerCounts {
         &self.indexer_counts
+    }
+
+    /// Whether `streams.close.tbl` on disk is still the table the store was opened from.
+    pub fn close_table_current(&self) -> bool {
+        self.close_table_current.load(Ordering::Acquire)
+    }
+
+    /// Says whether `streams.close.tbl` on disk is the table the stream index stands on: set
+    /// by the open that used it, cleared by anything that changes what it says (a scavenge).
+    pub fn set_close_table_current(&self, current: bool) {
+        self.close_table_current.store(current, Ordering::Release);
     }
 
     /// One past the last committed position.

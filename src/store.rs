@@ -147,6 +147,7 @@ impl Store {
             recovered.streams,
             recovered.head,
         ));
+        shared.set_close_table_current(recovered.close_table_used);
         let (alive, writer_gone) = crossbeam_channel::bounded(0);
         let (tx, handle) = match active.filter(|_| writable) {
             Some(active) => {

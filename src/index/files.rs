@@ -53,7 +53,8 @@ pub(crate) fn write_atomically(
     Ok(())
 }
 
-/// Maps the whole of `dir/name`; `Ok(None)` if there is no such file.
+/// Maps the whole of `dir/name` for lookups at random places; `Ok(None)` if there is no such
+/// file.
 pub(crate) fn map(
     storage: &dyn Storage,
     dir: &Path,
@@ -65,7 +66,7 @@ pub(crate) fn map(
         Err(e) => return Err(e),
     };
     let len = file.len()?;
-    file.view(len).map(Some)
+    file.view_random(len).map(Some)
 }
 
 /// Removes the temporary files a crash left while writing derived files in `dir`.

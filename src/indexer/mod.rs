@@ -232,6 +232,14 @@ fn persist_on_close(shared: &Shared, active: &Arc<Segment>) -> Result<()> {
         return Ok(());
     }
     let index = match active.persisted().filter(|p| covers(p, active)) {
+        // Nothing was appended since the store was opened from this index and the close table
+        // on disk (whole: the open checked its body), and nothing changed that table since: it
+        // is already the table to write.
+        Some(index)
+            if shared.close_table_current() && table::close_table_is_bound_to(shared, &index) =>
+        {
+            return Ok(());
+        }
         Some(index) => index,
         None => write_index(shared, active)?,
     };

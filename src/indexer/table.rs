@@ -129,6 +129,17 @@ pub(crate) fn ensure_current(shared: &Shared) -> Result<()> {
     }
 }
 
+/// Whether `streams.close.tbl`'s header says it is the table as of the end of `index`'s
+/// segment (its body is not read).
+pub(crate) fn close_table_is_bound_to(shared: &Shared, index: &SegmentIndex) -> bool {
+    let (storage, dir) = (&*shared.options().storage, shared.dir());
+    let Ok(Some(view)) = files::map(storage, dir, files::CLOSE_TABLE) else { return false };
+    StreamTable::parse_header(view.bytes()).is_ok_and(|t| {
+        let binding = t.binding();
+        is_bound_to(&binding, index) && binding.covered == index.binding().end_position
+    })
+}
+
 /// Rewrites `streams.tbl` from every persisted segment (after a scavenge changed them), up to
 /// the last one with a persisted index: the active segment's, if it has one (a store reopened
 /// after a clean close), for the table must cover at least what the one in use covers.

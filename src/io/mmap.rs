@@ -25,6 +25,17 @@ impl MappedView {
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
         Ok(MappedView { map })
     }
+
+    /// Maps as [`map`](MappedView::map) does, for reads at random places: the kernel is told
+    /// not to read ahead (a cold binary search in an index file would otherwise pull in
+    /// megabytes around every page it touches). The advice is only advice: if it fails, the
+    /// mapping works as any other.
+    pub(super) fn map_random(file: &File, len: usize) -> io::Result<MappedView> {
+        let view = MappedView::map(file, len)?;
+        #[cfg(unix)]
+        let _ = view.map.advise(memmap2::Advice::Random);
+        Ok(view)
+    }
 }
 
 impl ReadView for MappedView {

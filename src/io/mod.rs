@@ -56,6 +56,12 @@ pub trait StorageFile: Send + Sync {
     /// A read-only view of the file's first `len` bytes (which must exist). Bytes written
     /// later at offsets below `len` may or may not show through; the engine never does that.
     fn view(&self, len: u64) -> io::Result<Arc<dyn ReadView>>;
+    /// A view as [`view`](StorageFile::view) gives, for bytes read at random (index lookups):
+    /// the implementation may tell the system not to read ahead around each page touched. By
+    /// default the same as `view`.
+    fn view_random(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
+        self.view(len)
+    }
 }
 
 /// Bytes of a file that stay valid while the view lives, even if the file is renamed or

@@ -112,4 +112,12 @@ impl StorageFile for StdFile {
         let len = usize::try_from(len).map_err(|_| io::Error::other("view too large"))?;
         Ok(Arc::new(MappedView::map(&self.file, len)?))
     }
+
+    fn view_random(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
+        if len == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("view too large"))?;
+        Ok(Arc::new(MappedView::map_random(&self.file, len)?))
+    }
 }

@@ -101,6 +101,8 @@ pub(crate) struct Recovered {
     /// The sequence number of the next group commit: one above the highest in the log, 0 in a
     /// log without a format-3 record.
     pub next_sequence: u64,
+    /// Whether the stream index stands on `streams.close.tbl` as it is on disk.
+    pub close_table_used: bool,
     pub report: RecoveryReport,
 }
 
@@ -133,6 +135,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     // Whether the last segment kept was a scavenged one (whose span ends at `head`).
     let mut last_was_scavenged = false;
     let mut sequence = persisted.sequence;
+    let close_table_used = persisted.close_table_used && table_loaded;
     let mut indexes = persisted.indexes.into_iter();
     for (i, segment) in opened.into_iter().enumerate() {
         after_scavenge |= segment.header.span != 0;
@@ -186,7 +189,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     report.segments = segments.len();
     report.events = segments.first().map_or(0, |s| head - s.base_position());
     let next_sequence = sequence.map_or(0, |s| s + 1);
-    Ok(Recovered { segments, streams, head, next_sequence, report })
+    Ok(Recovered { segments, streams, head, next_sequence, close_table_used, report })
 }
 
 /// Puts the persisted table behind `streams`: every stream is looked up in it (no stream is

@@ -30,6 +30,8 @@ pub(super) struct Persisted {
     pub high_water: Option<u64>,
     /// The group sequence of the last record of those segments (the highest among them).
     pub sequence: Option<u64>,
+    /// Whether the table is `streams.close.tbl` as it is on disk (a clean close's, used whole).
+    pub close_table_used: bool,
 }
 
 /// Reads the index files and stream tables in `dir` for the segments `opened`.
@@ -81,9 +83,11 @@ pub(super) fn load(
     let (table, high_water) = best_table(dir, options, &persisted.indexes, report);
     persisted.high_water = high_water;
     let Some(last) = persisted.indexes.len().checked_sub(1) else { return persisted };
+    persisted.close_table_used =
+        table.as_ref().is_some_and(|&(at, _, name)| at == last && name == files::CLOSE_TABLE);
     let folded = match table {
-        Some((at, view)) if at == last => Ok(Some(view)),
-        Some((at, view)) => fold_all(Some(view.bytes()), &persisted.indexes[at + 1..], durable)
+        Some((at, view, _)) if at == last => Ok(Some(view)),
+        Some((at, view, _)) => fold_all(Some(view.bytes()), &persisted.indexes[at + 1..], durable)
             .map(|t| t.map(|t| Arc::new(t) as Arc<dyn ReadView>)),
         None => {
             report.rebuilt.push(files::STREAM_TABLE.to_owned());
@@ -150,7 +154,7 @@ fn last_record(
 }
 
 /// A stream table's bytes and the place among the indexes of the segment it is bound to.
-type BoundTable = (usize, Arc<dyn ReadView>);
+type BoundTable = (usize, Arc<dyn ReadView>, &'static str);
 
 /// The usable stream table bound to the latest of `indexes` (its place among them and its
 /// bytes), and the highest durable mark among the tables found.
@@ -181,9 +185,9 @@ fn best_table(
         }
         let at = indexes.iter().rposition(|index| is_bound_to(&binding, index));
         if let Some(at) = at
-            && best.as_ref().is_none_or(|(b, _)| at > *b)
+            && best.as_ref().is_none_or(|(b, ..)| at > *b)
         {
-            best = Some((at, view));
+            best = Some((at, view, name));
         }
     }
     (best, high_water)

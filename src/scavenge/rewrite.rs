@@ -181,6 +181,7 @@ fn first_link(run: &[Decided], stream: &str) -> Option<u64> {
 
 /// Removes the stream tables, durably.
 pub(crate) fn remove_stream_tables(shared: &Shared) -> Result<()> {
+    shared.set_close_table_current(false);
     let (storage, dir) = (&*shared.options().storage, shared.dir());
     for name in [files::STREAM_TABLE, files::CLOSE_TABLE] {
         match storage.remove(&dir.join(name)) {
