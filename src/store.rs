@@ -103,7 +103,8 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store in `dir`: locks the directory, recovers the log
-    /// as [`Options::recovery_mode`] says, rebuilds the indexes and starts the writer. With
+    /// as [`Options::recovery_mode`] says (reading the segments' index files where they are
+    /// bound to their segments, scanning the rest), and starts the writer. With
     /// [`RecoveryMode::Salvage`](crate::RecoveryMode::Salvage) the store is read-only.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         Store::open_as(dir.as_ref(), options, Access::ReadWrite)

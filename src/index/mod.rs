@@ -1,9 +1,13 @@
-//! In-memory indexes rebuilt from the segments on open: a sparse global index per segment
-//! (position → byte offset) and a per-stream index (stream → positions of its events).
+//! The indexes: per segment, where each record lies (persisted in the segment's index file once
+//! it is sealed, `persisted`; a sparse in-memory index until then, `sparse`), and per stream,
+//! its versions and where their positions are (`stream`: streams changed since the persisted
+//! stream table, in memory; the rest, in the mapped table). `build` makes a segment's index from
+//! its bytes; `files` names the derived files and writes them atomically.
 //!
-//! Both sit behind narrow interfaces so a later version can persist them per sealed segment:
-//! records enter the stream index only through [`StreamIndex::write`]'s `index_record`, on open
-//! and when the writer publishes alike, and everything else only looks things up or trims.
+//! Records enter the stream index only through [`StreamIndex::write`]'s `index_record`, on open
+//! and when the writer publishes alike; everything else looks things up, trims, or moves a
+//! persisted segment's positions out of memory. Every index here is derived: the segments alone
+//! can rebuild it.
 
 mod build;
 pub(crate) mod files;
