@@ -32,11 +32,8 @@ struct Run {
     prev: Option<u64>,
 }
 
-/// Why a walk failed.
-enum Walk {
-    /// The runs did not tile the versions asked for.
-    Inconsistent,
-}
+/// A walk whose runs did not tile the versions asked for.
+struct Inconsistent;
 
 /// Reads a stream's positions chunk by chunk, keeping the runs of the persisted layer it found.
 pub(crate) struct StreamPositions {
@@ -85,7 +82,7 @@ impl StreamPositions {
             };
             match self.collect(shared, &layers, (lo, hi), forward, out) {
                 Ok(()) => return Ok(true),
-                Err(Walk::Inconsistent) => self.repair(shared),
+                Err(Inconsistent) => self.repair(shared),
             }
         }
         Err(Error::Corruption {
@@ -103,7 +100,7 @@ impl StreamPositions {
         (lo, hi): (u64, u64),
         forward: bool,
         out: &mut Vec<u64>,
-    ) -> Result<(), Walk> {
+    ) -> Result<(), Inconsistent> {
         out.clear();
         self.reach(shared, layers, lo)?;
         let runs: Vec<&Run> =
@@ -113,9 +110,9 @@ impl StreamPositions {
             if start > end {
                 continue;
             }
-            let view = run.index.view().ok_or(Walk::Inconsistent)?;
-            let events = view.stream(&self.stream).ok_or(Walk::Inconsistent)?;
-            let mut push = |v| events.event(v).map(|(p, _)| out.push(p)).ok_or(Walk::Inconsistent);
+            let view = run.index.view().ok_or(Inconsistent)?;
+            let events = view.stream(&self.stream).ok_or(Inconsistent)?;
+            let mut push = |v| events.event(v).map(|(p, _)| out.push(p)).ok_or(Inconsistent);
             if forward {
                 (start..=end).try_for_each(&mut push)?;
             } else {
@@ -123,13 +120,13 @@ impl StreamPositions {
             }
         }
         if out.len() as u64 != hi - lo + 1 {
-            return Err(Walk::Inconsistent);
+            return Err(Inconsistent);
         }
         Ok(())
     }
 
     /// Extends the chain back until it holds version `lo`.
-    fn reach(&mut self, shared: &Shared, layers: &Layers, lo: u64) -> Result<(), Walk> {
+    fn reach(&mut self, shared: &Shared, layers: &Layers, lo: u64) -> Result<(), Inconsistent> {
         let key = (layers.tail_first, layers.sealed_last);
         if self.chain_for != Some(key) {
             self.chain.clear();
@@ -142,12 +139,12 @@ impl StreamPositions {
                 return Ok(());
             }
             if self.complete {
-                return Err(Walk::Inconsistent);
+                return Err(Inconsistent);
             }
             let run = match self.chain.last().map(|newer| (newer.base, newer.prev)) {
-                None => self.run_at(shared, layers.sealed_last.ok_or(Walk::Inconsistent)?)?,
+                None => self.run_at(shared, layers.sealed_last.ok_or(Inconsistent)?)?,
                 Some((newer, Some(base))) if base < newer => self.run_at(shared, base)?,
-                Some((_, Some(_))) => return Err(Walk::Inconsistent),
+                Some((_, Some(_))) => return Err(Inconsistent),
                 Some((newer, None)) => match self.search_back(shared, newer) {
                     Some(run) => run,
                     None => {
@@ -166,7 +163,7 @@ impl StreamPositions {
             if !tiles || run.count == 0 {
                 // Its index (or the newer one's, already in the chain) is wrong.
                 self.suspect = Some(run.base);
-                return Err(Walk::Inconsistent);
+                return Err(Inconsistent);
             }
             self.chain.push(run);
         }
@@ -175,14 +172,14 @@ impl StreamPositions {
     /// The stream's run in the segment that holds position `base`.
     /// A segment whose index has no run of the stream is suspect: the link to it may be
     /// wrong, or its index damaged where the stream's entry was.
-    fn run_at(&mut self, shared: &Shared, base: u64) -> Result<Run, Walk> {
-        let segment = shared.segments().find(base).ok_or(Walk::Inconsistent)?;
+    fn run_at(&mut self, shared: &Shared, base: u64) -> Result<Run, Inconsistent> {
+        let segment = shared.segments().find(base).ok_or(Inconsistent)?;
         // A segment a link names was persisted: without an index, its index was found bad.
         let run = segment.persisted().and_then(|index| self.run_in(segment.base_position(), index));
         if run.is_none() {
             self.suspect = Some(segment.base_position());
         }
-        run.ok_or(Walk::Inconsistent)
+        run.ok_or(Inconsistent)
     }
 
     fn run_in(&self, base: u64, index: Arc<SegmentIndex>) -> Option<Run> {

@@ -22,6 +22,8 @@ pub(super) struct Opened {
     pub file: Box<dyn StorageFile>,
     pub len: u64,
     pub header: SegmentHeader,
+    /// The checksum stored in the header as read (what an index file is bound to).
+    pub header_crc: u32,
 }
 
 /// How many times an open lists the segment files when one of them vanishes between the
@@ -103,7 +105,8 @@ fn open_listed(
         file.read_at(0, &mut buf[..n]).map_err(Error::io("read segment header", &path))?;
         let problem = match SegmentHeader::decode(&buf[..n]) {
             Ok(header) if header.base_position == base => {
-                opened.push(Opened { name, file, len, header });
+                let header_crc = crate::index::stored_header_crc(&buf).unwrap_or(0);
+                opened.push(Opened { name, file, len, header, header_crc });
                 continue;
             }
             Ok(header) => {

@@ -173,14 +173,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         return Err(crate::error::Error::Corruption { segment, offset: 0, kind });
     }
     if writable {
-        crate::scavenge::discard_unfinished(&*options.storage, dir)?;
-        crate::index::files::remove_temporaries(&*options.storage, dir)
-            .map_err(crate::error::Error::io("remove temporary files", dir))?;
-        merged::remove_leftovers(dir, options, &report.merged_leftovers)?;
-        if let Some(name) = &report.removed_segment {
-            tail::remove_torn_segment(dir, options, name)?;
-        }
-        tail::ensure_active_segment(dir, options, &mut segments, head)?;
+        tidy(dir, options, &report, &mut segments, head)?;
     }
     streams.shrink();
     if let Some((_, sealed)) = segments.split_last() {
@@ -190,6 +183,26 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     report.events = segments.first().map_or(0, |s| head - s.base_position());
     let next_sequence = sequence.map_or(0, |s| s + 1);
     Ok(Recovered { segments, streams, head, next_sequence, close_table_used, report })
+}
+
+/// What a writable open changes on disk once every segment has passed: leftovers of an
+/// interrupted scavenge, of derived-file writes and of a rotation go, and the log gets an
+/// active segment.
+fn tidy(
+    dir: &Path,
+    options: &Options,
+    report: &RecoveryReport,
+    segments: &mut Vec<Arc<Segment>>,
+    head: u64,
+) -> Result<()> {
+    crate::scavenge::discard_unfinished(&*options.storage, dir)?;
+    crate::index::files::remove_temporaries(&*options.storage, dir)
+        .map_err(crate::error::Error::io("remove temporary files", dir))?;
+    merged::remove_leftovers(dir, options, &report.merged_leftovers)?;
+    if let Some(name) = &report.removed_segment {
+        tail::remove_torn_segment(dir, options, name)?;
+    }
+    tail::ensure_active_segment(dir, options, segments, head)
 }
 
 /// Puts the persisted table behind `streams`: every stream is looked up in it (no stream is
@@ -207,7 +220,7 @@ fn persisted_segment(
     segment: headers::Opened,
     index: Arc<SegmentIndex>,
 ) -> Segment {
-    let headers::Opened { name, file, len, header } = segment;
+    let headers::Opened { name, file, len, header, .. } = segment;
     let path = dir.join(&name);
     let end = index.binding().end_position;
     let sparse = SparseIndex::new(header.base_position, options.index_stride);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::{
     format::{CorruptionKind, SEGMENT_HEADER_LEN, StreamTable, decode_record},
-    index::{Origin, SegmentIndex, files, stored_header_crc, stored_record_crc},
+    index::{Origin, SegmentIndex, files, stored_record_crc},
     indexer::{fold_all, is_bound_to},
     io::ReadView,
     options::{Durability, Options},
@@ -117,10 +117,7 @@ fn bound_to(index: &SegmentIndex, segment: &Opened, base: Option<u64>) -> bool {
         && b.segment_version == header.version
         && b.segment_span == header.span
         && b.segment_len == segment.len;
-    // The header was read by the first stage: this read finds it in the page cache.
-    let mut head = [0u8; SEGMENT_HEADER_LEN];
-    fits && segment.file.read_at(0, &mut head).is_ok()
-        && stored_header_crc(&head) == Some(b.segment_header_crc)
+    fits && segment.header_crc == b.segment_header_crc
 }
 
 /// The group sequence of the last record of `segment` if it is the record `index` names last

@@ -99,7 +99,7 @@ pub(super) fn scan_and_index(
     sequence: &mut Option<u64>,
     report: &mut RecoveryReport,
 ) -> Result<Segment> {
-    let Opened { name, file, len, header } = segment;
+    let Opened { name, file, len, header, .. } = segment;
     let path = cx.dir.join(&name);
     let base = header.base_position;
     let salvage = cx.options.recovery_mode == RecoveryMode::Salvage;

@@ -152,16 +152,25 @@ pub(crate) fn merge(
     let (name, end) = (first.name().to_owned(), last.end_position());
     let new = Segment::recovered(header, name, path.to_path_buf(), file, len, end, index);
     new.seal();
-    let mapped = match files::map(storage, dir, &index_name) {
-        Ok(Some(view)) => SegmentIndex::new(view, Origin::File).ok(),
-        _ => None,
-    };
-    let persisted =
-        mapped.or_else(|| SegmentIndex::new(Arc::new(index_bytes), Origin::Memory).ok());
-    if let Some(index) = persisted {
+    if let Some(index) = mapped_or_in_memory(storage, dir, &index_name, index_bytes) {
         new.set_persisted(Arc::new(index));
     }
     Ok(Some(new))
+}
+
+/// The new segment's index: its file as written, mapped, or (if mapping fails) the same bytes
+/// in memory.
+fn mapped_or_in_memory(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Option<SegmentIndex> {
+    let mapped = match files::map(storage, dir, name) {
+        Ok(Some(view)) => SegmentIndex::new(view, Origin::File).ok(),
+        _ => None,
+    };
+    mapped.or_else(|| SegmentIndex::new(Arc::new(bytes), Origin::Memory).ok())
 }
 
 /// The link of `stream` to the segment before the run: the one the first index of the run
