@@ -42,4 +42,11 @@ impl ReadView for MappedView {
     fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// Asks the kernel to read the whole mapping now, in large requests: a checksum over a
+    /// mapping advised for random access would otherwise fault it in one page at a time.
+    fn prefetch(&self) {
+        #[cfg(unix)]
+        let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
 }

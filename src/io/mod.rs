@@ -69,6 +69,10 @@ pub trait StorageFile: Send + Sync {
 pub trait ReadView: Send + Sync {
     /// The bytes.
     fn bytes(&self) -> &[u8];
+    /// Says that every byte is about to be read in order (a whole-body checksum): the
+    /// implementation may start reading them all at once, ahead of the reader, even in a view
+    /// made for random access. Only advice: by default nothing.
+    fn prefetch(&self) {}
 }
 
 impl ReadView for Vec<u8> {

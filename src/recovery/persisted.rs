@@ -154,14 +154,18 @@ fn last_record(
 type BoundTable = (usize, Arc<dyn ReadView>, &'static str);
 
 /// The usable stream table bound to the latest of `indexes` (its place among them and its
-/// bytes), and the highest durable mark among the tables found.
+/// bytes), and the highest durable mark among the tables found. Only the headers of both tables
+/// are read to choose; only the chosen table's body is checked (read whole, ahead of the
+/// check), and if that fails the other is tried. A table not chosen is checked when it is next
+/// used (the indexer folds `streams.tbl` forward only after checking it whole).
 fn best_table(
     dir: &std::path::Path,
     options: &Options,
     indexes: &[Arc<SegmentIndex>],
     report: &mut RecoveryReport,
 ) -> (Option<BoundTable>, Option<u64>) {
-    let (mut best, mut high_water) = (None::<BoundTable>, None::<u64>);
+    let mut high_water = None::<u64>;
+    let mut candidates = Vec::with_capacity(2);
     for name in [files::CLOSE_TABLE, files::STREAM_TABLE] {
         let view = match files::map(&*options.storage, dir, name) {
             Ok(Some(view)) => view,
@@ -171,23 +175,28 @@ fn best_table(
                 continue;
             }
         };
-        let checked = StreamTable::parse_header(view.bytes())
-            .and_then(|t| t.check_body().map(|()| t.binding()));
-        let Ok(binding) = checked else {
+        let Ok(binding) = StreamTable::parse_header(view.bytes()).map(|t| t.binding()) else {
             report.rebuilt.push(name.to_owned());
             continue;
         };
         if binding.durable {
             high_water = high_water.max(Some(binding.covered));
         }
-        let at = indexes.iter().rposition(|index| is_bound_to(&binding, index));
-        if let Some(at) = at
-            && best.as_ref().is_none_or(|(b, ..)| at > *b)
-        {
-            best = Some((at, view, name));
+        if let Some(at) = indexes.iter().rposition(|index| is_bound_to(&binding, index)) {
+            candidates.push((at, view, name));
         }
     }
-    (best, high_water)
+    // The latest first; on a tie the close table, which covers the active segment too.
+    candidates.sort_by_key(|&(at, ..)| std::cmp::Reverse(at));
+    for (at, view, name) in candidates {
+        view.prefetch();
+        let whole = StreamTable::parse_header(view.bytes()).and_then(|t| t.check_body());
+        match whole {
+            Ok(()) => return (Some((at, view, name)), high_water),
+            Err(_) => report.rebuilt.push(name.to_owned()),
+        }
+    }
+    (None, high_water)
 }
 
 /// The corruption a durable mark above the end of the log is.
