@@ -216,7 +216,7 @@ pub struct ReadAllBackward {
 impl ReadAllBackward {
     pub(crate) fn new(shared: Arc<Shared>, from: u64, limit: usize) -> ReadAllBackward {
         let next = shared.head().checked_sub(1).map(|last| from.min(last));
-        ReadAllBackward { locator: Locator::new(shared), next, remaining: limit }
+        ReadAllBackward { locator: Locator::sequential(shared), next, remaining: limit }
     }
 }
 

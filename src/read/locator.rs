@@ -20,11 +20,25 @@ pub(crate) struct Locator {
     view: Arc<dyn ReadView>,
     /// Positions below this are inside `view`.
     view_end: u64,
+    /// Whether the positions asked for are scattered (a stream's) rather than consecutive.
+    scattered: bool,
 }
 
 impl Locator {
+    /// A locator for positions scattered over the log, such as a stream's: a cold page costs
+    /// the read of that page, without read-ahead.
     pub fn new(shared: Arc<Shared>) -> Locator {
-        Locator { shared, segment: None, view: Arc::new(Vec::new()), view_end: 0 }
+        Locator::with_access(shared, true)
+    }
+
+    /// A locator for consecutive positions (`$all` backward): the kernel reads around them.
+    pub fn sequential(shared: Arc<Shared>) -> Locator {
+        Locator::with_access(shared, false)
+    }
+
+    fn with_access(shared: Arc<Shared>, scattered: bool) -> Locator {
+        let view: Arc<dyn ReadView> = Arc::new(Vec::new());
+        Locator { shared, segment: None, view, view_end: 0, scattered }
     }
 
     /// The store this reads from.
@@ -73,7 +87,11 @@ impl Locator {
     fn switch_to(&mut self, segment: &Arc<Segment>) -> Result<()> {
         // End position before length: the writer publishes them in the other order.
         self.view_end = segment.end_position();
-        self.view = segment.view(segment.committed_len())?;
+        let len = segment.committed_len();
+        self.view = match self.scattered {
+            true => segment.point_view(len)?,
+            false => segment.view(len)?,
+        };
         self.segment = Some(Arc::clone(segment));
         Ok(())
     }

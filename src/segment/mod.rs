@@ -49,6 +49,9 @@ pub(crate) struct Segment {
     end_position: AtomicU64,
     /// The latest read view; replaced by a longer one when a reader needs more.
     view: Mutex<Arc<dyn ReadView>>,
+    /// The same for reads of single records at random places (stream reads): mapped so that
+    /// a page fault reads that page, not the megabytes of read-ahead around it.
+    point_view: Mutex<Arc<dyn ReadView>>,
     /// Offsets of records published since the persisted index was built (all of them if
     /// there is none); emptied when a persisted index covering them is set.
     index: RwLock<SparseIndex>,
@@ -106,6 +109,7 @@ impl Segment {
             committed_len: AtomicU64::new(committed_len),
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
+            point_view: Mutex::new(Arc::new(Vec::new())),
             index: RwLock::new(index),
             persisted: RwLock::new(None),
             holes: Vec::new(),
@@ -190,13 +194,29 @@ impl Segment {
         sync::write(&self.index).shrink();
     }
 
-    /// A view holding at least the first `min_len` committed bytes.
+    /// A view holding at least the first `min_len` committed bytes, for reads that go through
+    /// the records in order (the kernel reads ahead of them).
     pub fn view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        let mut view = sync::lock(&self.view);
+        self.cached_view(&self.view, min_len, |len| self.file.view(len))
+    }
+
+    /// A view as [`view`](Segment::view) gives, for reading a few records at random places
+    /// (a stream's events): a page not in memory costs the read of that page only.
+    pub fn point_view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
+        self.cached_view(&self.point_view, min_len, |len| self.file.view_random(len))
+    }
+
+    fn cached_view(
+        &self,
+        slot: &Mutex<Arc<dyn ReadView>>,
+        min_len: u64,
+        map: impl FnOnce(u64) -> std::io::Result<Arc<dyn ReadView>>,
+    ) -> Result<Arc<dyn ReadView>> {
+        let mut view = sync::lock(slot);
         if (view.bytes().len() as u64) < min_len {
             let len = self.committed_len();
             debug_assert!(len >= min_len);
-            *view = self.file.view(len).map_err(Error::io("map segment", &self.path))?;
+            *view = map(len).map_err(Error::io("map segment", &self.path))?;
         }
         Ok(Arc::clone(&view))
     }
