@@ -153,7 +153,16 @@ impl<'a> IndexFile<'a> {
     pub fn floor(&self, position: u64) -> Option<(u64, u32)> {
         let rel = position.checked_sub(self.binding.base_position)?;
         let rel = u32::try_from(rel).unwrap_or(u32::MAX);
-        let (mut low, mut high) = (0, self.positions().len() / POSITION_ENTRY_LEN);
+        let count = self.positions().len() / POSITION_ENTRY_LEN;
+        // Entry i holds a position at least i above the base (they strictly increase from 0
+        // up), so none after entry `rel` can be at or below `rel`: if that entry (or the last)
+        // is, it is the floor. Without scavenged gaps this is every lookup, and it touches one
+        // page of the file instead of a binary search's dozen.
+        let guess = count.checked_sub(1)?.min(rel as usize);
+        if self.position_entry(guess)?.0 <= rel {
+            return self.record(guess as u64);
+        }
+        let (mut low, mut high) = (0, guess);
         while low < high {
             let mid = low + (high - low) / 2;
             match self.position_entry(mid)?.0 <= rel {
@@ -540,6 +549,32 @@ pub(super) mod tests {
             assert_eq!(file.stream(absent), None, "{absent:?}");
         }
         assert!(file.streams().all(|run| file.stream(run.name) == Some(run)));
+    }
+
+    #[test]
+    fn index_file_floor_finds_the_last_record_at_or_below_across_gaps() {
+        // Positions with gaps, as a scavenged segment has: 100, 103, 104, 110, 111, 150.
+        let kept = [100u64, 103, 104, 110, 111, 150];
+        let mut builder = IndexFileBuilder::new();
+        for (i, &position) in (0u32..).zip(&kept) {
+            builder.record(position, 32 + 100 * i, "s", u64::from(i));
+        }
+        let binding = SegmentBinding {
+            segment_version: 3,
+            segment_span: 51,
+            base_position: 100,
+            segment_len: 32 + 600,
+            end_position: 151,
+            records: 6,
+            ..Default::default()
+        };
+        let bytes = builder.encode(&binding, |_| None).unwrap();
+        let file = IndexFile::parse_header(&bytes).unwrap();
+        for position in (0..=160).chain([u64::MAX]) {
+            let below = kept.iter().rposition(|&p| p <= position);
+            let expected = below.map(|i| (kept[i], 32 + 100 * i as u32));
+            assert_eq!(file.floor(position), expected, "floor of {position}");
+        }
     }
 
     #[test]
