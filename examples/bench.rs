@@ -2,7 +2,8 @@
 //! measured in the same run and given as a ratio.
 //!
 //! `cargo run --release --example bench -- --quick` prints one table in about half a minute;
-//! without `--quick` every timed loop runs four times longer. `ANNAL_BENCH_10M=1` adds opening
+//! without `--quick` every timed loop runs four times longer. `--only writes` runs W1–W3
+//! alone, `--only reads` the rest. `ANNAL_BENCH_10M=1` adds opening
 //! (and opening + reading the last event of a random stream from) a 10M-event store, annal's
 //! (~2.8 GB) and SQLite's (~3 GB) alike; `ANNAL_BENCH_10M_STREAMS=1` adds W8, a store of 10M
 //! single-event streams (~3 GB; `ANNAL_BENCH_W8_STREAMS=<n>` for another count). Those large
@@ -62,12 +63,23 @@ fn main() -> Res<()> {
         store: if quick { Layout::sized(250_000, PAYLOAD_BYTES) } else { Layout::MILLION },
         dir: tempfile::tempdir()?,
     };
+    let only = args.iter().position(|a| a == "--only").and_then(|at| args.get(at + 1));
+    let (writes, reads) = match only.map(String::as_str) {
+        None => (true, true),
+        Some("writes") => (true, false),
+        Some("reads") => (false, true),
+        Some(other) => return Err(format!("--only wants writes or reads, not {other:?}").into()),
+    };
     let mut table = Table::default();
-    let fsync = w1(&run, &mut table)?;
-    w2(&run, &mut table, &fsync)?;
-    w3(&run, &mut table)?;
-    reads_and_open(&run, &mut table)?;
-    if let Some(streams) = common::many_streams_wanted() {
+    if writes {
+        let fsync = w1(&run, &mut table)?;
+        w2(&run, &mut table, &fsync)?;
+        w3(&run, &mut table)?;
+    }
+    if reads {
+        reads_and_open(&run, &mut table)?;
+    }
+    if let Some(streams) = common::many_streams_wanted().filter(|_| reads) {
         many_streams::w8(&mut table, run.dir.path(), streams, run.slice)?;
     }
     table.print();
