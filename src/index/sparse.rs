@@ -50,9 +50,19 @@ impl SparseIndex {
     }
 
     /// The last indexed record at or before `position`: its position and byte offset.
+    ///
+    /// Entry `k` is the `k × stride`-th record, whose position is at least `k × stride` above
+    /// the base (positions strictly increase from 0 up), so no entry after `rel / stride` can be
+    /// at or below `rel`: if that entry (or the last) is, it is the floor. In a segment without
+    /// gaps, which is every segment the writer is appending to, that is every lookup, with no
+    /// search.
     pub fn floor(&self, position: u64) -> Option<(u64, u32)> {
         let rel = u32::try_from(position.checked_sub(self.base)?).unwrap_or(u32::MAX);
-        let k = self.positions.partition_point(|&p| p <= rel).checked_sub(1)?;
+        let guess = self.positions.len().checked_sub(1)?.min((rel / self.stride) as usize);
+        let k = match self.positions[guess] <= rel {
+            true => guess,
+            false => self.positions[..guess].partition_point(|&p| p <= rel).checked_sub(1)?,
+        };
         Some((self.base + u64::from(self.positions[k]), self.offsets[k]))
     }
 
@@ -96,6 +106,27 @@ mod tests {
         assert_eq!(idx.floor(10), Some((10, 2)));
         assert_eq!(idx.floor(49), Some((10, 2)));
         assert_eq!(idx.floor(60), Some((50, 4)));
+    }
+
+    #[test]
+    fn floor_matches_a_search_of_every_entry_with_and_without_gaps() {
+        for stride in [1, 3, 4] {
+            let kept: Vec<u64> = (0..60).filter(|p| p % 7 != 3 && !(20..31).contains(p)).collect();
+            for positions in [(0..60).collect::<Vec<u64>>(), kept] {
+                let mut idx = SparseIndex::new(1000, stride);
+                for (i, &p) in positions.iter().enumerate() {
+                    idx.note(1000 + p, i as u32);
+                }
+                let entries: Vec<(u64, u32)> = (0..positions.len())
+                    .step_by(stride as usize)
+                    .map(|i| (1000 + positions[i], i as u32))
+                    .collect();
+                for position in (990..1070).chain([u64::MAX]) {
+                    let expected = entries.iter().rev().find(|&&(p, _)| p <= position).copied();
+                    assert_eq!(idx.floor(position), expected, "stride {stride}, {position}");
+                }
+            }
+        }
     }
 
     #[test]
