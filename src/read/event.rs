@@ -22,12 +22,24 @@ pub struct RecordedEvent {
     offset: usize,
     len: usize,
     layout: Layout,
+    /// The stream's name, when the read that found the event compared the record's name with
+    /// it byte for byte (a stream read): [`stream`](RecordedEvent::stream) then returns it
+    /// without checking the record's bytes for UTF-8 again.
+    stream: Option<Arc<str>>,
 }
 
 impl RecordedEvent {
     /// Wraps `record`, a record of `view` that was verified at `offset`.
     pub(crate) fn new(view: Arc<dyn ReadView>, offset: usize, record: Record<'_>) -> RecordedEvent {
-        RecordedEvent { view, offset, len: record.len(), layout: record.layout() }
+        RecordedEvent { view, offset, len: record.len(), layout: record.layout(), stream: None }
+    }
+
+    /// The same event, known to belong to `stream`: its record's stream name is `stream`'s
+    /// bytes, which the caller compared.
+    pub(crate) fn in_stream(mut self, stream: &Arc<str>) -> RecordedEvent {
+        debug_assert_eq!(self.record().stream_bytes(), stream.as_bytes());
+        self.stream = Some(Arc::clone(stream));
+        self
     }
 
     pub(crate) fn record(&self) -> Record<'_> {
@@ -46,7 +58,10 @@ impl RecordedEvent {
 
     /// The stream it belongs to.
     pub fn stream(&self) -> &str {
-        self.record().stream()
+        match &self.stream {
+            Some(stream) => stream,
+            None => self.record().stream(),
+        }
     }
 
     /// The event id.

@@ -19,7 +19,7 @@ const CHUNK: usize = 256;
 /// Events of one stream, forward or backward from a version.
 pub struct ReadStream {
     locator: Locator,
-    stream: String,
+    stream: Arc<str>,
     forward: bool,
     /// The version the next event must have; `None` once the read has run out.
     next_version: Option<u64>,
@@ -56,7 +56,7 @@ impl ReadStream {
         let next_version = if forward { from.max(floor) } else { from.min(last) };
         Ok(ReadStream {
             locator: Locator::new(shared),
-            stream: stream.to_owned(),
+            stream: Arc::from(stream),
             forward,
             next_version: (next_version >= floor).then_some(next_version),
             floor,
@@ -103,7 +103,7 @@ impl ReadStream {
                 if e.record().stream_bytes() == self.stream.as_bytes()
                     && e.version().get() == version =>
             {
-                Ok(Some(e))
+                Ok(Some(e.in_stream(&self.stream)))
             }
             None if self.locator.shared().streams().state(&self.stream).floor() > version => {
                 Ok(None)
