@@ -23,6 +23,8 @@
 //!   0.25 s each: annal, then raw `pwrite` + `fdatasync` in groups of the size annal reached in
 //!   that turn, then raw single-event syncs (one fdatasync's latency). Prints each turn and the
 //!   medians: annal ÷ raw, annal's p99 ÷ one fdatasync's p99, worst latency, events per fsync.
+//!   `writers W R US`: the same on a disk whose sync takes exactly US µs (a sleep, on both
+//!   sides, in place of `fdatasync`): the engine's own overhead without the disk's drift.
 //! - `build N`: fills a store of N events of 200 B in appends of 100 without fsync (W3's CPU
 //!   side: the callers' encoding, the writer's sealing, the hand-offs).
 
@@ -73,7 +75,10 @@ pub fn run(args: &[String]) -> Res<()> {
             println!("{what}: 1,000 random streams, best of {rounds} reads {best:?}: {rate:.2}M/s");
         }
         "append" => append_against_raw(dir.path(), rounds)?,
-        "writers" => writers_against_raw(dir.path(), events as usize, rounds)?,
+        "writers" => {
+            let latency = args.get(3).map(|us| us.parse().map(Duration::from_micros));
+            writers_against_raw(dir.path(), events as usize, rounds, latency.transpose()?)?;
+        }
         "build" => {
             let (store, built) = workload::build(dir.path(), layout)?;
             println!("build: {events} events in {built:?}");
@@ -132,8 +137,13 @@ fn append_against_raw(dir: &std::path::Path, rounds: u32) -> Res<()> {
 
 /// W1/W2 alone: `rounds` turns of annal with `writers` threads, raw groups of annal's group size
 /// in that turn, and raw single syncs; prints each turn and the medians over the turns.
-fn writers_against_raw(dir: &std::path::Path, writers: usize, rounds: u32) -> Res<()> {
-    let syncs = CountingStorage::new();
+fn writers_against_raw(
+    dir: &std::path::Path,
+    writers: usize,
+    rounds: u32,
+    sync_latency: Option<Duration>,
+) -> Res<()> {
+    let syncs = sync_latency.map_or_else(CountingStorage::new, CountingStorage::with_sync_latency);
     let options = workload::counted_options(annal::Durability::Fsync, &syncs);
     let store = annal::Store::open_with(dir.join("store"), options)?;
     let record = raw::record_bytes("writer-00", PAYLOAD_BYTES);
@@ -142,8 +152,8 @@ fn writers_against_raw(dir: &std::path::Path, writers: usize, rounds: u32) -> Re
     for _ in 0..rounds {
         let mut a = workload::concurrent_appends(&store, &syncs, writers, PAYLOAD_BYTES, budget);
         let group = a.group_size().round().max(1.0) as usize;
-        let r = raw::group_appends(dir, record, group, budget)?;
-        let mut one = raw::group_appends(dir, record, 1, budget)?;
+        let r = raw::group_appends_with(dir, record, group, budget, sync_latency)?;
+        let mut one = raw::group_appends_with(dir, record, 1, budget, sync_latency)?;
         let ratio = a.events_per_s() / r.events_per_s();
         let (p99, one_p99) = (a.latencies.quantile(0.99), one.latencies.quantile(0.99));
         let tail = p99.as_secs_f64() / one_p99.as_secs_f64();
