@@ -15,10 +15,13 @@ use std::{
 
 use annal::io::{ReadView, StdStorage, Storage, StorageFile};
 
-/// The real file system, counting every `sync_data` of every file it opens.
+/// The real file system, counting every `sync_data` of every file it opens; or, with a sync
+/// latency, a disk whose `sync_data` takes exactly that long and does nothing (no `fdatasync`),
+/// to measure the engine's own overhead without the real disk's drift.
 #[derive(Clone, Debug, Default)]
 pub struct CountingStorage {
     syncs: Arc<AtomicU64>,
+    sync_latency: Option<std::time::Duration>,
 }
 
 impl CountingStorage {
@@ -27,13 +30,20 @@ impl CountingStorage {
         CountingStorage::default()
     }
 
+    /// A storage whose `sync_data` sleeps for `latency` instead of syncing.
+    #[allow(dead_code, reason = "only examples/bench.rs uses it; other targets include this file")]
+    pub fn with_sync_latency(latency: std::time::Duration) -> CountingStorage {
+        CountingStorage { sync_latency: Some(latency), ..CountingStorage::default() }
+    }
+
     /// `sync_data` calls so far, over all files.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
 
     fn wrap(&self, inner: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
-        Box::new(CountingFile { inner, syncs: Arc::clone(&self.syncs) })
+        let syncs = Arc::clone(&self.syncs);
+        Box::new(CountingFile { inner, syncs, sync_latency: self.sync_latency })
     }
 }
 
@@ -74,6 +84,7 @@ impl Storage for CountingStorage {
 struct CountingFile {
     inner: Box<dyn StorageFile>,
     syncs: Arc<AtomicU64>,
+    sync_latency: Option<std::time::Duration>,
 }
 
 impl StorageFile for CountingFile {
@@ -95,7 +106,13 @@ impl StorageFile for CountingFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_data()
+        match self.sync_latency {
+            Some(latency) => {
+                std::thread::sleep(latency);
+                Ok(())
+            }
+            None => self.inner.sync_data(),
+        }
     }
 
     fn view(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {

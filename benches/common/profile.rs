@@ -8,6 +8,7 @@
 //!     target/release/examples/bench --profile read-all 100000
 //! valgrind --tool=callgrind target/release/examples/bench --profile build 100000
 //! target/release/examples/bench --profile append 0 20
+//! target/release/examples/bench --profile writers 64 12
 //! ```
 //!
 //! - `read-all N [R]`: builds a store of N events outside the measured function, then reads
@@ -18,6 +19,12 @@
 //! - `read-streams _ [R]`: W5's 1,000 random whole streams, on W5's own store.
 //! - `append _ [R]`: W1 against raw `pwrite` + `fdatasync` in R turns of 0.25 s each, and the
 //!   median ratio, which the disk's drift mostly cancels out of.
+//! - `writers W [R]`: W1 (W = 1) or W2 (W writers, one stream each) against raw in R turns of
+//!   0.25 s each: annal, then raw `pwrite` + `fdatasync` in groups of the size annal reached in
+//!   that turn, then raw single-event syncs (one fdatasync's latency). Prints each turn and the
+//!   medians: annal ÷ raw, annal's p99 ÷ one fdatasync's p99, worst latency, events per fsync.
+//!   `writers W R US`: the same on a disk whose sync takes exactly US µs (a sleep, on both
+//!   sides, in place of `fdatasync`): the engine's own overhead without the disk's drift.
 //! - `build N`: fills a store of N events of 200 B in appends of 100 without fsync (W3's CPU
 //!   side: the callers' encoding, the writer's sealing, the hand-offs).
 
@@ -68,6 +75,10 @@ pub fn run(args: &[String]) -> Res<()> {
             println!("{what}: 1,000 random streams, best of {rounds} reads {best:?}: {rate:.2}M/s");
         }
         "append" => append_against_raw(dir.path(), rounds)?,
+        "writers" => {
+            let latency = args.get(3).map(|us| us.parse().map(Duration::from_micros));
+            writers_against_raw(dir.path(), events as usize, rounds, latency.transpose()?)?;
+        }
         "build" => {
             let (store, built) = workload::build(dir.path(), layout)?;
             println!("build: {events} events in {built:?}");
@@ -75,7 +86,7 @@ pub fn run(args: &[String]) -> Res<()> {
         }
         other => {
             return Err(format!(
-                "--profile wants read-all, read-all-recorded, read-streams, append or build, not {other:?}"
+                "--profile wants read-all, read-all-recorded, read-streams, append, writers or build, not {other:?}"
             )
             .into());
         }
@@ -121,5 +132,55 @@ fn append_against_raw(dir: &std::path::Path, rounds: u32) -> Res<()> {
     }
     ratios.sort_by(f64::total_cmp);
     println!("append: median annal ÷ raw {:.2}×", ratios[ratios.len() / 2]);
+    Ok(())
+}
+
+/// W1/W2 alone: `rounds` turns of annal with `writers` threads, raw groups of annal's group size
+/// in that turn, and raw single syncs; prints each turn and the medians over the turns.
+fn writers_against_raw(
+    dir: &std::path::Path,
+    writers: usize,
+    rounds: u32,
+    sync_latency: Option<Duration>,
+) -> Res<()> {
+    let syncs = sync_latency.map_or_else(CountingStorage::new, CountingStorage::with_sync_latency);
+    let options = workload::counted_options(annal::Durability::Fsync, &syncs);
+    let store = annal::Store::open_with(dir.join("store"), options)?;
+    let record = raw::record_bytes("writer-00", PAYLOAD_BYTES);
+    let budget = Budget::time(Duration::from_millis(250));
+    let (mut ratios, mut tails, mut worsts, mut groups) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let mut a = workload::concurrent_appends(&store, &syncs, writers, PAYLOAD_BYTES, budget);
+        let group = a.group_size().round().max(1.0) as usize;
+        let r = raw::group_appends_with(dir, record, group, budget, sync_latency)?;
+        let mut one = raw::group_appends_with(dir, record, 1, budget, sync_latency)?;
+        let ratio = a.events_per_s() / r.events_per_s();
+        let (p99, one_p99) = (a.latencies.quantile(0.99), one.latencies.quantile(0.99));
+        let tail = p99.as_secs_f64() / one_p99.as_secs_f64();
+        let worst = a.latencies.max();
+        println!(
+            "annal {:.0}/s raw {:.0}/s (groups of {group}): {ratio:.2}×; p99 {p99:?} = \
+             {tail:.2}× one fsync's p99 {one_p99:?}; worst {worst:?}; {:.1} events/fsync",
+            a.events_per_s(),
+            r.events_per_s(),
+            a.group_size()
+        );
+        ratios.push(ratio);
+        tails.push(tail);
+        worsts.push(worst.as_secs_f64() * 1e3);
+        groups.push(a.group_size());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (r, t, w, g) =
+        (median(&mut ratios), median(&mut tails), median(&mut worsts), median(&mut groups));
+    println!(
+        "writers {writers}: median (min–max) annal ÷ raw {:.2}× ({:.2}–{:.2}); p99 ÷ one \
+         fsync's p99 {:.2}× ({:.2}–{:.2}); worst {:.1} ms ({:.1}–{:.1}); events/fsync {:.1} \
+         ({:.1}–{:.1})",
+        r.0, r.1, r.2, t.0, t.1, t.2, w.0, w.1, w.2, g.0, g.1, g.2
+    );
     Ok(())
 }

@@ -89,6 +89,18 @@ pub fn group_appends(
     group_events: usize,
     budget: Budget,
 ) -> io::Result<Writes> {
+    group_appends_with(dir, record_bytes, group_events, budget, None)
+}
+
+/// [`group_appends`], with `sync_latency` a sleep of that long in place of each `fdatasync`
+/// (the disk of [`CountingStorage::with_sync_latency`](super::count::CountingStorage)).
+pub fn group_appends_with(
+    dir: &Path,
+    record_bytes: usize,
+    group_events: usize,
+    budget: Budget,
+    sync_latency: Option<Duration>,
+) -> io::Result<Writes> {
     let path = dir.join("raw-appends");
     let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
     let buf = vec![0x5a_u8; record_bytes * group_events];
@@ -97,7 +109,10 @@ pub fn group_appends(
     while !budget.spent(out.syncs, start) {
         let t = Instant::now();
         file.write_all_at(&buf, out.bytes)?;
-        file.sync_data()?;
+        match sync_latency {
+            Some(latency) => std::thread::sleep(latency),
+            None => file.sync_data()?,
+        }
         out.latencies.push(t.elapsed());
         out.syncs += 1;
         out.events += group_events as u64;

@@ -10,8 +10,10 @@
 //! - `create`, `rename` and `remove` change the directory at once and are durable only after
 //!   `sync_dir` of their directory. A crash returns every directory to its last synced state.
 //! - Any operation can be made to fail (EIO, ENOSPC, ...): once, or from the N-th operation on
-//!   (a power cut: nothing after it reaches the disk). Durable bytes can be flipped, and a write
-//!   can be misdirected to another offset, to model media and firmware faults.
+//!   (a power cut: nothing after it reaches the disk), or the N-th `sync_data` alone can fail;
+//!   syncs can be slowed, so that work piles up behind them as on a real disk. Durable bytes
+//!   can be flipped, and a write can be misdirected to another offset, to model media and
+//!   firmware faults.
 //!
 //! Every choice comes from a seeded generator, so a failing case reproduces from its seed.
 
@@ -42,6 +44,11 @@ struct State {
     /// Operations that change the disk (or sync it), counted from 0.
     ops: u64,
     fault: Option<Fault>,
+    /// `sync_data` calls so far, and the number of the one planned to fail, if any.
+    syncs: u64,
+    failing_sync: Option<u64>,
+    /// How long each `sync_data` waits before it syncs, as a slow disk would.
+    sync_delay: std::time::Duration,
     misdirect: Option<i64>,
     locks: HashSet<PathBuf>,
 }
@@ -106,7 +113,22 @@ impl SimDisk {
 
     /// Removes any planned failure.
     pub fn clear_faults(&self) {
-        self.lock().fault = None;
+        let mut state = self.lock();
+        state.fault = None;
+        state.failing_sync = None;
+    }
+
+    /// Makes the `n`-th `sync_data` from now (0 for the next one) fail with EIO, once; the
+    /// bytes it was to make durable stay unsynced.
+    pub fn fail_sync(&self, n: u64) {
+        let mut state = self.lock();
+        state.failing_sync = Some(state.syncs + n);
+    }
+
+    /// Makes every `sync_data` wait `delay` first (without holding the disk), so that work
+    /// piles up behind a sync as it does on a real disk.
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.lock().sync_delay = delay;
     }
 
     /// Sends the next write `delta` bytes away from where it was aimed.
@@ -349,8 +371,17 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let delay = self.disk.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         self.with(|s, ino| {
             s.tick(Op::Sync)?;
+            let n = s.syncs;
+            s.syncs += 1;
+            if s.failing_sync == Some(n) {
+                return Err(io::Error::other(format!("simulated failure of sync {n}")));
+            }
             let inode = s.inodes.get_mut(&ino).expect("open inode");
             inode.durable = inode.data.clone();
             inode.unsynced.clear();

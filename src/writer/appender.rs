@@ -27,11 +27,33 @@ use crate::{
 /// the log being published.
 const INDEX_OP: &str = "stream index update";
 
+/// A group written to a segment and not yet published: where it lies, and the handle to make
+/// it durable, which any thread may use.
+pub(crate) struct Written {
+    segment: Arc<Segment>,
+    /// Its first byte's offset in the segment.
+    base: u64,
+    /// The segment's length with it.
+    len: u64,
+}
+
+impl Written {
+    /// Makes the group durable (`fdatasync` of its segment) under `durability`; with
+    /// [`Durability::None`] does nothing. An error leaves the file's contents unknown: the
+    /// caller poisons the store and never retries.
+    pub fn sync(&self, durability: Durability) -> io::Result<()> {
+        match durability {
+            Durability::Fsync => self.segment.file().sync_data(),
+            Durability::None => Ok(()),
+        }
+    }
+}
+
 /// Writes sealed groups to the active segment and publishes them; rotates segments.
 pub(crate) struct Appender {
     shared: Arc<Shared>,
     active: Arc<Segment>,
-    /// Committed length of the active segment: where the next group goes.
+    /// Written length of the active segment: where the next group goes.
     segment_len: u64,
 }
 
@@ -42,39 +64,43 @@ impl Appender {
         Appender { shared, active, segment_len }
     }
 
-    /// Whether `bytes` more bytes fit the active segment (`segment_bytes_max`).
+    /// Whether `bytes` more bytes fit the active segment (`segment_bytes_max`) after what was
+    /// written to it.
     pub fn fits(&self, bytes: usize) -> bool {
         self.segment_len + bytes as u64 <= self.shared.options().segment_bytes_max
     }
 
-    /// Writes and fsyncs the group, then publishes it. Returns whether it wrote anything: an
-    /// empty group, or any group once the store is poisoned, is not written. A failed write or
-    /// fsync is returned with the name of the operation, for the caller to poison the store.
-    pub fn append(&mut self, group: &SealedGroup) -> Result<bool, (&'static str, io::Error)> {
+    /// Writes the group at the end of the active segment, unsynced; [`Written::sync`] makes it
+    /// durable and [`publish`](Appender::publish) then makes it visible. Returns `None` if
+    /// it wrote nothing: an empty group, or any group once the store is poisoned, is not
+    /// written. A failed write is returned with the name of the operation, for the caller to
+    /// poison the store. The writer writes a group only once the sync of the one before has
+    /// returned, so at most one group is ever unsynced (the torn-tail bound, `design.md`).
+    pub fn write(
+        &mut self,
+        group: &SealedGroup,
+    ) -> Result<Option<Written>, (&'static str, io::Error)> {
         if self.shared.poisoned().is_some() || group.bytes.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
-        let file = self.active.file();
-        file.write_at(self.segment_len, &group.bytes).map_err(|e| ("write", e))?;
-        if self.shared.options().durability == Durability::Fsync {
-            file.sync_data().map_err(|e| ("fsync", e))?;
-        }
-        self.publish(group);
-        Ok(true)
+        let base = self.segment_len;
+        self.active.file().write_at(base, &group.bytes).map_err(|e| ("write", e))?;
+        self.segment_len = base + group.bytes.len() as u64;
+        Ok(Some(Written { segment: Arc::clone(&self.active), base, len: self.segment_len }))
     }
 
-    /// Makes the durable group visible: segment index and length, stream index, then head.
-    fn publish(&mut self, group: &SealedGroup) {
-        let base = self.segment_len;
-        let new_len = base + group.bytes.len() as u64;
-        let end = group.end;
+    /// Makes the durable group `written` (which must be `group`) visible: segment index and
+    /// length, stream index, then head.
+    pub fn publish(&self, written: &Written, group: &SealedGroup) {
+        let (base, new_len, end) = (written.base, written.len, group.end);
+        debug_assert_eq!(new_len - base, group.bytes.len() as u64);
         // Offsets stay below `segment_bytes_max`, which `Options::validate` keeps below 4 GiB.
         // Checked here, before any lock is taken: a panic under a lock would leave an index
         // half-updated (see `crate::sync`).
         assert!(u32::try_from(new_len).is_ok(), "a segment stays below 4 GiB");
         let offsets = own_records(&group.bytes)
             .map(|(offset, r)| (r.position(), (base + offset as u64) as u32));
-        self.active.publish(offsets, new_len, end);
+        written.segment.publish(offsets, new_len, end);
         let mut streams = self.shared.streams().write();
         for (_, record) in own_records(&group.bytes) {
             // The same entry point recovery uses. The sequencer took every version from this
@@ -97,7 +123,6 @@ impl Appender {
         drop(streams);
         // A hint for subscribers that the head moved; never waits on any of them.
         self.shared.notifier().wake();
-        self.segment_len = new_len;
     }
 
     /// Seals the active segment and starts the next one, whose first record will have

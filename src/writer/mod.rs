@@ -37,7 +37,10 @@ pub use request::{
     EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
 };
 
-use self::{appender::Appender, sequencer::Sequencer};
+use self::{
+    appender::Appender,
+    sequencer::{Group, Sequencer},
+};
 use crate::{
     error::{Error, Result},
     lifecycle::MetaRecord,
@@ -68,9 +71,11 @@ pub(crate) struct SealedGroup {
     /// The position after the group's last record: the head once it is published.
     pub end: u64,
     /// Metadata the group sets, by the stream it applies to: the sequencer's view of the
-    /// streams ahead of the index, for the checks of later appends in the group. (Publishing
-    /// reads the metadata from the records themselves.)
+    /// streams ahead of the index, for the checks of later appends. (Publishing reads the
+    /// metadata from the records themselves.)
     pub metadata: HashMap<String, MetaRecord>,
+    /// The last version of each stream the group appends to, likewise ahead of the index.
+    pub versions: HashMap<String, u64>,
 }
 
 /// The writer thread's state. Only it writes to segments or changes the indexes.
@@ -97,6 +102,9 @@ const WINDOW_OP: &str = "refill idempotency window";
 
 /// What a poisoned store names as the failed operation when the writer thread panicked.
 const PANIC_OP: &str = "writer thread";
+
+/// What a poisoned store names as the failed operation when a group's `fdatasync` failed.
+const FSYNC_OP: &str = "fsync";
 
 /// Answers callers of large groups while the writer goes on with the next group.
 fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)> {
@@ -228,15 +236,32 @@ impl Writer {
 
     /// Writes and fsyncs the group, publishes it, and answers its callers.
     fn flush(&mut self) {
-        match self.appender.append(self.sequencer.sealed()) {
-            Ok(true) => self.sequencer.written(),
-            Ok(false) => {}
-            Err((op, error)) => self.shared.poison(op, error),
+        let written = match self.appender.write(self.sequencer.hand_off()) {
+            Ok(written) => written,
+            Err((op, error)) => {
+                self.shared.poison(op, error);
+                None
+            }
+        };
+        if let Some(written) = written {
+            match written.sync(self.shared.options().durability) {
+                Ok(()) => {
+                    let behind = self.sequencer.behind().expect("the group just handed off");
+                    self.appender.publish(&written, behind);
+                }
+                Err(error) => self.shared.poison(FSYNC_OP, error),
+            }
         }
+        let group = self.sequencer.release_behind().expect("the group just handed off");
+        self.answer(group);
+    }
+
+    /// Answers a group's callers: with their results if the store is not poisoned (the group
+    /// is published), else with the poison (nothing of it was acknowledged or published).
+    fn answer(&mut self, mut group: Group) {
         let (shared, poisoned) = (&self.shared, self.shared.poisoned().is_some());
-        let answers = self.sequencer.drain_answers();
-        let inline = answers.len() <= ANSWER_INLINE_MAX;
-        let answers = answers.map(|(reply, result)| {
+        let inline = group.answers.len() <= ANSWER_INLINE_MAX;
+        let answers = group.answers.drain(..).map(|(reply, result)| {
             let answer =
                 if poisoned { Err(shared.poisoned().expect("poisoned")) } else { Ok(result) };
             (reply, answer)
@@ -251,7 +276,7 @@ impl Writer {
             // group by as much as an fsync, so another thread does it meanwhile.
             let _ = self.answerer.send(answers.collect());
         }
-        self.sequencer.clear_group();
+        self.sequencer.recycle(group);
     }
 
     /// Answers whatever is still queued with `Closed`, or with the poison if there is one.

@@ -5,8 +5,13 @@
 //! for the stream index (last versions, metadata it sets), both for the next append's checks
 //! and for the appender to publish. It does no I/O on segments; the appender writes what it
 //! sealed.
+//!
+//! A sealed group is handed off (`hand_off`) to be written and synced, and stays *behind* the
+//! sequencer until the writer has published it (`release_behind`): until then the stream index
+//! does not show it, so the checks of the next group read its effects (versions, metadata,
+//! records for the idempotency window) from it, and so see the log in commit order.
 
-use std::{collections::HashMap, io, sync::Arc};
+use std::{io, sync::Arc};
 
 use super::{
     AppendRequest, IdWindow, Reply, SealedGroup,
@@ -45,18 +50,28 @@ impl Checked {
     }
 }
 
+/// A sealed group and its callers, each with what it is told once the group is durable.
+#[derive(Default)]
+pub(crate) struct Group {
+    /// The sealed records, for the appender.
+    pub sealed: SealedGroup,
+    /// The group's callers and their results.
+    pub answers: Vec<(Reply, MultiAppendResult)>,
+}
+
 /// Checks appends and seals them into the group being assembled.
 pub(crate) struct Sequencer {
     shared: Arc<Shared>,
     window: IdWindow,
     /// Reads committed events back for the idempotency window.
     locator: Locator,
-    /// The sealed records of the group being assembled, for the appender.
-    sealed: SealedGroup,
-    /// The group's callers and what each is told once it is durable.
-    answers: Vec<(Reply, MultiAppendResult)>,
-    /// Last versions of the streams this group appends to, ahead of the stream index.
-    versions: HashMap<String, u64>,
+    /// The group being assembled.
+    current: Group,
+    /// The group handed off and not yet published, whose effects the stream index does not
+    /// show yet.
+    behind: Option<Group>,
+    /// An emptied group whose buffers the next hand-off reuses.
+    spare: Group,
     timestamp_us: u64,
     /// The sequence number of this group commit: one above the last one written, dense across
     /// segments. Only group commits that write bytes use one up.
@@ -78,9 +93,9 @@ impl Sequencer {
             shared,
             window,
             locator,
-            sealed,
-            answers: Vec::new(),
-            versions: HashMap::new(),
+            current: Group { sealed, answers: Vec::new() },
+            behind: None,
+            spare: Group::default(),
             timestamp_us: 0,
             sequence: next_sequence,
         }
@@ -93,24 +108,43 @@ impl Sequencer {
 
     /// The group sealed so far.
     pub fn sealed(&self) -> &SealedGroup {
-        &self.sealed
+        &self.current.sealed
     }
 
-    /// Notes that the appender wrote the group: the next one takes the next sequence number.
-    pub fn written(&mut self) {
-        self.sequence += 1;
+    /// Hands the group sealed so far off to be written: it stays behind, seen by the checks of
+    /// the next group, until [`release_behind`](Sequencer::release_behind). The next group
+    /// takes the next sequence number if this one has bytes (it is written unless the store is
+    /// poisoned, and then nothing is written any more). Only one group is behind at a time.
+    pub fn hand_off(&mut self) -> &SealedGroup {
+        assert!(self.behind.is_none(), "one group behind the sequencer at a time");
+        let mut next = std::mem::take(&mut self.spare);
+        next.sealed.end = self.current.sealed.end;
+        let handed = std::mem::replace(&mut self.current, next);
+        if !handed.sealed.bytes.is_empty() {
+            self.sequence += 1;
+        }
+        &self.behind.insert(handed).sealed
     }
 
-    /// Hands out the group's callers and their results, to be answered.
-    pub fn drain_answers(&mut self) -> std::vec::Drain<'_, (Reply, MultiAppendResult)> {
-        self.answers.drain(..)
+    /// The group handed off and not yet released.
+    pub fn behind(&self) -> Option<&SealedGroup> {
+        self.behind.as_ref().map(|g| &g.sealed)
     }
 
-    /// Empties the group (its positions go on where it ended).
-    pub fn clear_group(&mut self) {
-        self.sealed.bytes.clear();
-        self.sealed.metadata.clear();
-        self.versions.clear();
+    /// Takes back the group behind, once it is published (or will never be): the stream
+    /// index shows its effects now, or the store is poisoned. Its callers are to be answered;
+    /// give it back with [`recycle`](Sequencer::recycle) to reuse its buffers.
+    pub fn release_behind(&mut self) -> Option<Group> {
+        self.behind.take()
+    }
+
+    /// Keeps an answered group's buffers for a later group.
+    pub fn recycle(&mut self, mut group: Group) {
+        group.answers.clear();
+        group.sealed.bytes.clear();
+        group.sealed.metadata.clear();
+        group.sealed.versions.clear();
+        self.spare = group;
     }
 
     /// Checks one append against the log as of the group so far. Returns it if it is to be
@@ -120,13 +154,14 @@ impl Sequencer {
             let _ = request.reply.send(Err(error));
             return None;
         }
-        let (sealed, locator, head) = (&self.sealed, &mut self.locator, self.shared.head());
-        let mut read = |position| read_original(sealed, locator, head, position);
+        let behind = self.behind.as_ref().map(|g| &g.sealed);
+        let (sealed, locator, head) = (&self.current.sealed, &mut self.locator, self.shared.head());
+        let mut read = |position| read_original([behind, Some(sealed)], locator, head, position);
         match self.window.check(&request.ids, &request.parts, &mut read) {
             Verdict::New => {}
             Verdict::Retry(original) => {
                 // Answered with the group, so never before the original is durable.
-                self.answers.push((request.reply, original));
+                self.current.answers.push((request.reply, original));
                 return None;
             }
             Verdict::Conflict(error) => {
@@ -166,14 +201,18 @@ impl Sequencer {
         Ok(state.last)
     }
 
-    /// The stream's state as of the group so far.
+    /// The stream's state as of the group so far: the stream index, then the group behind
+    /// (not published yet), then this group.
     fn stream_state(&self, stream: &str) -> StreamState {
         let mut state = self.shared.streams().state(stream);
-        if let Some(&last) = self.versions.get(stream) {
-            state.last = Some(last);
-        }
-        if let Some(record) = self.sealed.metadata.get(stream) {
-            state.apply(record);
+        let behind = self.behind.as_ref().map(|g| &g.sealed);
+        for sealed in [behind, Some(&self.current.sealed)].into_iter().flatten() {
+            if let Some(&last) = sealed.versions.get(stream) {
+                state.last = Some(last);
+            }
+            if let Some(record) = sealed.metadata.get(stream) {
+                state.apply(record);
+            }
         }
         state
     }
@@ -182,12 +221,12 @@ impl Sequencer {
     /// does not fit poisons the store, and nothing of the group is written.
     pub fn seal(&mut self, checked: Checked) {
         let Checked { request, currents } = checked;
-        let before = self.sealed.bytes.len();
+        let before = self.current.sealed.bytes.len();
         let result = match self.seal_records(&request, &currents) {
             Ok(result) => result,
             Err(overflow) => {
                 // The group's bytes are as they were before this append.
-                self.sealed.bytes.truncate(before);
+                self.current.sealed.bytes.truncate(before);
                 // Nothing of this group is written: a poisoned store commits nothing more.
                 self.shared.poison("seal record", io::Error::other(overflow));
                 let _ = request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
@@ -195,7 +234,7 @@ impl Sequencer {
             }
         };
         self.window.insert(result.first_position.get(), &request.ids);
-        self.answers.push((request.reply, result));
+        self.current.answers.push((request.reply, result));
     }
 
     /// Copies the append's records into the group and fills in their commit-time fields.
@@ -204,9 +243,10 @@ impl Sequencer {
         request: &AppendRequest,
         currents: &[Option<u64>],
     ) -> Result<MultiAppendResult, FieldOverflow> {
-        let mut offset = self.sealed.bytes.len();
-        self.sealed.bytes.extend_from_slice(&request.records);
-        let first_position = self.sealed.end;
+        let sealed = &mut self.current.sealed;
+        let mut offset = sealed.bytes.len();
+        sealed.bytes.extend_from_slice(&request.records);
+        let first_position = sealed.end;
         let last_position = first_position + request.ids.len() as u64 - 1;
         let mut position = first_position;
         let mut streams = Vec::with_capacity(request.parts.len());
@@ -218,7 +258,7 @@ impl Sequencer {
             let first_version = current.map_or(0, |v| v + 1);
             let (part_first, part_offset) = (position, offset);
             for version in first_version..first_version + u64::from(part.events) {
-                let bytes = &mut self.sealed.bytes[offset..];
+                let bytes = &mut self.current.sealed.bytes[offset..];
                 let len = record_len(bytes).expect("encoded record");
                 let fields = RecordFields {
                     position,
@@ -233,7 +273,7 @@ impl Sequencer {
                 position += 1;
             }
             let last_version = first_version + u64::from(part.events) - 1;
-            self.versions.insert(part.stream.clone(), last_version);
+            self.current.sealed.versions.insert(part.stream.clone(), last_version);
             if metadata_target(&part.stream).is_some() {
                 self.note_metadata(&part.stream, part_offset..offset);
             }
@@ -245,8 +285,8 @@ impl Sequencer {
             };
             streams.push((part.stream.clone(), result));
         }
-        debug_assert_eq!(offset, self.sealed.bytes.len());
-        self.sealed.end = position;
+        debug_assert_eq!(offset, self.current.sealed.bytes.len());
+        self.current.sealed.end = position;
         Ok(MultiAppendResult {
             first_position: Position(first_position),
             last_position: Position(last_position),
@@ -256,10 +296,11 @@ impl Sequencer {
 
     /// Notes the metadata the sealed records in `range` (of the metadata stream `stream`) set.
     fn note_metadata(&mut self, stream: &str, range: std::ops::Range<usize>) {
-        for (_, record) in own_records(&self.sealed.bytes[range]) {
+        let sealed = &mut self.current.sealed;
+        for (_, record) in own_records(&sealed.bytes[range]) {
             match metadata_of(stream, record) {
                 Ok(Some((target, meta))) => {
-                    self.sealed.metadata.insert(target.to_owned(), meta);
+                    sealed.metadata.insert(target.to_owned(), meta);
                 }
                 Ok(None) => {}
                 // Nothing of this group is written or acknowledged once the store is poisoned.
@@ -290,9 +331,10 @@ fn metadata_of<'a>(
     }
 }
 
-/// The event at `position`, from the group being written if it is not committed yet.
+/// The event at `position`, from the groups not yet published (`unpublished`, in log order)
+/// if it is not committed yet.
 fn read_original(
-    sealed: &SealedGroup,
+    unpublished: [Option<&SealedGroup>; 2],
     locator: &mut Locator,
     head: u64,
     position: u64,
@@ -303,7 +345,10 @@ fn read_original(
         version: r.version(),
     };
     if position >= head {
-        return own_records(&sealed.bytes)
+        return unpublished
+            .into_iter()
+            .flatten()
+            .flat_map(|sealed| own_records(&sealed.bytes))
             .map(|(_, r)| r)
             .find(|r| r.position() == position)
             .map(original);

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use crate::common::run_child_then_kill;
 
 const CHILD_DIR_VAR: &str = "ANNAL_KILL9_CHILD_DIR";
-const WRITER_THREADS: usize = 4;
+/// Enough threads that groups usually hold several callers and appends wait behind a sync.
+const WRITER_THREADS: usize = 8;
 
 fn options() -> Options {
     Options {

@@ -15,6 +15,7 @@ mod faults;
 mod format_doc;
 mod fuzz_checks;
 mod fuzz_corpus;
+mod group_commit;
 mod group_sequence;
 mod idempotency;
 mod kill9;

@@ -1,0 +1,171 @@
+//! Group commit under load (issue #14): on the simulated disk, with every sync slowed so that
+//! appends pile up behind it as on a real disk and groups hold several callers, many threads
+//! append with exact expected versions while a reader watches the head; then a group's sync
+//! fails, or the power is cut, in the middle of the run. Nothing after a failed sync may be
+//! acknowledged or seen, and nothing acknowledged may be lost.
+
+use std::{
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use annal::{Error, ExpectedVersion, NewEvent, Options, Position, Store, io::SimDisk};
+use uuid::Uuid;
+
+use crate::sim_model::{Attempted, Model, dir, options, reopen_and_check};
+
+const THREADS: usize = 8;
+const APPENDS_PER_THREAD: usize = 30;
+const SYNC_DELAY: Duration = Duration::from_micros(500);
+
+/// What one appending thread saw: each append's events (id, data) and its outcome.
+type Outcomes = Vec<(Vec<(Uuid, Vec<u8>)>, Result<annal::AppendResult, Error>)>;
+
+/// Appends from `THREADS` threads, each to its own stream with exact expected versions, while
+/// a reader reads `$all` up to the head it sees; stops a thread at its first error. Returns
+/// each thread's outcomes and the highest head the reader saw.
+fn hammer(store: &Store) -> (Vec<(String, Outcomes)>, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (store, stop, seen) = (store.clone(), Arc::clone(&stop), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let head = store.head().get();
+                let mut read = 0u64;
+                for event in store.read_all_forward(Position::START, usize::MAX) {
+                    event.expect("a published event reads");
+                    read += 1;
+                }
+                assert!(read >= head, "the reader saw head {head} but read only {read} events");
+                seen.fetch_max(read, Ordering::AcqRel);
+            }
+        })
+    };
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let stream = format!("p-{t}");
+                let mut outcomes = Outcomes::new();
+                let mut expected = ExpectedVersion::NoStream;
+                for n in 0..APPENDS_PER_THREAD {
+                    let events: Vec<_> = (0..1 + (n + t) % 3)
+                        .map(|i| (Uuid::new_v4(), vec![(t * 31 + n + i) as u8; 20 + n]))
+                        .collect();
+                    let new =
+                        events.iter().map(|(id, d)| NewEvent::new("P", d.clone()).with_id(*id));
+                    let outcome = store.append(&stream, expected, new);
+                    let failed = outcome.is_err();
+                    if let Ok(r) = &outcome {
+                        expected = ExpectedVersion::Exact(r.last_version.get());
+                    }
+                    outcomes.push((events, outcome));
+                    if failed {
+                        break;
+                    }
+                }
+                (stream, outcomes)
+            })
+        })
+        .collect();
+    let outcomes = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    stop.store(true, Ordering::Release);
+    reader.join().unwrap();
+    (outcomes, seen.load(Ordering::Acquire))
+}
+
+/// The model of what was attempted and acknowledged, for `sim_model::check`.
+fn model_of(outcomes: &[(String, Outcomes)]) -> Model {
+    let mut model = Model::default();
+    for (stream, appends) in outcomes {
+        for (events, outcome) in appends {
+            let append = model.append_sizes.len();
+            model.append_sizes.push(events.len());
+            for (i, (id, data)) in events.iter().enumerate() {
+                let attempt = Attempted { stream: stream.clone(), data: data.clone(), append };
+                model.attempted.insert(*id, attempt);
+                if let Ok(r) = outcome {
+                    let (position, version) = (r.first_position.get(), r.first_version.get());
+                    let at = i as u64;
+                    model.acked.push((position + at, stream.clone(), version + at, *id));
+                }
+            }
+        }
+    }
+    model
+}
+
+#[test]
+fn group_commit_failed_sync_under_load_acknowledges_nothing_after_it() {
+    for failing_sync in [3, 8, 15] {
+        let disk = SimDisk::new();
+        disk.set_sync_delay(SYNC_DELAY);
+        // One segment for the whole run: every sync is then a group's (no segment header's,
+        // no index file's, whose failure poisons nothing).
+        let options = Options { segment_bytes_max: 1 << 20, ..options(&disk) };
+        let store = Store::open_with(dir(), options).unwrap();
+        disk.fail_sync(failing_sync);
+        let (outcomes, seen) = hammer(&store);
+        let model = model_of(&outcomes);
+        let acked = model.acked.len() as u64;
+        let mut poisoned = 0;
+        for (stream, appends) in &outcomes {
+            // Each thread stops at its first error, which must be the poison.
+            for (_, outcome) in appends.iter().filter(|(_, o)| o.is_err()) {
+                assert!(matches!(outcome, Err(Error::Poisoned { .. })), "{stream}: {outcome:?}");
+                poisoned += 1;
+            }
+        }
+        assert!(acked > 0 && poisoned == THREADS, "sync {failing_sync}: {acked} acked");
+        // Groups commit whole and in order, and none after the failed one: the acknowledged
+        // events are exactly the log's first positions, and the store shows nothing more.
+        let mut positions: Vec<u64> = model.acked.iter().map(|a| a.0).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (0..acked).collect::<Vec<_>>(), "sync {failing_sync}");
+        assert_eq!(store.head(), Position(acked), "sync {failing_sync}: head past the failure");
+        assert!(seen <= acked, "sync {failing_sync}: a reader saw {seen} events, {acked} acked");
+        let later = store.append("later", ExpectedVersion::Any, [NewEvent::new("P", vec![1])]);
+        assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+        drop(store);
+        // Every acknowledged append is durable, whatever the crash keeps of the rest.
+        for variant in 0..4 {
+            let crashed = disk.crash(variant);
+            if let Err(e) = reopen_and_check(&crashed, &model) {
+                panic!("sync {failing_sync}, crash variant {variant}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn group_commit_power_cut_under_load_keeps_every_acknowledged_append() {
+    let probe = SimDisk::new();
+    probe.set_sync_delay(SYNC_DELAY);
+    let opened = {
+        let _store = Store::open_with(dir(), options(&probe)).unwrap();
+        probe.ops()
+    };
+    // Cut points spread over the workload (which does ~2 operations per group, and rotates
+    // 2 KiB segments); the order of operations differs from run to run.
+    for cut in (opened..opened + 120).step_by(7) {
+        let disk = SimDisk::new();
+        disk.set_sync_delay(SYNC_DELAY);
+        disk.fail_at(cut, io::ErrorKind::Other, true);
+        let Ok(store) = Store::open_with(dir(), options(&disk)) else { continue };
+        let (outcomes, seen) = hammer(&store);
+        let model = model_of(&outcomes);
+        let acked = model.acked.len() as u64;
+        assert!(seen <= acked, "cut at {cut}: a reader saw {seen} events, {acked} acked");
+        drop(store);
+        for variant in 0..4 {
+            if let Err(e) = reopen_and_check(&disk.crash(variant), &model) {
+                panic!("cut at {cut}, crash variant {variant}: {e}");
+            }
+        }
+    }
+}
