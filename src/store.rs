@@ -458,7 +458,7 @@ impl Store {
 
 /// How many of `segments` have a persisted index of that origin.
 fn count_origin(segments: &[Arc<crate::segment::Segment>], origin: Origin) -> usize {
-    segments.iter().filter(|s| s.persisted().is_some_and(|p| p.origin() == origin)).count()
+    segments.iter().filter(|s| s.indexed().is_some_and(|(_, o)| o == origin)).count()
 }
 
 /// Starts the background indexer and queues every sealed segment whose index file is missing
@@ -469,7 +469,7 @@ fn start_indexer(shared: &Arc<Shared>) -> io::Result<()> {
     sealed.pop();
     let mut queued = false;
     for segment in sealed {
-        if segment.persisted().is_none_or(|p| p.binding().end_position < segment.end_position()) {
+        if segment.indexed().is_none_or(|(b, _)| b.end_position < segment.end_position()) {
             shared.indexer().send(Job::Sealed(segment));
             queued = true;
         }

@@ -7,7 +7,7 @@ use crate::sync;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -42,7 +42,10 @@ pub(crate) struct Segment {
     span: u32,
     name: String,
     path: PathBuf,
-    file: Box<dyn StorageFile>,
+    /// The open file. Every segment built today has it from the start; it is a cell so that
+    /// a segment can also establish it on first use (every access goes through
+    /// [`file`](Segment::file)).
+    file: OnceLock<Box<dyn StorageFile>>,
     /// Bytes readers may see: the header and every committed record. Only grows.
     committed_len: AtomicU64,
     /// One past the position of the last committed record (the base when empty).
@@ -105,7 +108,7 @@ impl Segment {
             span: header.span,
             name,
             path,
-            file,
+            file: OnceLock::from(file),
             committed_len: AtomicU64::new(committed_len),
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
@@ -170,9 +173,18 @@ impl Segment {
         self.end_position.load(Ordering::Acquire)
     }
 
-    /// The file, for the writer.
-    pub fn file(&self) -> &dyn StorageFile {
-        &*self.file
+    /// The file, opened if it was not yet.
+    pub fn file(&self) -> Result<&dyn StorageFile> {
+        match self.file.get() {
+            Some(file) => Ok(&**file),
+            None => unreachable!("every segment is built with its file open"),
+        }
+    }
+
+    /// The file of the active segment, for the writer: the active segment is always built
+    /// with its file open (only sealed segments may open theirs on first use).
+    pub fn active_file(&self) -> &dyn StorageFile {
+        &**self.file.get().expect("the active segment's file is open from the start")
     }
 
     /// Makes durable records visible: notes their offsets in the index, then moves the
@@ -197,26 +209,29 @@ impl Segment {
     /// A view holding at least the first `min_len` committed bytes, for reads that go through
     /// the records in order (the kernel reads ahead of them).
     pub fn view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        self.cached_view(&self.view, min_len, |len| self.file.view(len))
+        self.cached_view(&self.view, min_len, |len| {
+            self.file()?.view(len).map_err(Error::io("map segment", &self.path))
+        })
     }
 
     /// A view as [`view`](Segment::view) gives, for reading a few records at random places
     /// (a stream's events): a page not in memory costs the read of that page only.
     pub fn point_view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        self.cached_view(&self.point_view, min_len, |len| self.file.view_random(len))
+        let map = |len| self.file()?.view_random(len).map_err(Error::io("map segment", &self.path));
+        self.cached_view(&self.point_view, min_len, map)
     }
 
     fn cached_view(
         &self,
         slot: &Mutex<Arc<dyn ReadView>>,
         min_len: u64,
-        map: impl FnOnce(u64) -> std::io::Result<Arc<dyn ReadView>>,
+        map: impl FnOnce(u64) -> Result<Arc<dyn ReadView>>,
     ) -> Result<Arc<dyn ReadView>> {
         let mut view = sync::lock(slot);
         if (view.bytes().len() as u64) < min_len {
             let len = self.committed_len();
             debug_assert!(len >= min_len);
-            *view = map(len).map_err(Error::io("map segment", &self.path))?;
+            *view = map(len)?;
         }
         Ok(Arc::clone(&view))
     }
@@ -310,6 +325,12 @@ impl Segment {
     /// The persisted index, unless it was found bad.
     pub fn persisted(&self) -> Option<Arc<SegmentIndex>> {
         sync::read(&self.persisted).as_ref().filter(|p| !p.is_bad()).cloned()
+    }
+
+    /// What the usable persisted index covers and where it lives, without loading anything a
+    /// segment would load on first use (for counts and for deciding what to index).
+    pub fn indexed(&self) -> Option<(crate::format::SegmentBinding, Origin)> {
+        self.persisted().map(|p| (*p.binding(), p.origin()))
     }
 
     /// Sets the persisted index, which must cover every record published so far: the

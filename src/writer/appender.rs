@@ -54,7 +54,7 @@ impl Appender {
         if self.shared.poisoned().is_some() || group.bytes.is_empty() {
             return Ok(false);
         }
-        let file = self.active.file();
+        let file = self.active.active_file();
         file.write_at(self.segment_len, &group.bytes).map_err(|e| ("write", e))?;
         if self.shared.options().durability == Durability::Fsync {
             file.sync_data().map_err(|e| ("fsync", e))?;
@@ -135,7 +135,7 @@ impl Appender {
         if self.shared.options().durability == Durability::None && self.shared.poisoned().is_none()
         {
             // Not a promise (this mode makes none), just fewer losses after a clean close.
-            let _ = self.active.file().sync_data();
+            let _ = self.active.active_file().sync_data();
         }
     }
 }
