@@ -53,7 +53,8 @@ pub(crate) fn fold_all(
             Some(bytes) => Some(StreamTable::parse_header(bytes).map_err(|_| bad("(table)"))?),
             None => None,
         };
-        let folded = fold_into_table(old.as_ref(), &view, &binding_of(index, durable))
+        let gbm = index.group_bytes_max();
+        let folded = fold_into_table(old.as_ref(), &view, gbm, &binding_of(index, durable))
             .map_err(|_| bad("(table)"))?;
         table = Some(folded);
     }
@@ -76,7 +77,10 @@ pub(crate) fn advance(shared: &Shared, index: &Arc<SegmentIndex>, name: &str) ->
         let binding = table.binding();
         let bound = binding.segment_base == base
             || previous.as_ref().is_some_and(|previous| is_bound_to(&binding, previous));
-        bound && table.check_body().is_ok()
+        // One without a segment list (written by a version before the list, or folded over
+        // such a table) is folded anew from every index file, which lists them all: the
+        // upgrade that lets the next open skip the segments.
+        bound && table.segment_count() > 0 && table.check_body().is_ok()
     });
     let folded = match usable {
         Some(view) => fold_all(Some(view.bytes()), std::slice::from_ref(index), durable)?,

@@ -55,7 +55,7 @@ pub(super) fn load(
                 break;
             }
         };
-        let bound = SegmentIndex::new(view, Origin::File)
+        let bound = SegmentIndex::new(view, Origin::File, segment.header.group_bytes_max)
             .ok()
             .filter(|index| bound_to(index, segment, end));
         let Some(index) = bound else {

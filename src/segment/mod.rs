@@ -357,7 +357,7 @@ impl Segment {
                 corrupt(0, crate::format::CorruptionKind::IndexMismatch)
             }
         })?;
-        let index = SegmentIndex::new(Arc::new(built), Origin::Memory)
+        let index = SegmentIndex::new(Arc::new(built), Origin::Memory, self.group_bytes_max)
             .map_err(|_| corrupt(0, crate::format::CorruptionKind::IndexMismatch))?;
         let index = Arc::new(index);
         self.set_persisted(Arc::clone(&index));
