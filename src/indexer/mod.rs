@@ -232,7 +232,9 @@ fn persist_on_close(shared: &Shared, active: &Arc<Segment>) -> Result<()> {
     if shared.poisoned().is_some() {
         return Ok(());
     }
-    let index = match active.persisted().filter(|p| covers(p, active)) {
+    // One rebuilt in memory (its file was found wanting) is written anew.
+    let written = |p: &Arc<SegmentIndex>| covers(p, active) && p.origin() == Origin::File;
+    let index = match active.persisted().filter(written) {
         // Nothing was appended since the store was opened from this index and the close table
         // on disk (whole: the open checked its body), and nothing changed that table since: it
         // is already the table to write.

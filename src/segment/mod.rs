@@ -1,6 +1,7 @@
 //! Segment files: creating one (header, fsync, directory fsync), publishing what the writer
 //! committed to it, and giving readers verified-on-decode views of its committed bytes.
 
+mod listed;
 mod set;
 
 use crate::sync;
@@ -12,6 +13,7 @@ use std::{
     },
 };
 
+pub(crate) use listed::{Listed, ListedHooks};
 pub(crate) use set::SegmentSet;
 
 /// The position field of the record at `offset`, unverified, if the bytes hold a header (of
@@ -42,10 +44,12 @@ pub(crate) struct Segment {
     span: u32,
     name: String,
     path: PathBuf,
-    /// The open file. Every segment built today has it from the start; it is a cell so that
-    /// a segment can also establish it on first use (every access goes through
-    /// [`file`](Segment::file)).
+    /// The open file: from the start, or, for a segment built from the stream table's list,
+    /// from its first use (every access goes through [`file`](Segment::file)).
     file: OnceLock<Box<dyn StorageFile>>,
+    /// For a segment built from the stream table's segment list: how its file and index file
+    /// are opened on first use, and what they must match.
+    listed: Option<Listed>,
     /// Bytes readers may see: the header and every committed record. Only grows.
     committed_len: AtomicU64,
     /// One past the position of the last committed record (the base when empty).
@@ -101,6 +105,18 @@ impl Segment {
         end_position: u64,
         index: SparseIndex,
     ) -> Segment {
+        let file = OnceLock::from(file);
+        Segment::build(header, name, path, file, (committed_len, end_position), index)
+    }
+
+    fn build(
+        header: SegmentHeader,
+        name: String,
+        path: PathBuf,
+        file: OnceLock<Box<dyn StorageFile>>,
+        (committed_len, end_position): (u64, u64),
+        index: SparseIndex,
+    ) -> Segment {
         Segment {
             version: header.version,
             base_position: header.base_position,
@@ -108,7 +124,8 @@ impl Segment {
             span: header.span,
             name,
             path,
-            file: OnceLock::from(file),
+            file,
+            listed: None,
             committed_len: AtomicU64::new(committed_len),
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
@@ -117,6 +134,25 @@ impl Segment {
             persisted: RwLock::new(None),
             holes: Vec::new(),
         }
+    }
+
+    /// A sealed segment as the stream table's list describes it: nothing of it is read until
+    /// it is used. Its file, if given, is already open (and its header checked by the caller).
+    pub fn listed(
+        name: String,
+        path: PathBuf,
+        listed: Listed,
+        file: Option<Box<dyn StorageFile>>,
+        index_stride: u32,
+    ) -> Option<Segment> {
+        let header = listed.header()?;
+        let b = *listed.binding();
+        let index = SparseIndex::new(header.base_position, index_stride);
+        let file = file.map_or_else(OnceLock::new, OnceLock::from);
+        let mut segment =
+            Segment::build(header, name, path, file, (b.segment_len, b.end_position), index);
+        segment.listed = Some(listed);
+        Some(segment)
     }
 
     /// Marks damaged byte ranges that readers must step over (salvage only).
@@ -173,12 +209,25 @@ impl Segment {
         self.end_position.load(Ordering::Acquire)
     }
 
-    /// The file, opened if it was not yet.
+    /// The file, opened if it was not yet (a listed segment's, whose header must then be the
+    /// one its list entry implies; if not, every use of the segment fails with that
+    /// corruption).
     pub fn file(&self) -> Result<&dyn StorageFile> {
-        match self.file.get() {
-            Some(file) => Ok(&**file),
-            None => unreachable!("every segment is built with its file open"),
+        if let Some(file) = self.file.get() {
+            return Ok(&**file);
         }
+        let listed = self.listed.as_ref().expect("a segment without its file open is listed");
+        let file = listed.open_file(&self.name)?;
+        // Another thread may have opened it meanwhile: one of the two is kept.
+        Ok(&**self.file.get_or_init(|| file))
+    }
+
+    /// Opens the file and index file of a listed segment now, if they are not yet (before its
+    /// files may go, as when a scavenge replaces it). An error is the segment's corruption.
+    pub fn open_now(&self) -> Result<()> {
+        self.file()?;
+        self.load_listed_index();
+        Ok(())
     }
 
     /// The file of the active segment, for the writer: the active segment is always built
@@ -322,14 +371,41 @@ impl Segment {
         sync::read(&self.index).floor(position)
     }
 
-    /// The persisted index, unless it was found bad.
+    /// The persisted index, unless it was found bad. A listed segment maps its index file on
+    /// the first call: taken if its header is the list's copy, else rebuilt from the segment
+    /// in memory (and the indexer told, to write it anew).
     pub fn persisted(&self) -> Option<Arc<SegmentIndex>> {
+        self.load_listed_index();
         sync::read(&self.persisted).as_ref().filter(|p| !p.is_bad()).cloned()
     }
 
+    fn load_listed_index(&self) {
+        let Some(listed) = &self.listed else { return };
+        listed.index_loaded.get_or_init(|| match listed.map_index(&self.name) {
+            Some(index) => self.set_persisted(Arc::new(index)),
+            None => {
+                if self.rebuild_index().is_ok() {
+                    listed.hooks().index_rebuilt(self.base_position);
+                }
+            }
+        });
+    }
+
+    /// A listed segment's binding while its index file was not looked at yet.
+    fn listed_unloaded(&self) -> Option<&crate::format::SegmentBinding> {
+        let listed = self.listed.as_ref()?;
+        listed.index_loaded.get().is_none().then(|| listed.binding())
+    }
+
     /// What the usable persisted index covers and where it lives, without loading anything a
-    /// segment would load on first use (for counts and for deciding what to index).
+    /// segment would load on first use (for counts and for deciding what to index). A listed
+    /// segment whose index file was not looked at yet counts as having its index file, which
+    /// the list says it has: if it proves missing or stale when first used, it is rebuilt in
+    /// memory then and counts as such from then on.
     pub fn indexed(&self) -> Option<(crate::format::SegmentBinding, Origin)> {
+        if let Some(binding) = self.listed_unloaded() {
+            return Some((*binding, Origin::File));
+        }
         self.persisted().map(|p| (*p.binding(), p.origin()))
     }
 
@@ -367,7 +443,10 @@ impl Segment {
     /// Events the segment holds (committed records; fewer than its positions once scavenged).
     pub fn event_count(&self) -> u64 {
         let recent = sync::read(&self.index).records();
-        let persisted = sync::read(&self.persisted).as_ref().map_or(0, |p| p.binding().records);
+        let persisted = match self.listed_unloaded() {
+            Some(binding) => binding.records,
+            None => sync::read(&self.persisted).as_ref().map_or(0, |p| p.binding().records),
+        };
         persisted + recent
     }
 
