@@ -11,7 +11,6 @@
 use std::{path::Path, sync::Arc};
 
 use crate::{
-    error::Result,
     format::{ListedSegment, SEGMENT_HEADER_LEN, StreamTable, decode_record},
     index::{files, stored_record_crc},
     io::{ReadView, StorageFile},
@@ -57,7 +56,7 @@ pub(super) fn plan(
     options: &Options,
     names: &[(u64, String)],
     report: &mut RecoveryReport,
-) -> Result<Option<Prefix>> {
+) -> Option<Prefix> {
     let (candidates, high_water, mut unusable) = tables(dir, options);
     for (view, name) in candidates {
         view.prefetch();
@@ -70,13 +69,24 @@ pub(super) fn plan(
         if !files_match(dir, options, names, &listed) {
             continue;
         }
-        let Some(prefix) = build(dir, options, names, &listed)? else { continue };
-        let close_table = name == files::CLOSE_TABLE;
-        let start = Start { table: Arc::clone(&view), close_table, high_water, ..prefix.start };
+        let Some(Built { segments, last_sequence, hooks }) = build(dir, options, names, &listed)
+        else {
+            continue;
+        };
+        let Some(last) = segments.last() else { continue };
+        let start = Start {
+            end: last.end_position(),
+            table: Arc::clone(&view),
+            close_table: name == files::CLOSE_TABLE,
+            sequence: last_sequence,
+            high_water,
+            scavenged: (segments.iter().any(Segment::is_compacted), last.is_compacted()),
+        };
         report.rebuilt.extend(unusable.into_iter().map(str::to_owned));
-        return Ok(Some(Prefix { start, ..prefix }));
+        let rest = names[listed.len()..].to_vec();
+        return Some(Prefix { segments, rest, start, hooks });
     }
-    Ok(None)
+    None
 }
 
 /// A stream table's bytes and its file name.
@@ -129,51 +139,42 @@ fn files_match(
         })
 }
 
-/// The listed segments: the last one opened, its header and last record checked; `None` if
-/// they do not pass (the other stages then read the log as it is).
+/// The listed segments, the last one opened and its header and last record checked (with the
+/// group sequence of that record); `None` if they do not pass (the other stages then read the
+/// log as it is).
 fn build(
     dir: &Path,
     options: &Options,
     names: &[(u64, String)],
     listed: &[ListedSegment],
-) -> Result<Option<Prefix>> {
+) -> Option<Built> {
     let hooks = Arc::new(ListedHooks::default());
-    let stride = options.index_stride;
     let mut segments = Vec::with_capacity(listed.len() + 1);
-    let mut scavenged = (false, false);
-    let mut sequence = None;
+    let mut last_sequence = None;
     for (i, (entry, (_, name))) in listed.iter().zip(names).enumerate() {
         let storage = Arc::clone(&options.storage);
-        let Some(lazy) = Listed::new(storage, dir, *entry, Arc::clone(&hooks)) else {
-            return Ok(None);
-        };
-        let span = lazy.binding().segment_span;
-        scavenged = (scavenged.0 || span != 0, span != 0);
+        let lazy = Listed::new(storage, dir, *entry, Arc::clone(&hooks))?;
         let file = match i + 1 == listed.len() {
             false => None,
-            true => match lazy
-                .open_file(name)
-                .ok()
-                .and_then(|f| last_record(&*f, entry).map(|s| (f, s)))
-            {
-                Some((file, last)) => {
-                    sequence = last;
-                    Some(file)
-                }
-                None => return Ok(None),
-            },
+            true => {
+                let file = lazy.open_file(name).ok()?;
+                last_sequence = last_record(&*file, entry)?;
+                Some(file)
+            }
         };
         let path = dir.join(name);
-        let Some(segment) = Segment::listed(name.clone(), path, lazy, file, stride) else {
-            return Ok(None);
-        };
+        let segment = Segment::listed(name.clone(), path, lazy, file, options.index_stride)?;
         segments.push(segment);
     }
-    let end = segments.last().map_or(0, Segment::end_position);
-    let rest = names[listed.len()..].to_vec();
-    let table: Arc<dyn ReadView> = Arc::new(Vec::new());
-    let start = Start { end, table, close_table: false, sequence, high_water: None, scavenged };
-    Ok(Some(Prefix { segments, rest, start, hooks }))
+    Some(Built { segments, last_sequence, hooks })
+}
+
+/// The listed segments as [`build`] made them.
+struct Built {
+    segments: Vec<Segment>,
+    /// The group sequence of the last listed record.
+    last_sequence: Option<u64>,
+    hooks: Arc<ListedHooks>,
 }
 
 /// Reads and checks the last record `entry` names in `file`: it must end the segment, lie in

@@ -122,7 +122,7 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     // Only a writable open, which holds the lock, takes segments without opening them: beside
     // it no scavenge can remove one before it is first used. A salvage trusts nothing derived.
     let prefix = match writable {
-        true => listed::plan(dir, options, &headers::list_segments(dir, options)?, &mut report)?,
+        true => listed::plan(dir, options, &headers::list_segments(dir, options)?, &mut report),
         false => None,
     };
     let (listed, start, hooks, opened) = match prefix {
