@@ -78,7 +78,10 @@ pub struct Stats {
     /// Heap bytes held by the global and stream indexes (estimated from capacities).
     pub index_memory_bytes: usize,
     /// Segments read through their index file (the others are read through indexes in
-    /// memory: the active segment, and any whose index file is not written yet).
+    /// memory: the active segment, and any whose index file is not written yet). A segment an
+    /// open took from the stream table's list counts here until its first use looks at its
+    /// index file (the list says it has one); one found wanting then counts as rebuilt in
+    /// memory.
     pub segments_with_index_file: usize,
     /// Segments whose index file was found disagreeing with the segment while the store was
     /// open: their index was rebuilt in memory from the segment (and the file is rewritten by
@@ -167,6 +170,20 @@ impl Store {
         };
         if tx.is_some() {
             start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
+            if let Some(hooks) = &recovered.listed_hooks {
+                // A listed segment whose index file proves missing or stale when first used
+                // rebuilds it in memory; the indexer writes it anew.
+                let weak = Arc::downgrade(&shared);
+                // The active segment's is written by the close, like any active segment's.
+                hooks.on_index_rebuilt(move |base| {
+                    if let Some(shared) = weak.upgrade()
+                        && let Some(segment) = shared.segments().find(base)
+                        && shared.segments().next_after(base).is_some()
+                    {
+                        shared.indexer().send(Job::Sealed(segment));
+                    }
+                });
+            }
         }
         if tx.is_none() {
             // Nothing will ever commit: subscriptions end at the head.
@@ -458,7 +475,7 @@ impl Store {
 
 /// How many of `segments` have a persisted index of that origin.
 fn count_origin(segments: &[Arc<crate::segment::Segment>], origin: Origin) -> usize {
-    segments.iter().filter(|s| s.persisted().is_some_and(|p| p.origin() == origin)).count()
+    segments.iter().filter(|s| s.indexed().is_some_and(|(_, o)| o == origin)).count()
 }
 
 /// Starts the background indexer and queues every sealed segment whose index file is missing
@@ -469,7 +486,7 @@ fn start_indexer(shared: &Arc<Shared>) -> io::Result<()> {
     sealed.pop();
     let mut queued = false;
     for segment in sealed {
-        if segment.persisted().is_none_or(|p| p.binding().end_position < segment.end_position()) {
+        if segment.indexed().is_none_or(|(b, _)| b.end_position < segment.end_position()) {
             shared.indexer().send(Job::Sealed(segment));
             queued = true;
         }

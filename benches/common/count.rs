@@ -60,6 +60,10 @@ impl Storage for CountingStorage {
         StdStorage.list_dir(dir)
     }
 
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        StdStorage.file_len(path)
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         StdStorage.create(path).map(|f| self.wrap(f))
     }

@@ -95,6 +95,19 @@ pub(super) fn check_header(
     if bytes.len() < DERIVED_HEADER_LEN + DERIVED_TRAILER_LEN {
         return Err(DerivedFileError::TooShort);
     }
+    check_header_alone(bytes, magic, version)
+}
+
+/// [`check_header`] on a header without the body behind it (a copy of one, as a stream table's
+/// segment list holds them): the first [`DERIVED_HEADER_LEN`] bytes of `bytes` only.
+pub(super) fn check_header_alone(
+    bytes: &[u8],
+    magic: [u8; 8],
+    version: u16,
+) -> Result<(), DerivedFileError> {
+    if bytes.len() < DERIVED_HEADER_LEN {
+        return Err(DerivedFileError::TooShort);
+    }
     if bytes.get(0..8) != Some(&magic[..]) {
         return Err(DerivedFileError::BadMagic);
     }

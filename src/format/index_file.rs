@@ -90,23 +90,8 @@ impl<'a> IndexFile<'a> {
     /// twice, sizes that fit their entries). O(1) in the body.
     pub fn parse_header(bytes: &'a [u8]) -> Result<Self, DerivedFileError> {
         derived::check_header(bytes, INDEX_FILE_MAGIC, INDEX_FILE_VERSION)?;
+        let binding = parse_binding(bytes)?;
         let u16_h = |at| u16_at(bytes, at).unwrap_or(0);
-        let u32_h = |at| u32_at(bytes, at).unwrap_or(0);
-        let u64_h = |at| u64_at(bytes, at).unwrap_or(0);
-        let binding = SegmentBinding {
-            segment_version: u16_h(10),
-            segment_span: u32_h(12),
-            base_position: u64_h(16),
-            segment_len: u64_h(24),
-            end_position: u64_h(32),
-            records: u64_h(40),
-            segment_header_crc: u32_h(48),
-            last_record_crc: u32_h(52),
-        };
-        check_binding_fields(&binding)?;
-        if u16_h(58) != 0 {
-            return Err(DerivedFileError::Malformed("reserved header bytes are not zero"));
-        }
         let sections = section_table(bytes, u16_h(56))?;
         let [positions, streams, stream_events, metadata, ..] = sections;
         let per_record = binding.records.checked_mul(POSITION_ENTRY_LEN as u64);
@@ -119,6 +104,13 @@ impl<'a> IndexFile<'a> {
             return Err(DerivedFileError::Malformed("a section does not hold whole entries"));
         }
         Ok(IndexFile { bytes, binding, sections })
+    }
+
+    /// The header's first [`DERIVED_HEADER_LEN`] bytes, exactly as they are in the file.
+    pub fn header_bytes(&self) -> [u8; DERIVED_HEADER_LEN] {
+        let mut header = [0u8; DERIVED_HEADER_LEN];
+        header.copy_from_slice(&self.bytes[..DERIVED_HEADER_LEN]);
+        header
     }
 
     /// Checks the body CRC and every structural rule: positions and offsets strictly
@@ -347,6 +339,35 @@ impl<'a> IndexFile<'a> {
         }
         Ok(())
     }
+}
+
+/// Checks a copy of an index file's header alone (the magic, its CRC, the version, its fields)
+/// and returns what it binds: what a stream table's segment list holds of each segment.
+pub fn parse_index_header(header: &[u8]) -> Result<SegmentBinding, DerivedFileError> {
+    derived::check_header_alone(header, INDEX_FILE_MAGIC, INDEX_FILE_VERSION)?;
+    parse_binding(header)
+}
+
+/// The binding in a header whose frame passed its checks, its fields checked.
+fn parse_binding(bytes: &[u8]) -> Result<SegmentBinding, DerivedFileError> {
+    let u16_h = |at| u16_at(bytes, at).unwrap_or(0);
+    let u32_h = |at| u32_at(bytes, at).unwrap_or(0);
+    let u64_h = |at| u64_at(bytes, at).unwrap_or(0);
+    let binding = SegmentBinding {
+        segment_version: u16_h(10),
+        segment_span: u32_h(12),
+        base_position: u64_h(16),
+        segment_len: u64_h(24),
+        end_position: u64_h(32),
+        records: u64_h(40),
+        segment_header_crc: u32_h(48),
+        last_record_crc: u32_h(52),
+    };
+    check_binding_fields(&binding)?;
+    if u16_h(58) != 0 {
+        return Err(DerivedFileError::Malformed("reserved header bytes are not zero"));
+    }
+    Ok(binding)
 }
 
 /// Refuses header fields no builder writes: a base from 2^63 on, an end before the base or

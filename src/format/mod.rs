@@ -22,7 +22,7 @@ pub use index_file::{
     INDEX_FILE_MAGIC, INDEX_FILE_VERSION, INDEX_SECTIONS_MAX, IndexFile, METADATA_ENTRY_LEN,
     MetadataEntry, POSITION_ENTRY_LEN, SECTION_BLOB, SECTION_ENTRY_LEN, SECTION_METADATA,
     SECTION_NAMES, SECTION_POSITIONS, SECTION_STREAM_EVENTS, SECTION_STREAMS, STREAM_ENTRY_LEN,
-    SegmentBinding, StreamRun,
+    SegmentBinding, StreamRun, parse_index_header,
 };
 pub(crate) use record::{
     EventParts, Layout, Record, RecordFields, decode_record, encode_record, own_records,
@@ -32,9 +32,10 @@ pub use record::{FieldOverflow, RecordField};
 pub(crate) use salvage::{PositionRange, acknowledged_after, salvage_segment};
 pub(crate) use scan::{Damage, scan_any, scan_compacted};
 pub use stream_table::{
-    STREAM_TABLE_MAGIC, STREAM_TABLE_VERSION, StreamTable, TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN,
-    TABLE_PART_BLOB, TABLE_PART_ENTRIES, TABLE_PART_NAMES, TableBinding, TableEntry,
-    encode_stream_table, fold_into_table,
+    ListedSegment, STREAM_TABLE_MAGIC, STREAM_TABLE_VERSION, STREAM_TABLE_VERSION_MIN, StreamTable,
+    TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN, TABLE_PART_BLOB, TABLE_PART_ENTRIES, TABLE_PART_NAMES,
+    TABLE_PART_SEGMENTS, TABLE_SEGMENT_LEN, TableBinding, TableEntry, encode_stream_table,
+    fold_into_table,
 };
 
 /// The format version this build writes. Bump it whenever a byte changes meaning.

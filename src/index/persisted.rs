@@ -28,21 +28,34 @@ pub(crate) enum Origin {
 pub(crate) struct SegmentIndex {
     bytes: Arc<dyn ReadView>,
     binding: SegmentBinding,
+    /// The segment header's group bound (not in the index file; the stream table lists it).
+    group_bytes_max: u32,
     origin: Origin,
     /// Set when a read found it disagreeing with its segment: no read uses it again.
     bad: AtomicBool,
 }
 
 impl SegmentIndex {
-    /// Takes `bytes` as an index file whose header passes its checks.
-    pub fn new(bytes: Arc<dyn ReadView>, origin: Origin) -> Result<SegmentIndex, DerivedFileError> {
+    /// Takes `bytes` as an index file whose header passes its checks, of a segment whose
+    /// header states `group_bytes_max`.
+    pub fn new(
+        bytes: Arc<dyn ReadView>,
+        origin: Origin,
+        group_bytes_max: u32,
+    ) -> Result<SegmentIndex, DerivedFileError> {
         let binding = IndexFile::parse_header(bytes.bytes())?.binding();
-        Ok(SegmentIndex { bytes, binding, origin, bad: AtomicBool::new(false) })
+        let bad = AtomicBool::new(false);
+        Ok(SegmentIndex { bytes, binding, group_bytes_max, origin, bad })
     }
 
     /// What segment it was built from.
     pub fn binding(&self) -> &SegmentBinding {
         &self.binding
+    }
+
+    /// The group bound in its segment's header.
+    pub fn group_bytes_max(&self) -> u32 {
+        self.group_bytes_max
     }
 
     /// Whether it lives in a file or in memory.

@@ -199,9 +199,10 @@ fn write_index(shared: &Shared, segment: &Segment) -> Result<Arc<SegmentIndex>> 
     files::write_atomically(storage, dir, &name, &built, sync)
         .map_err(Error::io("write index file", &dir.join(&name)))?;
     shared.indexer_counts().written.fetch_add(1, Ordering::Relaxed);
+    let group_bytes_max = segment.group_bytes_max();
     let index = match files::map(storage, dir, &name) {
-        Ok(Some(view)) => SegmentIndex::new(view, Origin::File),
-        _ => SegmentIndex::new(Arc::new(built), Origin::Memory),
+        Ok(Some(view)) => SegmentIndex::new(view, Origin::File, group_bytes_max),
+        _ => SegmentIndex::new(Arc::new(built), Origin::Memory, group_bytes_max),
     };
     index.map(Arc::new).map_err(|_| Error::Corruption {
         segment: name,
@@ -231,7 +232,9 @@ fn persist_on_close(shared: &Shared, active: &Arc<Segment>) -> Result<()> {
     if shared.poisoned().is_some() {
         return Ok(());
     }
-    let index = match active.persisted().filter(|p| covers(p, active)) {
+    // One rebuilt in memory (its file was found wanting) is written anew.
+    let written = |p: &Arc<SegmentIndex>| covers(p, active) && p.origin() == Origin::File;
+    let index = match active.persisted().filter(written) {
         // Nothing was appended since the store was opened from this index and the close table
         // on disk (whole: the open checked its body), and nothing changed that table since: it
         // is already the table to write.

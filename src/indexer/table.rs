@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     error::{Error, Result},
-    format::{CorruptionKind, StreamTable, TableBinding, fold_into_table},
+    format::{CorruptionKind, SegmentBinding, StreamTable, TableBinding, fold_into_table},
     index::{SegmentIndex, files},
     io::ReadView,
     options::Durability,
@@ -25,7 +25,11 @@ pub(crate) fn binding_of(index: &SegmentIndex, durable: bool) -> TableBinding {
 
 /// Whether `table` is the fold of everything up to and including `index`'s segment.
 pub(crate) fn is_bound_to(table: &TableBinding, index: &SegmentIndex) -> bool {
-    let b = index.binding();
+    is_bound_to_binding(table, index.binding())
+}
+
+/// [`is_bound_to`] the index whose header says `b`.
+fn is_bound_to_binding(table: &TableBinding, b: &SegmentBinding) -> bool {
     (table.segment_base, table.segment_len, table.last_record_crc)
         == (b.base_position, b.segment_len, b.last_record_crc)
 }
@@ -53,7 +57,8 @@ pub(crate) fn fold_all(
             Some(bytes) => Some(StreamTable::parse_header(bytes).map_err(|_| bad("(table)"))?),
             None => None,
         };
-        let folded = fold_into_table(old.as_ref(), &view, &binding_of(index, durable))
+        let gbm = index.group_bytes_max();
+        let folded = fold_into_table(old.as_ref(), &view, gbm, &binding_of(index, durable))
             .map_err(|_| bad("(table)"))?;
         table = Some(folded);
     }
@@ -76,7 +81,10 @@ pub(crate) fn advance(shared: &Shared, index: &Arc<SegmentIndex>, name: &str) ->
         let binding = table.binding();
         let bound = binding.segment_base == base
             || previous.as_ref().is_some_and(|previous| is_bound_to(&binding, previous));
-        bound && table.check_body().is_ok()
+        // One without a segment list (written by a version before the list, or folded over
+        // such a table) is folded anew from every index file, which lists them all: the
+        // upgrade that lets the next open skip the segments.
+        bound && table.segment_count() > 0 && table.check_body().is_ok()
     });
     let folded = match usable {
         Some(view) => fold_all(Some(view.bytes()), std::slice::from_ref(index), durable)?,
@@ -112,34 +120,39 @@ pub(crate) fn advance(shared: &Shared, index: &Arc<SegmentIndex>, name: &str) ->
     Ok(())
 }
 
-/// Rewrites `streams.tbl` unless its header says it is bound to the last sealed segment. Its
-/// body is not read here (an open that just used the close table would otherwise read a
+/// Rewrites `streams.tbl` unless its header says it is bound to the last sealed segment and it
+/// has a segment list (one without, of a version before the list, is rewritten with one).
+/// Neither the last sealed segment's index file (a listed segment's header binding is taken
+/// from the list) nor the table's body is read here (an open that just used the close table would otherwise read a
 /// second table whole, competing with the first reads): whoever uses it checks it whole
 /// first, an open before taking it and [`advance`] before folding it forward, and rebuilds it
 /// if that fails.
 pub(crate) fn ensure_current(shared: &Shared) -> Result<()> {
     let mut sealed = shared.segments().snapshot();
     sealed.pop();
-    let Some(last) = sealed.last().and_then(|s| s.persisted()) else { return Ok(()) };
+    let Some(segment) = sealed.last() else { return Ok(()) };
+    let Some((binding, _)) = segment.indexed() else { return Ok(()) };
     let (storage, dir) = (&*shared.options().storage, shared.dir());
     let current = files::map(storage, dir, files::STREAM_TABLE).ok().flatten();
     let fits = current.is_some_and(|view| {
-        StreamTable::parse_header(view.bytes()).is_ok_and(|t| is_bound_to(&t.binding(), &last))
+        StreamTable::parse_header(view.bytes())
+            .is_ok_and(|t| t.segment_count() > 0 && is_bound_to_binding(&t.binding(), &binding))
     });
-    match fits {
-        true => Ok(()),
-        false => advance_from_scratch(shared, &last),
+    match (fits, segment.persisted()) {
+        (false, Some(last)) => advance_from_scratch(shared, &last),
+        _ => Ok(()),
     }
 }
 
 /// Whether `streams.close.tbl`'s header says it is the table as of the end of `index`'s
-/// segment (its body is not read).
+/// segment, with a segment list (its body is not read).
 pub(crate) fn close_table_is_bound_to(shared: &Shared, index: &SegmentIndex) -> bool {
     let (storage, dir) = (&*shared.options().storage, shared.dir());
     let Ok(Some(view)) = files::map(storage, dir, files::CLOSE_TABLE) else { return false };
     StreamTable::parse_header(view.bytes()).is_ok_and(|t| {
         let binding = t.binding();
-        is_bound_to(&binding, index) && binding.covered == index.binding().end_position
+        let current = is_bound_to(&binding, index) && t.segment_count() > 0;
+        current && binding.covered == index.binding().end_position
     })
 }
 

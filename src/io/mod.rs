@@ -35,6 +35,11 @@ pub trait Storage: Send + Sync + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the entries of `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The length of the file at `path`, without opening it where the file system allows (an
+    /// open checks the segments a stream table lists by their lengths alone).
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.open(path)?.len()
+    }
 }
 
 /// An open file.

@@ -289,6 +289,12 @@ impl Storage for SimDisk {
         Ok(Box::new(SimFile { disk: self.clone(), ino }))
     }
 
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        let state = self.lock();
+        let ino = state.entries.get(path).ok_or(io::ErrorKind::NotFound)?;
+        Ok(state.inodes[ino].data.len() as u64)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.lock();
         state.tick(Op::Remove)?;

@@ -68,8 +68,21 @@ pub(super) fn open_segments(
     Err(Error::SegmentsChanging { dir: dir.to_path_buf(), listings: SEGMENT_LISTINGS_MAX })
 }
 
+/// Opens the segment files `names` (the last ones of the directory, listed by a writable open:
+/// one that vanishes was removed from outside) and checks their headers, as [`open_segments`].
+pub(super) fn open_names(
+    dir: &Path,
+    options: &Options,
+    names: Vec<(u64, String)>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Opened>> {
+    open_listed(dir, options, names, report)?.map_err(|vanished| {
+        Error::io("open segment", &vanished)(io::Error::from(io::ErrorKind::NotFound))
+    })
+}
+
 /// The segment files in `dir` with their base positions, in log order.
-fn list_segments(dir: &Path, options: &Options) -> Result<Vec<(u64, String)>> {
+pub(super) fn list_segments(dir: &Path, options: &Options) -> Result<Vec<(u64, String)>> {
     let mut names: Vec<(u64, String)> = options
         .storage
         .list_dir(dir)

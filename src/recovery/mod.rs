@@ -5,10 +5,13 @@
 //! scanning (`persisted`). The idempotency window is refilled by the writer thread when the
 //! first append arrives (`window`), so that an open does not read the log's last events.
 //!
-//! The stages live in their own files (`headers` → `persisted` → `scan` → `tail`, and `merged` for
-//! what an interrupted scavenge left); only [`recover`] decides between them.
+//! The stages live in their own files (`listed` → `headers` → `persisted` → `scan` → `tail`, and
+//! `merged` for what an interrupted scavenge left); only [`recover`] decides between them. A
+//! writable open first takes the segments the stream table lists (`listed`) without reading
+//! them; the other stages then handle the segments after those, or all of them.
 
 mod headers;
+mod listed;
 mod merged;
 mod persisted;
 mod scan;
@@ -25,7 +28,7 @@ use crate::{
     format::CorruptionKind,
     index::{SegmentIndex, SparseIndex, StreamIndex},
     options::{Options, RecoveryMode},
-    segment::Segment,
+    segment::{ListedHooks, Segment},
 };
 
 /// What recovery found and did.
@@ -52,7 +55,9 @@ pub struct RecoveryReport {
     /// on was scanned); a writable open writes them anew in the background.
     pub rebuilt: Vec<String>,
     /// Segments that were scanned record by record; the others were opened from their
-    /// persisted index files.
+    /// persisted index files, or from the stream table's segment list (their index files are
+    /// then checked on first use: one found wanting is rebuilt in memory and written anew,
+    /// without a mention here).
     pub segments_scanned: usize,
 }
 
@@ -103,6 +108,9 @@ pub(crate) struct Recovered {
     pub next_sequence: u64,
     /// Whether the stream index stands on `streams.close.tbl` as it is on disk.
     pub close_table_used: bool,
+    /// What the segments taken from the stream table's list share (whom they tell that an
+    /// index file had to be rebuilt), if any were.
+    pub listed_hooks: Option<Arc<ListedHooks>>,
     pub report: RecoveryReport,
 }
 
@@ -111,11 +119,25 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mode = options.recovery_mode;
     let writable = access == Access::ReadWrite && mode != RecoveryMode::Salvage;
     let mut report = RecoveryReport::default();
-    let opened = headers::open_segments(dir, options, writable, &mut report)?;
-    // A salvage trusts nothing derived: it reads every byte it keeps.
+    // Only a writable open, which holds the lock, takes segments without opening them: beside
+    // it no scavenge can remove one before it is first used. A salvage trusts nothing derived.
+    let prefix = match writable {
+        true => listed::plan(dir, options, &headers::list_segments(dir, options)?, &mut report),
+        false => None,
+    };
+    let (listed, start, hooks, opened) = match prefix {
+        Some(p) => {
+            let opened = headers::open_names(dir, options, p.rest, &mut report)?;
+            (p.segments, Some(p.start), Some(p.hooks), opened)
+        }
+        None => {
+            let opened = headers::open_segments(dir, options, writable, &mut report)?;
+            (Vec::new(), None, None, opened)
+        }
+    };
     let persisted = match mode {
         RecoveryMode::Salvage => persisted::Persisted::default(),
-        _ => persisted::load(dir, options, &opened, &mut report),
+        _ => persisted::load(dir, options, &opened, start.as_ref(), &mut report),
     };
     let streams = StreamIndex::default();
     let table_loaded = load_table(&streams, &persisted);
@@ -127,13 +149,18 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
             persisted::Persisted { high_water: persisted.high_water, ..Default::default() }
         }
     };
-    let mut segments = Vec::with_capacity(opened.len() + 1);
-    let mut head = opened.first().map_or(0, |s| s.header.base_position);
+    let mut segments = Vec::with_capacity(listed.len() + opened.len() + 1);
+    segments.extend(listed.into_iter().map(Arc::new));
+    let mut head = match &start {
+        Some(start) => start.end,
+        None => opened.first().map_or(0, |s| s.header.base_position),
+    };
     let count = opened.len();
     let bases: Vec<u64> = opened.iter().map(|s| s.header.base_position).collect();
-    let mut after_scavenge = false;
-    // Whether the last segment kept was a scavenged one (whose span ends at `head`).
-    let mut last_was_scavenged = false;
+    let (mut after_scavenge, mut last_was_scavenged) =
+        start.as_ref().map_or((false, false), |s| s.scavenged);
+    // `last_was_scavenged`: whether the last segment kept was a scavenged one (whose span ends
+    // at `head`).
     let mut sequence = persisted.sequence;
     let close_table_used = persisted.close_table_used && table_loaded;
     let mut indexes = persisted.indexes.into_iter();
@@ -182,7 +209,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     report.segments = segments.len();
     report.events = segments.first().map_or(0, |s| head - s.base_position());
     let next_sequence = sequence.map_or(0, |s| s + 1);
-    Ok(Recovered { segments, streams, head, next_sequence, close_table_used, report })
+    let listed_hooks = hooks;
+    Ok(Recovered { segments, streams, head, next_sequence, close_table_used, listed_hooks, report })
 }
 
 /// What a writable open changes on disk once every segment has passed: leftovers of an

@@ -17,7 +17,7 @@ use crate::{
     options::{Durability, Options},
 };
 
-use super::{RecoveryReport, headers::Opened};
+use super::{RecoveryReport, headers::Opened, listed::Start};
 
 /// What the persisted files give recovery.
 #[derive(Default)]
@@ -34,16 +34,21 @@ pub(super) struct Persisted {
     pub close_table_used: bool,
 }
 
-/// Reads the index files and stream tables in `dir` for the segments `opened`.
+/// Reads the index files and stream tables in `dir` for the segments `opened`, which follow
+/// the segments listed in a stream table if `start` says where those end.
 pub(super) fn load(
     dir: &std::path::Path,
     options: &Options,
     opened: &[Opened],
+    start: Option<&Start>,
     report: &mut RecoveryReport,
 ) -> Persisted {
     let mut persisted = Persisted::default();
     let storage = &*options.storage;
-    let mut end = opened.first().map(|s| s.header.base_position);
+    let mut end = match start {
+        Some(start) => Some(start.end),
+        None => opened.first().map(|s| s.header.base_position),
+    };
     for (i, segment) in opened.iter().enumerate() {
         let name = files::index_file_name(&segment.name);
         let view = match files::map(storage, dir, &name) {
@@ -55,7 +60,7 @@ pub(super) fn load(
                 break;
             }
         };
-        let bound = SegmentIndex::new(view, Origin::File)
+        let bound = SegmentIndex::new(view, Origin::File, segment.header.group_bytes_max)
             .ok()
             .filter(|index| bound_to(index, segment, end));
         let Some(index) = bound else {
@@ -80,6 +85,10 @@ pub(super) fn load(
         persisted.indexes.pop();
     }
     let durable = options.durability == Durability::Fsync;
+    if let Some(start) = start {
+        after_listed(&mut persisted, start, durable);
+        return persisted;
+    }
     let (table, high_water) = best_table(dir, options, &persisted.indexes, report);
     persisted.high_water = high_water;
     let Some(last) = persisted.indexes.len().checked_sub(1) else { return persisted };
@@ -105,6 +114,27 @@ pub(super) fn load(
         }
     }
     persisted
+}
+
+/// The table as of the end of the indexes after the listed segments: the listed table folded
+/// forward over them (rarely any: the indexer writes the table right after each index file).
+fn after_listed(persisted: &mut Persisted, start: &Start, durable: bool) {
+    persisted.high_water = start.high_water;
+    persisted.close_table_used = start.close_table && persisted.indexes.is_empty();
+    let folded = match persisted.indexes.is_empty() {
+        true => Ok(None),
+        false => fold_all(Some(start.table.bytes()), &persisted.indexes, durable),
+    };
+    match folded {
+        Ok(Some(table)) => persisted.table = Some(Arc::new(table)),
+        Ok(None) | Err(_) => {
+            // None after the listed ones, or one that failed its full check: the segments
+            // after the list are scanned.
+            persisted.indexes.clear();
+            persisted.sequence = start.sequence;
+            persisted.table = Some(Arc::clone(&start.table));
+        }
+    }
 }
 
 /// Whether `index` is bound to `segment`, whose first position must be `base` (the end of the

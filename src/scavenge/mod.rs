@@ -203,6 +203,11 @@ fn switch(
         // good, before anything changes; the next open folds a table from the index files.
         rewrite::remove_stream_tables(shared)?;
     }
+    // A segment taken from the stream table's list opens its files now, while they are all
+    // there: a reader still holding it after the switch reads the files it had open.
+    for decided in &run {
+        decided.segment.open_now()?;
+    }
     let Some(new) = rewrite::merge(shared, &run, control)? else { return Ok(()) };
     let before: u64 = run.iter().map(|d| d.segment.committed_len()).sum();
     let reclaimed = before - new.committed_len();

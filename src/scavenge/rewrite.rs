@@ -152,7 +152,9 @@ pub(crate) fn merge(
     let (name, end) = (first.name().to_owned(), last.end_position());
     let new = Segment::recovered(header, name, path.to_path_buf(), file, len, end, index);
     new.seal();
-    if let Some(index) = mapped_or_in_memory(storage, dir, &index_name, index_bytes) {
+    if let Some(index) =
+        mapped_or_in_memory(storage, dir, &index_name, index_bytes, new.group_bytes_max())
+    {
         new.set_persisted(Arc::new(index));
     }
     Ok(Some(new))
@@ -165,12 +167,13 @@ fn mapped_or_in_memory(
     dir: &Path,
     name: &str,
     bytes: Vec<u8>,
+    group_bytes_max: u32,
 ) -> Option<SegmentIndex> {
     let mapped = match files::map(storage, dir, name) {
-        Ok(Some(view)) => SegmentIndex::new(view, Origin::File).ok(),
+        Ok(Some(view)) => SegmentIndex::new(view, Origin::File, group_bytes_max).ok(),
         _ => None,
     };
-    mapped.or_else(|| SegmentIndex::new(Arc::new(bytes), Origin::Memory).ok())
+    mapped.or_else(|| SegmentIndex::new(Arc::new(bytes), Origin::Memory, group_bytes_max).ok())
 }
 
 /// The link of `stream` to the segment before the run: the one the first index of the run

@@ -1,17 +1,19 @@
 //! Segment files: creating one (header, fsync, directory fsync), publishing what the writer
 //! committed to it, and giving readers verified-on-decode views of its committed bytes.
 
+mod listed;
 mod set;
 
 use crate::sync;
 use std::{
     path::{Path, PathBuf},
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
 
+pub(crate) use listed::{Listed, ListedHooks};
 pub(crate) use set::SegmentSet;
 
 /// The position field of the record at `offset`, unverified, if the bytes hold a header (of
@@ -42,7 +44,12 @@ pub(crate) struct Segment {
     span: u32,
     name: String,
     path: PathBuf,
-    file: Box<dyn StorageFile>,
+    /// The open file: from the start, or, for a segment built from the stream table's list,
+    /// from its first use (every access goes through [`file`](Segment::file)).
+    file: OnceLock<Box<dyn StorageFile>>,
+    /// For a segment built from the stream table's segment list: how its file and index file
+    /// are opened on first use, and what they must match.
+    listed: Option<Listed>,
     /// Bytes readers may see: the header and every committed record. Only grows.
     committed_len: AtomicU64,
     /// One past the position of the last committed record (the base when empty).
@@ -98,6 +105,18 @@ impl Segment {
         end_position: u64,
         index: SparseIndex,
     ) -> Segment {
+        let file = OnceLock::from(file);
+        Segment::build(header, name, path, file, (committed_len, end_position), index)
+    }
+
+    fn build(
+        header: SegmentHeader,
+        name: String,
+        path: PathBuf,
+        file: OnceLock<Box<dyn StorageFile>>,
+        (committed_len, end_position): (u64, u64),
+        index: SparseIndex,
+    ) -> Segment {
         Segment {
             version: header.version,
             base_position: header.base_position,
@@ -106,6 +125,7 @@ impl Segment {
             name,
             path,
             file,
+            listed: None,
             committed_len: AtomicU64::new(committed_len),
             end_position: AtomicU64::new(end_position),
             view: Mutex::new(Arc::new(Vec::new())),
@@ -114,6 +134,25 @@ impl Segment {
             persisted: RwLock::new(None),
             holes: Vec::new(),
         }
+    }
+
+    /// A sealed segment as the stream table's list describes it: nothing of it is read until
+    /// it is used. Its file, if given, is already open (and its header checked by the caller).
+    pub fn listed(
+        name: String,
+        path: PathBuf,
+        listed: Listed,
+        file: Option<Box<dyn StorageFile>>,
+        index_stride: u32,
+    ) -> Option<Segment> {
+        let header = listed.header()?;
+        let b = *listed.binding();
+        let index = SparseIndex::new(header.base_position, index_stride);
+        let file = file.map_or_else(OnceLock::new, OnceLock::from);
+        let mut segment =
+            Segment::build(header, name, path, file, (b.segment_len, b.end_position), index);
+        segment.listed = Some(listed);
+        Some(segment)
     }
 
     /// Marks damaged byte ranges that readers must step over (salvage only).
@@ -170,9 +209,31 @@ impl Segment {
         self.end_position.load(Ordering::Acquire)
     }
 
-    /// The file, for the writer.
-    pub fn file(&self) -> &dyn StorageFile {
-        &*self.file
+    /// The file, opened if it was not yet (a listed segment's, whose header must then be the
+    /// one its list entry implies; if not, every use of the segment fails with that
+    /// corruption).
+    pub fn file(&self) -> Result<&dyn StorageFile> {
+        if let Some(file) = self.file.get() {
+            return Ok(&**file);
+        }
+        let listed = self.listed.as_ref().expect("a segment without its file open is listed");
+        let file = listed.open_file(&self.name)?;
+        // Another thread may have opened it meanwhile: one of the two is kept.
+        Ok(&**self.file.get_or_init(|| file))
+    }
+
+    /// Opens the file and index file of a listed segment now, if they are not yet (before its
+    /// files may go, as when a scavenge replaces it). An error is the segment's corruption.
+    pub fn open_now(&self) -> Result<()> {
+        self.file()?;
+        self.load_listed_index();
+        Ok(())
+    }
+
+    /// The file of the active segment, for the writer: the active segment is always built
+    /// with its file open (only sealed segments may open theirs on first use).
+    pub fn active_file(&self) -> &dyn StorageFile {
+        &**self.file.get().expect("the active segment's file is open from the start")
     }
 
     /// Makes durable records visible: notes their offsets in the index, then moves the
@@ -197,26 +258,29 @@ impl Segment {
     /// A view holding at least the first `min_len` committed bytes, for reads that go through
     /// the records in order (the kernel reads ahead of them).
     pub fn view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        self.cached_view(&self.view, min_len, |len| self.file.view(len))
+        self.cached_view(&self.view, min_len, |len| {
+            self.file()?.view(len).map_err(Error::io("map segment", &self.path))
+        })
     }
 
     /// A view as [`view`](Segment::view) gives, for reading a few records at random places
     /// (a stream's events): a page not in memory costs the read of that page only.
     pub fn point_view(&self, min_len: u64) -> Result<Arc<dyn ReadView>> {
-        self.cached_view(&self.point_view, min_len, |len| self.file.view_random(len))
+        let map = |len| self.file()?.view_random(len).map_err(Error::io("map segment", &self.path));
+        self.cached_view(&self.point_view, min_len, map)
     }
 
     fn cached_view(
         &self,
         slot: &Mutex<Arc<dyn ReadView>>,
         min_len: u64,
-        map: impl FnOnce(u64) -> std::io::Result<Arc<dyn ReadView>>,
+        map: impl FnOnce(u64) -> Result<Arc<dyn ReadView>>,
     ) -> Result<Arc<dyn ReadView>> {
         let mut view = sync::lock(slot);
         if (view.bytes().len() as u64) < min_len {
             let len = self.committed_len();
             debug_assert!(len >= min_len);
-            *view = map(len).map_err(Error::io("map segment", &self.path))?;
+            *view = map(len)?;
         }
         Ok(Arc::clone(&view))
     }
@@ -307,9 +371,42 @@ impl Segment {
         sync::read(&self.index).floor(position)
     }
 
-    /// The persisted index, unless it was found bad.
+    /// The persisted index, unless it was found bad. A listed segment maps its index file on
+    /// the first call: taken if its header is the list's copy, else rebuilt from the segment
+    /// in memory (and the indexer told, to write it anew).
     pub fn persisted(&self) -> Option<Arc<SegmentIndex>> {
+        self.load_listed_index();
         sync::read(&self.persisted).as_ref().filter(|p| !p.is_bad()).cloned()
+    }
+
+    fn load_listed_index(&self) {
+        let Some(listed) = &self.listed else { return };
+        listed.index_loaded.get_or_init(|| match listed.map_index(&self.name) {
+            Some(index) => self.set_persisted(Arc::new(index)),
+            None => {
+                if self.rebuild_index().is_ok() {
+                    listed.hooks().index_rebuilt(self.base_position);
+                }
+            }
+        });
+    }
+
+    /// A listed segment's binding while its index file was not looked at yet.
+    fn listed_unloaded(&self) -> Option<&crate::format::SegmentBinding> {
+        let listed = self.listed.as_ref()?;
+        listed.index_loaded.get().is_none().then(|| listed.binding())
+    }
+
+    /// What the usable persisted index covers and where it lives, without loading anything a
+    /// segment would load on first use (for counts and for deciding what to index). A listed
+    /// segment whose index file was not looked at yet counts as having its index file, which
+    /// the list says it has: if it proves missing or stale when first used, it is rebuilt in
+    /// memory then and counts as such from then on.
+    pub fn indexed(&self) -> Option<(crate::format::SegmentBinding, Origin)> {
+        if let Some(binding) = self.listed_unloaded() {
+            return Some((*binding, Origin::File));
+        }
+        self.persisted().map(|p| (*p.binding(), p.origin()))
     }
 
     /// Sets the persisted index, which must cover every record published so far: the
@@ -336,7 +433,7 @@ impl Segment {
                 corrupt(0, crate::format::CorruptionKind::IndexMismatch)
             }
         })?;
-        let index = SegmentIndex::new(Arc::new(built), Origin::Memory)
+        let index = SegmentIndex::new(Arc::new(built), Origin::Memory, self.group_bytes_max)
             .map_err(|_| corrupt(0, crate::format::CorruptionKind::IndexMismatch))?;
         let index = Arc::new(index);
         self.set_persisted(Arc::clone(&index));
@@ -346,7 +443,10 @@ impl Segment {
     /// Events the segment holds (committed records; fewer than its positions once scavenged).
     pub fn event_count(&self) -> u64 {
         let recent = sync::read(&self.index).records();
-        let persisted = sync::read(&self.persisted).as_ref().map_or(0, |p| p.binding().records);
+        let persisted = match self.listed_unloaded() {
+            Some(binding) => binding.records,
+            None => sync::read(&self.persisted).as_ref().map_or(0, |p| p.binding().records),
+        };
         persisted + recent
     }
 

@@ -43,7 +43,7 @@ impl Written {
     /// caller poisons the store and never retries.
     pub fn sync(&self, durability: Durability) -> io::Result<()> {
         match durability {
-            Durability::Fsync => self.segment.file().sync_data(),
+            Durability::Fsync => self.segment.active_file().sync_data(),
             Durability::None => Ok(()),
         }
     }
@@ -84,7 +84,7 @@ impl Appender {
             return Ok(None);
         }
         let base = self.segment_len;
-        self.active.file().write_at(base, &group.bytes).map_err(|e| ("write", e))?;
+        self.active.active_file().write_at(base, &group.bytes).map_err(|e| ("write", e))?;
         self.segment_len = base + group.bytes.len() as u64;
         Ok(Some(Written { segment: Arc::clone(&self.active), base, len: self.segment_len }))
     }
@@ -160,7 +160,7 @@ impl Appender {
         if self.shared.options().durability == Durability::None && self.shared.poisoned().is_none()
         {
             // Not a promise (this mode makes none), just fewer losses after a clean close.
-            let _ = self.active.file().sync_data();
+            let _ = self.active.active_file().sync_data();
         }
     }
 }

@@ -18,8 +18,8 @@ use annal::{
         DERIVED_HEADER_LEN, FORMAT_VERSION, INDEX_FILE_MAGIC, INDEX_FILE_VERSION, IndexFileBuilder,
         METADATA_ENTRY_LEN, POSITION_ENTRY_LEN, RECORD_HEADER_LEN, RECORD_HEADER_LEN_V2,
         SECTION_ENTRY_LEN, SEGMENT_HEADER_LEN, SEGMENT_MAGIC, STREAM_ENTRY_LEN, STREAM_TABLE_MAGIC,
-        STREAM_TABLE_VERSION, SegmentBinding, TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN, TableBinding,
-        TableEntry, encode_stream_table,
+        STREAM_TABLE_VERSION, SegmentBinding, TABLE_ENTRY_LEN, TABLE_OFFSETS_LEN,
+        TABLE_SEGMENT_LEN, TableBinding, TableEntry, encode_stream_table,
     },
 };
 use uuid::Uuid;
@@ -691,8 +691,50 @@ fn format_doc_index_file_tables_match_encoded_bytes() {
     assert_eq!(names, b"$$b-streama-streamb-stream", "names once each, in entry order");
 }
 
+/// The CRC stored in the header of a segment of the current format at `base` (span 0), as
+/// "Segment header" lays it out.
+fn segment_header_crc(base: u64, group_bytes_max: u32) -> u32 {
+    let mut header = SEGMENT_MAGIC.to_vec();
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
+    header.extend_from_slice(&group_bytes_max.to_le_bytes());
+    header.extend_from_slice(&base.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    crc32fast::hash(&header)
+}
+
+/// The index files of two segments, the second one [`DOC_RECORDS`]'s (base 1000, last record at
+/// 390), the first one four records of `a-stream` before it (base 996, last record at 332).
+fn doc_index_files() -> [Vec<u8>; 2] {
+    let index = |base: u64, records: &[(u64, u32, &str, u64)], last_record_crc| {
+        let mut builder = IndexFileBuilder::new();
+        for &(position, offset, stream, version) in records {
+            builder.record(position, offset, stream, version);
+        }
+        let binding = SegmentBinding {
+            segment_version: FORMAT_VERSION,
+            segment_span: 0,
+            base_position: base,
+            segment_len: 512,
+            end_position: base + 4,
+            records: 4,
+            segment_header_crc: segment_header_crc(base, GROUP_BYTES_MAX),
+            last_record_crc,
+        };
+        builder.encode(&binding, |_| None).unwrap()
+    };
+    let first = [(996, 32, "a-stream", 0), (997, 132, "a-stream", 1)];
+    let first = [first[0], first[1], (998, 232, "z-stream", 0), (999, 332, "z-stream", 1)];
+    [index(996, &first, 0x0123_4567), index(1000, &DOC_RECORDS, 0x5eed_1234)]
+}
+
 #[test]
 fn format_doc_stream_table_tables_match_encoded_bytes() {
+    let indexes = doc_index_files();
+    let listed = indexes.each_ref().map(|bytes| {
+        let index = annal::format::IndexFile::parse_header(bytes).unwrap();
+        annal::format::ListedSegment::of(&index, GROUP_BYTES_MAX)
+    });
     let binding = TableBinding {
         durable: true,
         covered: 1004,
@@ -711,7 +753,7 @@ fn format_doc_stream_table_tables_match_encoded_bytes() {
         },
         TableEntry { name: "c-stream", first: 0, next: 0, last_segment: None, meta: Some(b"m2") },
     ];
-    let file = encode_stream_table(&binding, streams.into_iter()).unwrap();
+    let file = encode_stream_table(&binding, streams.into_iter(), &listed).unwrap();
 
     let header = table("## Stream table");
     assert_eq!(len_of(&header), DERIVED_HEADER_LEN);
@@ -720,16 +762,17 @@ fn format_doc_stream_table_tables_match_encoded_bytes() {
     assert_eq!(field("version").documented_value(), STREAM_TABLE_VERSION.to_string());
     let mut f = Fields::new(&header, &file);
     assert_eq!(f.raw("magic"), b"ANNALTBL");
-    assert_eq!(f.u16("version"), 1);
+    assert_eq!(f.u16("version"), 2);
     assert_eq!(f.u16("flags"), 1, "durable");
     assert_eq!(f.u64("covered"), 1004);
     assert_eq!(f.u64("segment_base"), 1000);
     assert_eq!(f.u64("segment_len"), 512);
     assert_eq!(f.u32("last_record_crc"), 0x5eed_1234);
     assert_eq!(f.u64("entries"), streams.len() as u64);
+    assert_eq!(f.u32("segments"), 2);
     let crc = f.crc_without("header_crc", &file[..DERIVED_HEADER_LEN]);
     assert_eq!(f.u32("header_crc"), crc, "header CRC covers what the page says");
-    // The three `reserved` rows share a name: check each by offset.
+    // The `reserved` rows share a name: check each by offset.
     for row in header.iter().filter(|r| r.field == "reserved") {
         assert_eq!(le(&file, row.offset, row.size), 0, "reserved at {}", row.offset);
     }
@@ -740,13 +783,22 @@ fn format_doc_stream_table_tables_match_encoded_bytes() {
     let entries = entry_tables("## Stream table");
     assert_eq!(len_of(&entries["stream"]), TABLE_ENTRY_LEN);
     assert_eq!(len_of(&entries["offsets"]), TABLE_OFFSETS_LEN);
-    assert_eq!(entries.len(), 2);
+    assert_eq!(len_of(&entries["segment"]), TABLE_SEGMENT_LEN);
+    assert_eq!(entries.len(), 3);
     let offsets_at = DERIVED_HEADER_LEN + streams.len() * TABLE_ENTRY_LEN;
     let mut o = Fields::new(&entries["offsets"], &file[offsets_at..]);
     let (names_at, blob_at, end) =
         (o.u64("names_at") as usize, o.u64("blob_at") as usize, o.u64("end") as usize);
     o.assert_all_checked("offsets");
-    assert_eq!((names_at, end), (offsets_at + TABLE_OFFSETS_LEN, file.len() - 4));
+    let list_at = file.len() - 4 - 2 * TABLE_SEGMENT_LEN;
+    assert_eq!((names_at, end), (offsets_at + TABLE_OFFSETS_LEN, list_at));
+    for (i, (index, last_record_offset)) in indexes.iter().zip([332, 390]).enumerate() {
+        let mut f = Fields::new(&entries["segment"], &file[list_at + i * TABLE_SEGMENT_LEN..]);
+        assert_eq!(f.raw("index_header"), &index[..DERIVED_HEADER_LEN], "a copy of its header");
+        assert_eq!(f.u32("group_bytes_max"), u64::from(GROUP_BYTES_MAX));
+        assert_eq!(f.u32("last_record_offset"), last_record_offset);
+        f.assert_all_checked("segment list entry");
+    }
     let (names, blob) = (&file[names_at..blob_at], &file[blob_at..end]);
     for (i, s) in streams.iter().enumerate() {
         let mut f =

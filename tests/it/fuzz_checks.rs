@@ -298,19 +298,33 @@ fn check_index_lookups(index: &IndexFile<'_>, checked: bool) {
         segment_len: b.segment_len,
         last_record_crc: b.last_record_crc,
     };
-    let folded = fold_into_table(None, index, &binding).expect("a checked index folds");
+    let folded = fold_into_table(None, index, 4096, &binding).expect("a checked index folds");
     let table = StreamTable::parse_header(&folded).expect("a folded table parses");
     assert_eq!(table.check_body(), Ok(()));
     check_table_lookups(&table, true);
-    let again = fold_into_table(Some(&table), index, &binding).expect("a refold folds");
+    let again = fold_into_table(Some(&table), index, 4096, &binding).expect("a refold folds");
     assert_eq!(again, folded, "folding the same segment twice changes nothing");
 }
 
 fn check_table_lookups(table: &StreamTable<'_>, checked: bool) {
     let _ = (table.binding(), table.len(), table.get(""), table.get("\u{10ffff}"));
     let entries: Vec<_> = table.iter().collect();
+    let listed: Vec<_> = table.segments().collect();
+    for l in &listed {
+        let _ = (l.binding(), l.last_record_offset);
+    }
     if !checked {
         return;
+    }
+    // A checked list describes the log the table covers: whole, in order, ending with the
+    // segment the header names.
+    assert_eq!(listed.len(), table.segment_count());
+    let bindings: Vec<_> = listed.iter().map(|l| l.binding().expect("a checked entry")).collect();
+    for pair in bindings.windows(2) {
+        assert_eq!(pair[0].end_position, pair[1].base_position);
+    }
+    if let Some(last) = bindings.last() {
+        assert_eq!(last.base_position, table.binding().segment_base);
     }
     assert_eq!(entries.len() as u64, table.len());
     for e in entries {

@@ -212,7 +212,7 @@ fn sample_derived_files() -> (Vec<u8>, Vec<u8>) {
         segment_len: binding.segment_len,
         last_record_crc: 9,
     };
-    let table = fold_into_table(None, &parsed, &table).unwrap();
+    let table = fold_into_table(None, &parsed, 4096, &table).unwrap();
     (index, table)
 }
 

@@ -24,6 +24,7 @@ mod model;
 mod modes;
 mod persisted;
 mod persisted_crash;
+mod persisted_listed;
 mod poison;
 mod readonly_scavenge;
 mod recovery;
