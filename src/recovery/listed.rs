@@ -11,7 +11,7 @@
 use std::{path::Path, sync::Arc};
 
 use crate::{
-    format::{ListedSegment, SEGMENT_HEADER_LEN, StreamTable, decode_record},
+    format::{DERIVED_HEADER_LEN, ListedSegment, SEGMENT_HEADER_LEN, StreamTable, decode_record},
     index::{files, stored_record_crc},
     io::{ReadView, StorageFile},
     options::Options,
@@ -83,10 +83,25 @@ pub(super) fn plan(
             scavenged: (segments.iter().any(Segment::is_compacted), last.is_compacted()),
         };
         report.rebuilt.extend(unusable.into_iter().map(str::to_owned));
+        report.rebuilt.extend(missing_index_files(dir, options, &names[..listed.len()]));
         let rest = names[listed.len()..].to_vec();
         return Some(Prefix { segments, rest, start, hooks });
     }
     None
+}
+
+/// The index files of `listed` (segment files) that are missing or too short to hold a header:
+/// a `stat` each, no read. Those segments rebuild their index in memory on first use, as for an
+/// index file found wanting then (damaged, swapped or stale, which only reading it shows).
+fn missing_index_files(dir: &Path, options: &Options, listed: &[(u64, String)]) -> Vec<String> {
+    listed
+        .iter()
+        .map(|(_, name)| files::index_file_name(name))
+        .filter(|index| {
+            let len = options.storage.file_len(&dir.join(index));
+            !len.is_ok_and(|len| len >= DERIVED_HEADER_LEN as u64)
+        })
+        .collect()
 }
 
 /// A stream table's bytes and its file name.
