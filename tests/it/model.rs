@@ -99,7 +99,9 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Options for the store under test: no fsync (nothing here crashes), and either default or
-/// tiny segments that rotate every eight or so events.
+/// tiny segments that rotate every eight or so events, with an in-memory index of every third
+/// record (so reads hop from an entry to the record, which the default of every record never
+/// does).
 fn options(tiny_segments: bool) -> Options {
     let base = Options { durability: Durability::None, ..Options::default() };
     if !tiny_segments {
@@ -110,6 +112,7 @@ fn options(tiny_segments: bool) -> Options {
         event_bytes_max: 128,
         append_bytes_max: 640,
         group_bytes_max: 640,
+        index_stride: 3,
         ..base
     }
 }
