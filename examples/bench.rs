@@ -388,13 +388,7 @@ fn open_space_memory(
 /// annal's open + read grew from the run's smaller store (`small_name`, `small`).
 fn ten_million(table: &mut Table, small_name: &str, small: &open_read::Medians) -> Res<()> {
     let layout = Layout::TEN_MILLION;
-    let what = format!("{layout:?}");
-    let (path, built) = cache::kept("annal-10m", &what, |dir| Ok(workload::build(dir, layout)?.1))?;
-    let (lite, lite_built) = cache::kept("sqlite-10m", &what, |dir| {
-        let start = Instant::now();
-        sqlite::fill(dir, layout)?;
-        Ok(start.elapsed())
-    })?;
+    let ((path, built), (lite, lite_built)) = kept_stores("10m", layout)?;
     table.section("W6 10M events in 10k streams (ANNAL_BENCH_10M=1; stores kept in the data dir)");
     if let Some(built) = built {
         table.values("build events/s (no fsync)", per_second(10_000_000, built), None, None, None);
@@ -411,18 +405,28 @@ fn ten_million(table: &mut Table, small_name: &str, small: &open_read::Medians) 
     // The run's 1M store has 1,000 streams, and an open checks the stream table whole, which
     // grows with the streams: the growth with the log alone is against 1M events in 10k streams.
     let same_streams = Layout { streams: layout.streams, ..Layout::MILLION };
-    let what = format!("{same_streams:?}");
-    let (path, _) =
-        cache::kept("annal-1m-10k", &what, |dir| Ok(workload::build(dir, same_streams)?.1))?;
-    let (lite, _) = cache::kept("sqlite-1m-10k", &what, |dir| {
-        let start = Instant::now();
-        sqlite::fill(dir, same_streams)?;
-        Ok(start.elapsed())
-    })?;
+    let ((path, _), (lite, _)) = kept_stores("1m-10k", same_streams)?;
     table.section("W6 1M events in 10k streams (as many streams as the 10M store), in turns");
     let small = open_read::rows(table, "1M/10k", &path, &lite, same_streams)?;
     open_read::growth(table, ("1M/10k", "10M"), &small, &large);
     Ok(())
+}
+
+/// A store kept in the data dir: its path, and how long building it took if it was built now.
+type Kept = (std::path::PathBuf, Option<Duration>);
+
+/// annal's and SQLite's stores of `layout`, kept in the data dir as `annal-<name>` and
+/// `sqlite-<name>` (built now if they are not there yet: then with the time each build took).
+fn kept_stores(name: &str, layout: Layout) -> Res<(Kept, Kept)> {
+    let what = format!("{layout:?}");
+    let annal =
+        cache::kept(&format!("annal-{name}"), &what, |dir| Ok(workload::build(dir, layout)?.1))?;
+    let lite = cache::kept(&format!("sqlite-{name}"), &what, |dir| {
+        let start = Instant::now();
+        sqlite::fill(dir, layout)?;
+        Ok(start.elapsed())
+    })?;
+    Ok((annal, lite))
 }
 
 /// Rows for opening one store, warm and (if the page cache can be dropped) cold.

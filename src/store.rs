@@ -22,7 +22,7 @@ use crate::{
     read::{ReadAll, ReadAllBackward, ReadStream},
     recovery::{Access, RecoveryReport, recover},
     scavenge::{self, ScavengeControl, ScavengeReport},
-    segment::SegmentSet,
+    segment::{ListedHooks, SegmentSet},
     shared::Shared,
     subscription::{self, Filter, PersistentOptions, PersistentSubscription, Subscription},
     types::{
@@ -171,18 +171,7 @@ impl Store {
         if tx.is_some() {
             start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
             if let Some(hooks) = &recovered.listed_hooks {
-                // A listed segment whose index file proves missing or stale when first used
-                // rebuilds it in memory; the indexer writes it anew.
-                let weak = Arc::downgrade(&shared);
-                // The active segment's is written by the close, like any active segment's.
-                hooks.on_index_rebuilt(move |base| {
-                    if let Some(shared) = weak.upgrade()
-                        && let Some(segment) = shared.segments().find(base)
-                        && shared.segments().next_after(base).is_some()
-                    {
-                        shared.indexer().send(Job::Sealed(segment));
-                    }
-                });
+                rewrite_rebuilt_indexes(&shared, hooks);
             }
         }
         if tx.is_none() {
@@ -476,6 +465,21 @@ impl Store {
 /// How many of `segments` have a persisted index of that origin.
 fn count_origin(segments: &[Arc<crate::segment::Segment>], origin: Origin) -> usize {
     segments.iter().filter(|s| s.indexed().is_some_and(|(_, o)| o == origin)).count()
+}
+
+/// Has the indexer write anew the index file of a listed segment that proved missing or stale
+/// when first used (the segment rebuilt it in memory). The active segment's is written by the
+/// close, like any active segment's.
+fn rewrite_rebuilt_indexes(shared: &Arc<Shared>, hooks: &ListedHooks) {
+    let weak = Arc::downgrade(shared);
+    hooks.on_index_rebuilt(move |base| {
+        if let Some(shared) = weak.upgrade()
+            && let Some(segment) = shared.segments().find(base)
+            && shared.segments().next_after(base).is_some()
+        {
+            shared.indexer().send(Job::Sealed(segment));
+        }
+    });
 }
 
 /// Starts the background indexer and queues every sealed segment whose index file is missing

@@ -56,6 +56,20 @@ pub struct TableBinding {
     pub last_record_crc: u32,
 }
 
+impl TableBinding {
+    /// The binding that says "every record up to the end of the segment whose index file's
+    /// header says `segment`", written by a store with `Durability::Fsync` if `durable`.
+    pub fn at_end_of(segment: &SegmentBinding, durable: bool) -> TableBinding {
+        TableBinding {
+            durable,
+            covered: segment.end_position,
+            segment_base: segment.base_position,
+            segment_len: segment.segment_len,
+            last_record_crc: segment.last_record_crc,
+        }
+    }
+}
+
 /// One segment of the log a stream table covers, as the table's segment list holds it: enough
 /// to open the store without reading the segment's header or index file (they are compared
 /// with this when first used).
@@ -620,14 +634,7 @@ mod tests {
     fn fold(old: Option<&[u8]>, index: &[u8]) -> Vec<u8> {
         let old = old.map(|b| StreamTable::parse_header(b).unwrap());
         let segment = IndexFile::parse_header(index).unwrap();
-        let s = segment.binding();
-        let binding = TableBinding {
-            durable: true,
-            covered: s.end_position,
-            segment_base: s.base_position,
-            segment_len: s.segment_len,
-            last_record_crc: s.last_record_crc,
-        };
+        let binding = TableBinding::at_end_of(&segment.binding(), true);
         fold_into_table(old.as_ref(), &segment, GBM, &binding).unwrap()
     }
 
@@ -818,14 +825,7 @@ mod tests {
         let (table_bytes, index_bytes) = (sample_table(), sample());
         let old = StreamTable::parse_header(&table_bytes).unwrap();
         let segment = IndexFile::parse_header(&index_bytes).unwrap();
-        let s = segment.binding();
-        let binding = TableBinding {
-            durable: false,
-            covered: s.end_position,
-            segment_base: s.base_position,
-            segment_len: s.segment_len,
-            last_record_crc: s.last_record_crc,
-        };
+        let binding = TableBinding::at_end_of(&segment.binding(), false);
         let bytes = fold_into_table(Some(&old), &segment, GBM, &binding).unwrap();
         let table = StreamTable::parse_header(&bytes).unwrap();
         assert_eq!((table.check_body(), table.binding()), (Ok(()), binding));

@@ -13,14 +13,7 @@ use crate::{
 
 /// The table binding that says "as of the end of `index`'s segment".
 pub(crate) fn binding_of(index: &SegmentIndex, durable: bool) -> TableBinding {
-    let b = index.binding();
-    TableBinding {
-        durable,
-        covered: b.end_position,
-        segment_base: b.base_position,
-        segment_len: b.segment_len,
-        last_record_crc: b.last_record_crc,
-    }
+    TableBinding::at_end_of(index.binding(), durable)
 }
 
 /// Whether `table` is the fold of everything up to and including `index`'s segment.

@@ -119,36 +119,12 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mode = options.recovery_mode;
     let writable = access == Access::ReadWrite && mode != RecoveryMode::Salvage;
     let mut report = RecoveryReport::default();
-    // Only a writable open, which holds the lock, takes segments without opening them: beside
-    // it no scavenge can remove one before it is first used. A salvage trusts nothing derived.
-    let prefix = match writable {
-        true => listed::plan(dir, options, &headers::list_segments(dir, options)?, &mut report),
-        false => None,
-    };
-    let (listed, start, hooks, opened) = match prefix {
-        Some(p) => {
-            let opened = headers::open_names(dir, options, p.rest, &mut report)?;
-            (p.segments, Some(p.start), Some(p.hooks), opened)
-        }
-        None => {
-            let opened = headers::open_segments(dir, options, writable, &mut report)?;
-            (Vec::new(), None, None, opened)
-        }
-    };
+    let Found { listed, start, hooks, opened } = find(dir, options, writable, &mut report)?;
     let persisted = match mode {
         RecoveryMode::Salvage => persisted::Persisted::default(),
         _ => persisted::load(dir, options, &opened, start.as_ref(), &mut report),
     };
-    let streams = StreamIndex::default();
-    let table_loaded = load_table(&streams, &persisted);
-    let persisted = match table_loaded {
-        true => persisted,
-        false => {
-            // A table that does not parse: scan, which rebuilds what it would have said.
-            report.rebuilt.push(crate::index::files::STREAM_TABLE.to_owned());
-            persisted::Persisted { high_water: persisted.high_water, ..Default::default() }
-        }
-    };
+    let (streams, persisted, table_loaded) = stand_on_table(persisted, &mut report);
     let mut segments = Vec::with_capacity(listed.len() + opened.len() + 1);
     segments.extend(listed.into_iter().map(Arc::new));
     let mut head = match &start {
@@ -192,12 +168,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         head = head.max(segment.end_position());
         segments.push(Arc::new(segment));
     }
-    if let Some(durable) =
-        persisted.high_water.filter(|&d| d > head && mode != RecoveryMode::Salvage)
-    {
-        let kind = persisted::below_high_water(durable, head);
-        let segment = crate::index::files::STREAM_TABLE.to_owned();
-        return Err(crate::error::Error::Corruption { segment, offset: 0, kind });
+    if mode != RecoveryMode::Salvage {
+        persisted::check_high_water(persisted.high_water, head)?;
     }
     if writable {
         tidy(dir, options, &report, &mut segments, head)?;
@@ -211,6 +183,45 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let next_sequence = sequence.map_or(0, |s| s + 1);
     let listed_hooks = hooks;
     Ok(Recovered { segments, streams, head, next_sequence, close_table_used, listed_hooks, report })
+}
+
+/// The segments an open starts from: those the stream table lists (not opened), and the others
+/// opened with their headers checked.
+struct Found {
+    listed: Vec<Segment>,
+    /// Where the listed segments leave the log, if any were taken.
+    start: Option<listed::Start>,
+    hooks: Option<Arc<ListedHooks>>,
+    opened: Vec<headers::Opened>,
+}
+
+/// Finds the segments of `dir`. Only a writable open, which holds the lock, takes segments
+/// without opening them: beside it no scavenge can remove one before it is first used. A
+/// salvage trusts nothing derived.
+fn find(
+    dir: &Path,
+    options: &Options,
+    writable: bool,
+    report: &mut RecoveryReport,
+) -> Result<Found> {
+    let prefix = match writable {
+        true => listed::plan(dir, options, &headers::list_segments(dir, options)?, report),
+        false => None,
+    };
+    Ok(match prefix {
+        Some(p) => Found {
+            opened: headers::open_names(dir, options, p.rest, report)?,
+            listed: p.segments,
+            start: Some(p.start),
+            hooks: Some(p.hooks),
+        },
+        None => Found {
+            opened: headers::open_segments(dir, options, writable, report)?,
+            listed: Vec::new(),
+            start: None,
+            hooks: None,
+        },
+    })
 }
 
 /// What a writable open changes on disk once every segment has passed: leftovers of an
@@ -231,6 +242,22 @@ fn tidy(
         tail::remove_torn_segment(dir, options, name)?;
     }
     tail::ensure_active_segment(dir, options, segments, head)
+}
+
+/// A stream index standing on the persisted table, and what of `persisted` the open goes on
+/// with: all of it, or, if the table does not parse (`false`), only its durable mark, so that
+/// the scan rebuilds what the table would have said.
+fn stand_on_table(
+    persisted: persisted::Persisted,
+    report: &mut RecoveryReport,
+) -> (StreamIndex, persisted::Persisted, bool) {
+    let streams = StreamIndex::default();
+    if load_table(&streams, &persisted) {
+        return (streams, persisted, true);
+    }
+    report.rebuilt.push(crate::index::files::STREAM_TABLE.to_owned());
+    let high_water = persisted.high_water;
+    (streams, persisted::Persisted { high_water, ..Default::default() }, false)
 }
 
 /// Puts the persisted table behind `streams`: every stream is looked up in it (no stream is

@@ -229,7 +229,15 @@ fn best_table(
     (None, high_water)
 }
 
-/// The corruption a durable mark above the end of the log is.
-pub(super) fn below_high_water(high_water: u64, end: u64) -> CorruptionKind {
-    CorruptionKind::LogBelowDurableMark { durable: high_water, found: end }
+/// Refuses a log that ends (at `end`) below the durable mark a table recorded: the last
+/// segment was cut or deleted from outside, which no crash can do.
+pub(super) fn check_high_water(high_water: Option<u64>, end: u64) -> crate::error::Result<()> {
+    match high_water.filter(|&durable| durable > end) {
+        None => Ok(()),
+        Some(durable) => Err(crate::error::Error::Corruption {
+            segment: files::STREAM_TABLE.to_owned(),
+            offset: 0,
+            kind: CorruptionKind::LogBelowDurableMark { durable, found: end },
+        }),
+    }
 }

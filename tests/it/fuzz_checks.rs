@@ -291,13 +291,7 @@ fn check_index_lookups(index: &IndexFile<'_>, checked: bool) {
         }
     }
     assert!(metadata.iter().all(|m| index.exact(m.position).is_some()));
-    let binding = TableBinding {
-        durable: false,
-        covered: b.end_position,
-        segment_base: b.base_position,
-        segment_len: b.segment_len,
-        last_record_crc: b.last_record_crc,
-    };
+    let binding = TableBinding::at_end_of(&b, false);
     let folded = fold_into_table(None, index, 4096, &binding).expect("a checked index folds");
     let table = StreamTable::parse_header(&folded).expect("a folded table parses");
     assert_eq!(table.check_body(), Ok(()));
