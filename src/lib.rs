@@ -58,7 +58,10 @@ pub use error::{Error, Limit, Result};
 pub use format::CorruptionKind;
 pub use index::StreamState;
 pub use lifecycle::StreamMetadata;
-pub use options::{APPEND_EVENTS_LIMIT, Durability, Options, RecoveryMode};
+pub use options::{
+    APPEND_EVENTS_LIMIT, Durability, InvalidOptions, Options, OptionsBuilder, OptionsViolation,
+    RecoveryMode,
+};
 pub use read::{EventRef, ReadAll, ReadAllBackward, ReadStream, RecordedEvent};
 pub use recovery::{Dropped, RecoveryReport, SEGMENT_LISTINGS_MAX, TornTail};
 pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};

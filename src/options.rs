@@ -1,6 +1,6 @@
 //! Tunables and limits of a store, with the relations between them checked on open.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -37,7 +37,8 @@ pub enum RecoveryMode {
     Salvage,
 }
 
-/// Options for [`Store::open_with`](crate::Store::open_with). Start from `Options::default()`.
+/// Options for [`Store::open_with`](crate::Store::open_with). Start from `Options::default()`, or
+/// from [`Options::builder()`], whose `build` names every rule the values break at once.
 #[derive(Clone)]
 pub struct Options {
     /// Whether commits are fsynced. Default [`Durability::Fsync`].
@@ -121,30 +122,248 @@ impl std::fmt::Debug for Options {
 pub const APPEND_EVENTS_LIMIT: u32 = 1 << 16;
 
 impl Options {
-    /// Checks that the limits fit each other and the format.
-    pub fn validate(&self) -> Result<()> {
-        let fail = |msg: &str| Err(Error::InvalidOptions(msg.to_owned()));
-        if self.event_bytes_max < RECORD_HEADER_LEN as u32 + 2 {
-            return fail("event_bytes_max is smaller than the smallest record");
+    /// A builder that starts from the defaults and names every broken rule at once.
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder { options: Options::default() }
+    }
+
+    /// Every rule between the limits, and between the limits and the format, that these
+    /// options break, in a fixed order; empty when they are consistent.
+    pub fn violations(&self) -> Vec<OptionsViolation> {
+        use OptionsViolation as V;
+        let smallest_record = RECORD_HEADER_LEN as u32 + 2;
+        let mut found = Vec::new();
+        if self.event_bytes_max < smallest_record {
+            found.push(V::EventBytesBelowSmallestRecord {
+                event_bytes_max: self.event_bytes_max,
+                smallest: smallest_record,
+            });
         }
         if self.append_events_max == 0 || self.append_events_max > APPEND_EVENTS_LIMIT {
-            return fail("append_events_max must be within 1..=65536");
+            found.push(V::AppendEventsOutOfRange { append_events_max: self.append_events_max });
         }
         if self.append_bytes_max < self.event_bytes_max {
-            return fail("append_bytes_max must be at least event_bytes_max");
+            found.push(V::AppendBytesBelowEventBytes {
+                append_bytes_max: self.append_bytes_max,
+                event_bytes_max: self.event_bytes_max,
+            });
         }
         if self.group_bytes_max < self.append_bytes_max {
-            return fail("group_bytes_max must be at least append_bytes_max");
+            found.push(V::GroupBytesBelowAppendBytes {
+                group_bytes_max: self.group_bytes_max,
+                append_bytes_max: self.append_bytes_max,
+            });
         }
-        if self.segment_bytes_max < SEGMENT_HEADER_LEN as u64 + u64::from(self.append_bytes_max) {
-            return fail("segment_bytes_max must hold a header and the largest append");
+        let needed = SEGMENT_HEADER_LEN as u64 + u64::from(self.append_bytes_max);
+        if self.segment_bytes_max < needed {
+            found.push(V::SegmentBelowLargestAppend {
+                segment_bytes_max: self.segment_bytes_max,
+                needed,
+            });
         }
         if self.segment_bytes_max > u64::from(u32::MAX) {
-            return fail("segment_bytes_max must be below 4 GiB (offsets are 32-bit)");
+            found.push(V::SegmentOver4GiB { segment_bytes_max: self.segment_bytes_max });
         }
-        if self.group_appends_max == 0 || self.queue_capacity == 0 || self.index_stride == 0 {
-            return fail("group_appends_max, queue_capacity and index_stride must be positive");
+        let counts = [
+            ("group_appends_max", self.group_appends_max),
+            ("queue_capacity", self.queue_capacity),
+            ("index_stride", self.index_stride),
+        ];
+        for (option, _) in counts.into_iter().filter(|&(_, value)| value == 0) {
+            found.push(V::Zero { option });
+        }
+        found
+    }
+
+    /// Checks that the limits fit each other and the format: [`Error::InvalidOptions`] names
+    /// every rule they break.
+    pub fn validate(&self) -> Result<()> {
+        match InvalidOptions::from_violations(self.violations()) {
+            None => Ok(()),
+            Some(invalid) => Err(invalid.into()),
+        }
+    }
+}
+
+/// A rule that a set of [`Options`] breaks, with the values that break it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionsViolation {
+    /// `event_bytes_max` cannot hold the smallest record (a header and two one-byte names).
+    EventBytesBelowSmallestRecord {
+        /// The value given.
+        event_bytes_max: u32,
+        /// The smallest record's size.
+        smallest: u32,
+    },
+    /// `append_events_max` is 0 or above [`APPEND_EVENTS_LIMIT`].
+    AppendEventsOutOfRange {
+        /// The value given.
+        append_events_max: u32,
+    },
+    /// An append could not hold its largest event.
+    AppendBytesBelowEventBytes {
+        /// The value given.
+        append_bytes_max: u32,
+        /// The largest event.
+        event_bytes_max: u32,
+    },
+    /// A group commit could not hold the largest append.
+    GroupBytesBelowAppendBytes {
+        /// The value given.
+        group_bytes_max: u32,
+        /// The largest append.
+        append_bytes_max: u32,
+    },
+    /// A segment could not hold its header and the largest append.
+    SegmentBelowLargestAppend {
+        /// The value given.
+        segment_bytes_max: u64,
+        /// The segment header plus `append_bytes_max`.
+        needed: u64,
+    },
+    /// Offsets within a segment are 32-bit.
+    SegmentOver4GiB {
+        /// The value given.
+        segment_bytes_max: u64,
+    },
+    /// A count that must be positive is 0.
+    Zero {
+        /// The option's field name.
+        option: &'static str,
+    },
+}
+
+impl fmt::Display for OptionsViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use OptionsViolation as V;
+        match self {
+            V::EventBytesBelowSmallestRecord { event_bytes_max, smallest } => write!(
+                f,
+                "event_bytes_max ({event_bytes_max}) is below the smallest record ({smallest} bytes)"
+            ),
+            V::AppendEventsOutOfRange { append_events_max } => write!(
+                f,
+                "append_events_max ({append_events_max}) must be within 1..={APPEND_EVENTS_LIMIT}"
+            ),
+            V::AppendBytesBelowEventBytes { append_bytes_max, event_bytes_max } => write!(
+                f,
+                "append_bytes_max ({append_bytes_max}) must be at least event_bytes_max \
+                 ({event_bytes_max})"
+            ),
+            V::GroupBytesBelowAppendBytes { group_bytes_max, append_bytes_max } => write!(
+                f,
+                "group_bytes_max ({group_bytes_max}) must be at least append_bytes_max \
+                 ({append_bytes_max})"
+            ),
+            V::SegmentBelowLargestAppend { segment_bytes_max, needed } => write!(
+                f,
+                "segment_bytes_max ({segment_bytes_max}) must hold the segment header and the \
+                 largest append ({needed} bytes)"
+            ),
+            V::SegmentOver4GiB { segment_bytes_max } => write!(
+                f,
+                "segment_bytes_max ({segment_bytes_max}) must be below 4 GiB (offsets are 32-bit)"
+            ),
+            V::Zero { option } => write!(f, "{option} must be positive"),
+        }
+    }
+}
+
+/// The rules a set of [`Options`] breaks: at least one, all of them named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOptions {
+    violations: Vec<OptionsViolation>,
+}
+
+impl InvalidOptions {
+    fn from_violations(violations: Vec<OptionsViolation>) -> Option<InvalidOptions> {
+        (!violations.is_empty()).then_some(InvalidOptions { violations })
+    }
+
+    /// Every rule broken, in a fixed order (never empty).
+    pub fn violations(&self) -> &[OptionsViolation] {
+        &self.violations
+    }
+}
+
+impl fmt::Display for InvalidOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, violation) in self.violations.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{violation}")?;
         }
         Ok(())
+    }
+}
+
+impl std::error::Error for InvalidOptions {}
+
+impl From<InvalidOptions> for Error {
+    fn from(invalid: InvalidOptions) -> Error {
+        Error::InvalidOptions(invalid.to_string())
+    }
+}
+
+/// Builds [`Options`] from the defaults, one setter per option; [`build`](Self::build) checks
+/// every rule at once.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct OptionsBuilder {
+    options: Options,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty;)*) => {
+        impl OptionsBuilder {
+            $(
+                $(#[$doc])*
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.options.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`Options::durability`].
+    durability: Durability;
+    /// Sets [`Options::segment_bytes_max`].
+    segment_bytes_max: u64;
+    /// Sets [`Options::event_bytes_max`].
+    event_bytes_max: u32;
+    /// Sets [`Options::append_events_max`].
+    append_events_max: u32;
+    /// Sets [`Options::append_bytes_max`].
+    append_bytes_max: u32;
+    /// Sets [`Options::group_bytes_max`].
+    group_bytes_max: u32;
+    /// Sets [`Options::group_appends_max`].
+    group_appends_max: u32;
+    /// Sets [`Options::queue_capacity`].
+    queue_capacity: u32;
+    /// Sets [`Options::index_stride`].
+    index_stride: u32;
+    /// Sets [`Options::idempotency_window_events`].
+    idempotency_window_events: u32;
+    /// Sets [`Options::recovery_mode`].
+    recovery_mode: RecoveryMode;
+    /// Sets [`Options::storage`].
+    storage: Arc<dyn Storage>;
+    /// Sets [`Options::clock`].
+    clock: Arc<dyn Clock>;
+}
+
+impl OptionsBuilder {
+    /// The options, or every rule they break.
+    pub fn build(self) -> std::result::Result<Options, InvalidOptions> {
+        match InvalidOptions::from_violations(self.options.violations()) {
+            None => Ok(self.options),
+            Some(invalid) => Err(invalid),
+        }
     }
 }

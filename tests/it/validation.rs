@@ -11,8 +11,8 @@ use std::{
 };
 
 use annal::{
-    Error, ExpectedVersion, Limit, NewEvent, Options, Position, Result, Store, StreamAppend,
-    StreamVersion,
+    Durability, Error, ExpectedVersion, Limit, NewEvent, Options, OptionsViolation, Position,
+    Result, Store, StreamAppend, StreamVersion,
 };
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -558,6 +558,71 @@ fn validation_inconsistent_options_are_refused_before_creating_anything() {
         assert!(!dir.exists(), "{what}: the directory was created");
     }
     assert_eq!(fs::read_dir(parent.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn validation_options_builder_names_every_broken_rule_at_once() {
+    let invalid = Options::builder()
+        .event_bytes_max(8)
+        .append_events_max(0)
+        .append_bytes_max(4)
+        .group_bytes_max(2)
+        .segment_bytes_max(1 << 32)
+        .queue_capacity(0)
+        .index_stride(0)
+        .build()
+        .unwrap_err();
+    let expected = [
+        OptionsViolation::EventBytesBelowSmallestRecord { event_bytes_max: 8, smallest: 66 },
+        OptionsViolation::AppendEventsOutOfRange { append_events_max: 0 },
+        OptionsViolation::AppendBytesBelowEventBytes { append_bytes_max: 4, event_bytes_max: 8 },
+        OptionsViolation::GroupBytesBelowAppendBytes { group_bytes_max: 2, append_bytes_max: 4 },
+        OptionsViolation::SegmentOver4GiB { segment_bytes_max: 1 << 32 },
+        OptionsViolation::Zero { option: "queue_capacity" },
+        OptionsViolation::Zero { option: "index_stride" },
+    ];
+    assert_eq!(invalid.violations(), expected);
+    // The store's own check names them all too, each as the builder words it.
+    let options = Options {
+        event_bytes_max: 8,
+        append_events_max: 0,
+        append_bytes_max: 4,
+        group_bytes_max: 2,
+        segment_bytes_max: 1 << 32,
+        queue_capacity: 0,
+        index_stride: 0,
+        ..Options::default()
+    };
+    let parent = tempfile::tempdir().unwrap();
+    match Store::open_with(parent.path().join("store"), options) {
+        Err(Error::InvalidOptions(message)) => {
+            for violation in &expected {
+                assert!(message.contains(&violation.to_string()), "{violation} not in {message}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn validation_options_builder_sets_what_it_is_given() {
+    let options = Options::builder()
+        .durability(Durability::None)
+        .segment_bytes_max(1 << 20)
+        .event_bytes_max(1024)
+        .append_bytes_max(4096)
+        .group_bytes_max(8192)
+        .index_stride(4)
+        .build()
+        .unwrap();
+    assert_eq!(options.durability, Durability::None);
+    assert_eq!(options.segment_bytes_max, 1 << 20);
+    assert_eq!(options.event_bytes_max, 1024);
+    assert_eq!(options.append_bytes_max, 4096);
+    assert_eq!(options.group_bytes_max, 8192);
+    assert_eq!(options.index_stride, 4);
+    assert_eq!(options.queue_capacity, Options::default().queue_capacity);
+    assert!(options.violations().is_empty());
 }
 
 #[test]
