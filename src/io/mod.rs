@@ -8,11 +8,13 @@
 //! unknown, so the writer treats it as fatal and never retries.
 
 mod mmap;
+#[cfg(feature = "simulation")]
 mod sim;
 mod std_fs;
 
 use std::{any::Any, io, path::Path, sync::Arc};
 
+#[cfg(feature = "simulation")]
 pub use sim::SimDisk;
 pub use std_fs::StdStorage;
 

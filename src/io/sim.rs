@@ -16,6 +16,9 @@
 //!   firmware faults.
 //!
 //! Every choice comes from a seeded generator, so a failing case reproduces from its seed.
+//!
+//! Built only with the crate feature `simulation`: an application's tests can put it behind
+//! their own stores; the library does not carry it otherwise.
 
 use std::{
     any::Any,
