@@ -9,7 +9,7 @@
 
 #[path = "../benches/common/aggregates.rs"]
 mod aggregates;
-#[path = "bank.rs"]
+#[path = "../../examples/bank.rs"]
 #[expect(dead_code, reason = "the bench uses the bank's model, not its demo")]
 mod bank;
 #[path = "../benches/common/count.rs"]

@@ -7,7 +7,7 @@
 
 #[path = "common/aggregates.rs"]
 mod aggregates;
-#[path = "../examples/bank.rs"]
+#[path = "../../examples/bank.rs"]
 #[expect(dead_code, reason = "the bench uses the bank's model, not its demo")]
 mod bank;
 #[path = "common/short.rs"]
