@@ -1,0 +1,36 @@
+//! What every request handler shares: the store, the server's limits, and the signal that the
+//! server is shutting down (long-lived calls such as subscriptions end on it).
+
+use annal::Store;
+use tokio::sync::watch;
+
+/// Default largest append, in bytes of event data, custom metadata and type (the protocol's
+/// reference server defaults to the same 1 MiB).
+pub const APPEND_BYTES_MAX_DEFAULT: u64 = 1 << 20;
+
+/// Replies a read or subscription may have queued for a slow client before its reader waits.
+pub const READ_QUEUE_REPLIES: usize = 64;
+
+/// The server's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest append accepted (`maximum-append-size-exceeded` above it).
+    pub append_bytes_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { append_bytes_max: APPEND_BYTES_MAX_DEFAULT }
+    }
+}
+
+/// The state handlers share; cloning is cheap.
+#[derive(Clone)]
+pub struct Context {
+    /// The store served.
+    pub store: Store,
+    /// The server's limits.
+    pub limits: Limits,
+    /// Becomes `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
