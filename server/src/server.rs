@@ -22,7 +22,7 @@ use crate::{
 /// Room above the append limit for one gRPC message (so an append just over the limit gets the
 /// protocol's `maximum-append-size-exceeded`, and only far larger messages are cut off by the
 /// transport).
-pub const MESSAGE_BYTES_SLACK: usize = 1 << 20;
+pub const MESSAGE_BYTES_SLACK: usize = 4 << 20;
 
 /// Why serving stopped with an error.
 #[derive(Debug, thiserror::Error)]
