@@ -10,7 +10,7 @@ use tonic::{Status, Streaming};
 use crate::{
     content,
     context::Context,
-    errors,
+    errors, metadata,
     proto::{
         shared::{Empty, Uuid as WireUuid},
         streams::{
@@ -110,36 +110,61 @@ pub async fn append(ctx: &Context, mut input: Streaming<AppendReq>) -> Result<Ap
             .map_err(errors::task_failed)?;
     match outcome {
         Ok(success) => Ok(AppendResp { result: Some(append_resp::Result::Success(success)) }),
-        Err(Error::WrongExpectedVersion { expected, actual, .. }) => Ok(AppendResp {
-            result: Some(append_resp::Result::WrongExpectedVersion(wrong_version(
-                expected, actual,
-            ))),
-        }),
-        Err(e) => Err(errors::from_store(e)),
+        Err(Refused::Store(Error::WrongExpectedVersion { expected, actual, .. })) => {
+            let reply = wrong_version(expected, actual);
+            Ok(AppendResp { result: Some(append_resp::Result::WrongExpectedVersion(reply)) })
+        }
+        Err(Refused::Store(e)) => Err(errors::from_store(e)),
+        Err(Refused::Request(status)) => Err(status),
+    }
+}
+
+/// Why an append did not commit.
+pub enum Refused {
+    /// The store refused it.
+    Store(Error),
+    /// The request cannot be carried out (a malformed metadata event).
+    Request(Status),
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Self {
+        Refused::Store(error)
     }
 }
 
 /// Appends `events`; an empty append only checks the expected version, as the protocol has it.
+/// An append to a metadata stream `$$stream` sets `stream`'s metadata (see `metadata`).
 pub fn commit(
     store: &annal::Store,
     stream: &str,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-) -> annal::Result<append_resp::Success> {
+) -> Result<append_resp::Success, Refused> {
+    if let Some(target) = metadata::target(stream) {
+        let (version, at) =
+            metadata::set(store, target, expected, events).map_err(Refused::Request)??;
+        return Ok(success_at(version.get(), at));
+    }
     if events.is_empty() {
-        return check_only(store.stream_state(stream), stream, expected);
+        return Ok(check_only(store.stream_state(stream), stream, expected)?);
     }
     let result = store.append(stream, expected, events)?;
-    let position = result.last_position.get();
-    Ok(append_resp::Success {
-        current_revision_option: Some(success::CurrentRevisionOption::CurrentRevision(
-            result.last_version.get(),
-        )),
-        position_option: Some(success::PositionOption::Position(append_resp::Position {
-            commit_position: position,
-            prepare_position: position,
-        })),
-    })
+    Ok(success_at(result.last_version.get(), Some(result.last_position.get())))
+}
+
+fn success_at(revision: u64, position: Option<u64>) -> append_resp::Success {
+    let position = match position {
+        Some(p) => success::PositionOption::Position(append_resp::Position {
+            commit_position: p,
+            prepare_position: p,
+        }),
+        None => success::PositionOption::NoPosition(Empty {}),
+    };
+    append_resp::Success {
+        current_revision_option: Some(success::CurrentRevisionOption::CurrentRevision(revision)),
+        position_option: Some(position),
+    }
 }
 
 fn check_only(

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::{
-    append::{self, Collector, Proposed},
+    append::{self, Collector, Proposed, Refused},
     context::Context,
     errors,
     proto::{
@@ -134,7 +134,10 @@ async fn commit(
     .map_err(errors::task_failed)?;
     let result = match outcome {
         Ok(done) => batch_append_resp::Result::Success(success_of(done)),
-        Err(e) => batch_append_resp::Result::Error(error_detail(e)),
+        Err(Refused::Store(e)) => batch_append_resp::Result::Error(error_detail(e)),
+        Err(Refused::Request(status)) => {
+            return Ok(failure(correlation_id, status));
+        }
     };
     Ok(BatchAppendResp {
         correlation_id,

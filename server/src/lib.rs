@@ -31,6 +31,7 @@ mod errors;
 mod features;
 mod filter;
 mod gossip;
+mod metadata;
 mod outbox;
 pub mod proto;
 mod read;

@@ -12,6 +12,7 @@ use tonic::Status;
 use crate::{
     errors,
     filter::EventFilter,
+    metadata,
     outbox::Outbox,
     proto::streams::{
         ReadReq, ReadResp,
@@ -146,6 +147,9 @@ fn read_stream(
     limit: usize,
     replies: &mut Replies,
 ) -> Result<(), Status> {
+    if let Some(target) = metadata::target(stream) {
+        return read_metadata(store, plan, stream, target, replies);
+    }
     let from = match (from, plan.backwards) {
         (StreamFrom::Revision(r), _) => StreamVersion(r),
         (StreamFrom::Start, false) => StreamVersion::START,
@@ -172,6 +176,29 @@ fn read_stream(
         }
     }
     Ok(())
+}
+
+/// A read of a metadata stream: its one current event (see `metadata`), whatever the direction.
+fn read_metadata(
+    store: &Store,
+    plan: &Plan,
+    meta_stream: &str,
+    target: &str,
+    replies: &mut Replies,
+) -> Result<(), Status> {
+    match metadata::current(store, target) {
+        Ok(Some((event, json))) => {
+            let content = read_resp::Content::Event(recorded::metadata_event(
+                &event,
+                &json,
+                plan.structured_ids,
+            ));
+            let _ = replies.send(Ok(ReadResp { content: Some(content) }));
+            Ok(())
+        }
+        Ok(None) | Err(Error::StreamNotFound { .. }) => not_found(meta_stream, replies),
+        Err(e) => Err(errors::from_store(e)),
+    }
 }
 
 /// An empty read of a stream still says when the stream does not exist.

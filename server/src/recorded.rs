@@ -15,10 +15,28 @@ use crate::{
 /// `event` as a read reply; `structured_ids` picks the id form.
 pub fn read_event(event: &RecordedEvent, structured_ids: bool) -> ReadEvent {
     let (content_type, custom) = content::unwrap(event.metadata());
+    let body = Body { content_type, custom, data: event.data() };
+    build(event, &body, structured_ids)
+}
+
+/// A metadata-stream event whose data is the stream's metadata as JSON (see `metadata`).
+pub fn metadata_event(event: &RecordedEvent, json: &[u8], structured_ids: bool) -> ReadEvent {
+    let body = Body { content_type: content::JSON, custom: &[], data: json };
+    build(event, &body, structured_ids)
+}
+
+/// What a reply carries besides the event's identity and place.
+struct Body<'a> {
+    content_type: &'a str,
+    custom: &'a [u8],
+    data: &'a [u8],
+}
+
+fn build(event: &RecordedEvent, body: &Body<'_>, structured_ids: bool) -> ReadEvent {
     let position = event.position().get();
     let metadata = HashMap::from([
         ("type".to_owned(), event.event_type().to_owned()),
-        ("content-type".to_owned(), content_type.to_owned()),
+        ("content-type".to_owned(), body.content_type.to_owned()),
         ("created".to_owned(), wire::created_ticks(event.timestamp_us())),
     ]);
     let recorded = read_event::RecordedEvent {
@@ -28,8 +46,8 @@ pub fn read_event(event: &RecordedEvent, structured_ids: bool) -> ReadEvent {
         prepare_position: position,
         commit_position: position,
         metadata,
-        custom_metadata: custom.to_vec(),
-        data: event.data().to_vec(),
+        custom_metadata: body.custom.to_vec(),
+        data: body.data.to_vec(),
     };
     ReadEvent {
         event: Some(recorded),

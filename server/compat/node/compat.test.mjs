@@ -221,3 +221,24 @@ test("delete and tombstone, and their errors", async () => {
   await assert.rejects(client.tombstoneStream(gone), StreamDeletedError);
   await assert.rejects(client.deleteStream(unique("never")), WrongExpectedVersionError);
 });
+
+test("stream metadata: max count applies, custom keys round-trip", async () => {
+  const stream = unique("meta");
+  const none = await client.getStreamMetadata(stream);
+  assert.equal(none.metadata, undefined);
+  await client.setStreamMetadata(stream, { maxCount: 2, owner: "ops", limits: { n: 1 } });
+  await client.appendToStream(stream, [event("A", {}), event("B", {}), event("C", {})]);
+  const events = await collect(client.readStream(stream));
+  assert.deepEqual(events.map((e) => e.type), ["B", "C"]);
+  const result = await client.getStreamMetadata(stream);
+  assert.equal(result.streamName, stream);
+  // This client reports the metadata event's commit position as `metastreamRevision`.
+  assert.equal(typeof result.metastreamRevision, "bigint");
+  assert.deepEqual(result.metadata, { maxCount: 2, owner: "ops", limits: { n: 1 } });
+  // This client version hands the options to appendToStream, which reads `streamState` (its
+  // typings say `expectedRevision`, which it ignores).
+  await assert.rejects(
+    client.setStreamMetadata(stream, { maxCount: 5 }, { streamState: NO_STREAM }),
+    WrongExpectedVersionError,
+  );
+});

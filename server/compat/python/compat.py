@@ -199,6 +199,21 @@ def check_delete_and_tombstone_and_their_errors():
     expect_error(StreamIsDeletedError, client.get_current_version, gone)
 
 
+def check_stream_metadata_max_count_and_custom_keys():
+    stream = unique("meta")
+    metadata, version = client.get_stream_metadata(stream)
+    assert metadata == {} and version == StreamState.NO_STREAM, (metadata, version)
+    client.set_stream_metadata(stream, metadata={"$maxCount": 2, "owner": "ops"},
+                               current_version=StreamState.NO_STREAM)
+    client.append_to_stream(stream, current_version=StreamState.ANY,
+                            events=[event("A"), event("B"), event("C")])
+    assert [e.type for e in client.get_stream(stream)] == ["B", "C"]
+    metadata, version = client.get_stream_metadata(stream)
+    assert metadata == {"$maxCount": 2, "owner": "ops"} and version == 0, (metadata, version)
+    expect_error(WrongCurrentVersionError, client.set_stream_metadata, stream,
+                 metadata={}, current_version=StreamState.NO_STREAM)
+
+
 def main():
     checks = [v for k, v in globals().items() if k.startswith("check_")]
     passed = failed = 0

@@ -5,6 +5,7 @@ mod append;
 mod delete;
 mod features;
 mod harness;
+mod metadata;
 mod read;
 mod shutdown;
 mod subscribe;
