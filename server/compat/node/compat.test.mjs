@@ -242,3 +242,16 @@ test("stream metadata: max count applies, custom keys round-trip", async () => {
     WrongExpectedVersionError,
   );
 });
+
+test("a +discover connection string finds the node through gossip", async () => {
+  const discovered = KurrentDBClient.connectionString(`kurrentdb+discover://${endpoint}?tls=false`);
+  try {
+    const stream = unique("discover");
+    const result = await discovered.appendToStream(stream, event("Found", {}), { streamState: NO_STREAM });
+    assert.equal(result.nextExpectedRevision, 0n);
+    const events = await collect(discovered.readStream(stream));
+    assert.deepEqual(events.map((e) => e.type), ["Found"]);
+  } finally {
+    await discovered.dispose();
+  }
+});

@@ -214,6 +214,18 @@ def check_stream_metadata_max_count_and_custom_keys():
                  metadata={}, current_version=StreamState.NO_STREAM)
 
 
+def check_a_discover_connection_string_finds_the_node_through_gossip():
+    discovered = KurrentDBClient(uri=f"kurrentdb+discover://{ENDPOINT}?tls=false")
+    try:
+        members = discovered.read_gossip()
+        assert len(members) == 1 and members[0].state == "NODE_STATE_LEADER", members
+        stream = unique("discover")
+        discovered.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=event("Found"))
+        assert [e.type for e in discovered.get_stream(stream)] == ["Found"]
+    finally:
+        discovered.close()
+
+
 def main():
     checks = [v for k, v in globals().items() if k.startswith("check_")]
     passed = failed = 0
