@@ -41,6 +41,6 @@ mod service;
 mod subscribe;
 mod wire;
 
-pub use context::{APPEND_BYTES_MAX_DEFAULT, Limits};
+pub use context::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};
 pub use features::SERVER_VERSION;
 pub use server::{ServeError, serve};

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use annal_server::{APPEND_BYTES_MAX_DEFAULT, Limits};
+use annal_server::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};
 use clap::Parser;
 
 /// Serve an annal event store over the KurrentDB gRPC protocol (v1, plaintext HTTP/2).
@@ -20,6 +20,9 @@ struct Args {
     /// Largest append accepted, in bytes of event data, metadata and type.
     #[arg(long, default_value_t = APPEND_BYTES_MAX_DEFAULT)]
     max_append_bytes: u64,
+    /// Most subscriptions open at once (each holds a thread in this version).
+    #[arg(long, default_value_t = SUBSCRIPTIONS_MAX_DEFAULT)]
+    max_subscriptions: usize,
 }
 
 fn main() -> ExitCode {
@@ -48,7 +51,10 @@ async fn run(args: Args) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // One line a script can wait for and read the port from.
     println!("annal-server listening on {local}");
-    let limits = Limits { append_bytes_max: args.max_append_bytes };
+    let limits = Limits {
+        append_bytes_max: args.max_append_bytes,
+        subscriptions_max: args.max_subscriptions,
+    };
     annal_server::serve(store, listener, limits, shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;

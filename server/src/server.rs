@@ -1,10 +1,13 @@
 //! Serving a store: the listener, the three services, and a graceful shutdown (stop accepting,
 //! end subscriptions, let in-flight calls finish, then close the store).
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use annal::Store;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tonic::transport::Server;
 use uuid::Uuid;
@@ -44,7 +47,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let advertised: SocketAddr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = Context { store: store.clone(), limits, shutdown: stop_rx };
+    let subscriptions = Arc::new(Semaphore::new(limits.subscriptions_max));
+    let ctx = Context { store: store.clone(), limits, shutdown: stop_rx, subscriptions };
     let message_max = usize::try_from(limits.append_bytes_max)
         .unwrap_or(usize::MAX)
         .saturating_add(MESSAGE_BYTES_SLACK);

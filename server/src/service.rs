@@ -1,7 +1,7 @@
 //! The gRPC service implementations: thin adapters from tonic's traits to the modules that do
 //! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `features`, `gossip`).
 
-use std::{net::SocketAddr, pin::Pin};
+use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -43,14 +43,29 @@ impl Streams for StreamsService {
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let plan = read::plan(request.into_inner())?;
+        // A subscription holds its permit (and its blocking thread) until it ends.
+        let permit = match plan.count {
+            Some(_) => None,
+            None => {
+                Some(Arc::clone(&self.ctx.subscriptions).try_acquire_owned().map_err(|_| {
+                    Status::resource_exhausted(format!(
+                        "at most {} subscriptions may be open at once",
+                        self.ctx.limits.subscriptions_max
+                    ))
+                })?)
+            }
+        };
         let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
         let mut outbox =
             Outbox::new(tx, self.ctx.shutdown.clone(), tokio::runtime::Handle::current());
         let store = self.ctx.store.clone();
         // A panic in the task drops the queue: the client sees the stream end, never a hang.
-        tokio::task::spawn_blocking(move || match plan.count {
-            Some(count) => read::run_counted(&store, &plan, count, &mut outbox),
-            None => subscribe::run(&store, &plan, &mut outbox),
+        tokio::task::spawn_blocking(move || {
+            match plan.count {
+                Some(count) => read::run_counted(&store, &plan, count, &mut outbox),
+                None => subscribe::run(&store, &plan, &mut outbox),
+            }
+            drop(permit);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

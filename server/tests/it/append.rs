@@ -73,7 +73,8 @@ async fn append_with_a_wrong_expected_revision_replies_with_the_current_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_over_the_size_limit_is_maximum_append_size_exceeded_and_writes_nothing() {
-    let server = TestServer::start_with(Limits { append_bytes_max: 1000 }).await;
+    let server =
+        TestServer::start_with(Limits { append_bytes_max: 1000, ..Limits::default() }).await;
     let mut client = server.streams().await;
     let big = "x".repeat(600);
     let mut requests = vec![crate::harness::append_options("big", Expected::Any(empty()))];

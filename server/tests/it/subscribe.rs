@@ -168,3 +168,37 @@ async fn subscription_to_a_tombstoned_stream_fails_with_stream_deleted() {
     assert_eq!(crate::harness::exception(&status).as_deref(), Some("stream-deleted"));
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_past_the_limit_are_refused_and_a_closed_one_frees_its_place() {
+    let limits = annal_server::Limits { subscriptions_max: 1, ..annal_server::Limits::default() };
+    let server = TestServer::start_with(limits).await;
+    let mut client = server.streams().await;
+    let request = || {
+        read_request(
+            all_from(AllOption::Start(empty())),
+            false,
+            subscription(),
+            FilterOption::NoFilter(empty()),
+        )
+    };
+    let mut first = client.read(request()).await.unwrap().into_inner();
+    assert!(matches!(next(&mut first).await, Content::Confirmation(_)));
+    let status = client.read(request()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    drop(first);
+    // The dropped subscription's task notices within its poll interval and lets go.
+    let mut retries = 0;
+    let mut second = loop {
+        match client.read(request()).await {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && retries < 300 => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    assert!(matches!(next(&mut second).await, Content::Confirmation(_)));
+    server.stop().await.unwrap();
+}
