@@ -28,8 +28,10 @@ use crate::{
     wire,
 };
 
-/// Most appends one call may have open (sent, not yet final) at once.
-pub const OPEN_APPENDS_MAX: usize = 1024;
+/// Most appends one call may have open (sent, not yet final) at once. Each holds at most the
+/// append limit in memory, so one call holds at most this many times that (64 MiB with the
+/// default 1 MiB limit).
+pub const OPEN_APPENDS_MAX: usize = 64;
 
 /// Replies a call may have queued for its client.
 pub const REPLY_QUEUE: usize = 64;
