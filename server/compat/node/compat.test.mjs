@@ -1,0 +1,257 @@
+// annal-server checked with the official KurrentDB Node client, used as its documentation shows.
+// Run by ../run.sh, which starts the server and sets ANNAL_SERVER to its HOST:PORT.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import {
+  KurrentDBClient,
+  jsonEvent,
+  binaryEvent,
+  ANY,
+  NO_STREAM,
+  STREAM_EXISTS,
+  START,
+  END,
+  FORWARDS,
+  BACKWARDS,
+  WrongExpectedVersionError,
+  StreamNotFoundError,
+  StreamDeletedError,
+  streamNameFilter,
+  eventTypeFilter,
+} from "@kurrent/kurrentdb-client";
+
+const endpoint = process.env.ANNAL_SERVER;
+assert.ok(endpoint, "ANNAL_SERVER (host:port) must be set");
+const client = KurrentDBClient.connectionString(`kurrentdb://${endpoint}?tls=false`);
+after(() => client.dispose());
+
+const unique = (prefix) => `${prefix}-${randomUUID()}`;
+const event = (type, data) => jsonEvent({ type, data });
+
+async function collect(iterable) {
+  const out = [];
+  for await (const resolved of iterable) out.push(resolved.event);
+  return out;
+}
+
+/** Takes the next `n` events from a subscription, failing rather than hanging. */
+function take(subscription, n, seconds = 20) {
+  return new Promise((resolve, reject) => {
+    const out = [];
+    const done = (finish) => {
+      clearTimeout(timer);
+      subscription.off("data", onData);
+      subscription.off("error", onError);
+      subscription.pause();
+      finish();
+    };
+    const onData = (resolved) => {
+      out.push(resolved.event);
+      if (out.length === n) done(() => resolve(out));
+    };
+    const onError = (error) => done(() => reject(error));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`only ${out.length} of ${n} events arrived`))),
+      seconds * 1000,
+    );
+    subscription.on("data", onData);
+    subscription.on("error", onError);
+    subscription.resume();
+  });
+}
+
+test("append with each expected state, and the conflict", async () => {
+  const stream = unique("append");
+  let result = await client.appendToStream(stream, [event("A", { n: 1 }), event("B", { n: 2 })], {
+    streamState: NO_STREAM,
+  });
+  assert.equal(result.success, true);
+  assert.equal(result.nextExpectedRevision, 1n);
+  assert.ok(result.position.commit >= 1n);
+  assert.equal(result.position.commit, result.position.prepare);
+
+  result = await client.appendToStream(stream, event("C", {}), { streamState: 1n });
+  assert.equal(result.nextExpectedRevision, 2n);
+  result = await client.appendToStream(stream, event("D", {}), { streamState: STREAM_EXISTS });
+  assert.equal(result.nextExpectedRevision, 3n);
+  result = await client.appendToStream(stream, event("E", {}), { streamState: ANY });
+  assert.equal(result.nextExpectedRevision, 4n);
+
+  await assert.rejects(
+    client.appendToStream(stream, event("X", {}), { streamState: 1n }),
+    (error) => {
+      assert.ok(error instanceof WrongExpectedVersionError, `got ${error}`);
+      assert.equal(error.streamName, stream);
+      assert.equal(error.actualState, 4n);
+      assert.equal(error.expectedState, 1n);
+      return true;
+    },
+  );
+  await assert.rejects(
+    client.appendToStream(stream, event("X", {}), { streamState: NO_STREAM }),
+    WrongExpectedVersionError,
+  );
+  await assert.rejects(
+    client.appendToStream(unique("missing"), event("X", {}), { streamState: STREAM_EXISTS }),
+    WrongExpectedVersionError,
+  );
+});
+
+test("read a stream forwards and backwards, JSON and binary events, not found", async () => {
+  const stream = unique("read");
+  const id = randomUUID();
+  await client.appendToStream(stream, [
+    jsonEvent({ id, type: "Json", data: { hello: "world" }, metadata: { by: "node" } }),
+    binaryEvent({ type: "Bin", data: Buffer.from([1, 2, 3]) }),
+    event("Third", { n: 3 }),
+  ]);
+
+  const forwards = await collect(client.readStream(stream, { fromRevision: START, direction: FORWARDS, maxCount: 10 }));
+  assert.deepEqual(forwards.map((e) => [e.type, e.revision]), [["Json", 0n], ["Bin", 1n], ["Third", 2n]]);
+  assert.equal(forwards[0].id, id);
+  assert.equal(forwards[0].streamId, stream);
+  assert.equal(forwards[0].isJson, true);
+  assert.deepEqual(forwards[0].data, { hello: "world" });
+  assert.deepEqual(forwards[0].metadata, { by: "node" });
+  assert.equal(forwards[1].isJson, false);
+  assert.deepEqual(Buffer.from(forwards[1].data), Buffer.from([1, 2, 3]));
+  const age = Date.now() - new Date(forwards[0].created).getTime();
+  assert.ok(age >= -5000 && age < 600000, `created ${forwards[0].created} is not a recent time`);
+
+  const backwards = await collect(client.readStream(stream, { fromRevision: END, direction: BACKWARDS, maxCount: 2 }));
+  assert.deepEqual(backwards.map((e) => e.revision), [2n, 1n]);
+  const fromOne = await collect(client.readStream(stream, { fromRevision: 1n, maxCount: 10 }));
+  assert.deepEqual(fromOne.map((e) => e.revision), [1n, 2n]);
+
+  await assert.rejects(collect(client.readStream(unique("nothing"))), StreamNotFoundError);
+});
+
+test("read $all forwards and backwards", async () => {
+  const stream = unique("all");
+  await client.appendToStream(stream, [event("A1", {}), event("A2", {})]);
+  const forwards = (await collect(client.readAll({ fromPosition: START, direction: FORWARDS, maxCount: 100000 })))
+    .filter((e) => e.streamId === stream);
+  assert.deepEqual(forwards.map((e) => e.type), ["A1", "A2"]);
+  assert.ok(forwards[0].position.commit < forwards[1].position.commit);
+
+  const backwards = await collect(client.readAll({ fromPosition: END, direction: BACKWARDS, maxCount: 2 }));
+  assert.deepEqual(backwards.map((e) => e.type), ["A2", "A1"]);
+  assert.ok(backwards[0].position.commit > backwards[1].position.commit);
+
+  // Forwards from a position includes it.
+  const from = await collect(client.readAll({ fromPosition: forwards[1].position, maxCount: 1 }));
+  assert.deepEqual(from.map((e) => e.type), ["A2"]);
+});
+
+test("subscribe to a stream: catch-up then live", async () => {
+  const stream = unique("sub");
+  await client.appendToStream(stream, [event("Old1", {}), event("Old2", {})]);
+  const subscription = client.subscribeToStream(stream, { fromRevision: START });
+  let caughtUp = false;
+  subscription.on("caughtUp", () => { caughtUp = true; });
+  const history = await take(subscription, 2);
+  assert.deepEqual(history.map((e) => e.type), ["Old1", "Old2"]);
+  await client.appendToStream(stream, event("New", {}));
+  const live = await take(subscription, 1);
+  assert.deepEqual(live.map((e) => [e.type, e.revision]), [["New", 2n]]);
+  await subscription.unsubscribe();
+  assert.equal(caughtUp, true, "caughtUp was reported");
+});
+
+test("subscribe to $all with a stream-name filter and checkpoints, then live", async () => {
+  const prefix = unique("filtered");
+  for (let i = 0; i < 5; i++) await client.appendToStream(unique("noise"), event("Noise", {}));
+  await client.appendToStream(`${prefix}-1`, event("Wanted", { i: 1 }));
+  const checkpoints = [];
+  const subscription = client.subscribeToAll({
+    fromPosition: START,
+    filter: streamNameFilter({
+      prefixes: [prefix],
+      checkpointInterval: 1,
+      checkpointReached: (_sub, position) => { checkpoints.push(position.commit); },
+    }),
+  });
+  const history = await take(subscription, 1);
+  assert.deepEqual(history.map((e) => e.streamId), [`${prefix}-1`]);
+  await client.appendToStream(unique("noise"), event("Noise", {}));
+  await client.appendToStream(`${prefix}-2`, event("Wanted", { i: 2 }));
+  const live = await take(subscription, 1);
+  assert.deepEqual(live.map((e) => e.streamId), [`${prefix}-2`]);
+  await subscription.unsubscribe();
+  assert.ok(checkpoints.length > 0, "checkpoints were reported");
+});
+
+test("subscribe to $all with an event-type regex filter from the end", async () => {
+  const type = `Type${randomUUID().replaceAll("-", "")}`;
+  const subscription = client.subscribeToAll({ fromPosition: END, filter: eventTypeFilter({ regex: `^${type}$` }) });
+  await new Promise((resolve) => subscription.once("confirmation", resolve));
+  await client.appendToStream(unique("typed"), [event("Other", {}), event(type, { ok: true })]);
+  const live = await take(subscription, 1);
+  assert.deepEqual(live.map((e) => [e.type, e.data]), [[type, { ok: true }]]);
+  await subscription.unsubscribe();
+});
+
+test("delete and tombstone, and their errors", async () => {
+  const stream = unique("delete");
+  await client.appendToStream(stream, [event("A", {}), event("B", {})]);
+  await assert.rejects(client.deleteStream(stream, { expectedRevision: 0n }), (error) => {
+    assert.ok(error instanceof WrongExpectedVersionError, `got ${error}`);
+    assert.equal(error.streamName, stream);
+    assert.equal(error.expectedState, 0n);
+    assert.equal(error.actualState, 1n);
+    return true;
+  });
+  const deleted = await client.deleteStream(stream, { expectedRevision: 1n });
+  assert.ok(deleted.position.commit > 0n);
+  await assert.rejects(collect(client.readStream(stream)), StreamNotFoundError);
+  // An append brings a soft-deleted stream back, its revisions continuing.
+  const back = await client.appendToStream(stream, event("C", {}), { streamState: NO_STREAM });
+  assert.equal(back.nextExpectedRevision, 2n);
+
+  const gone = unique("tombstone");
+  await client.appendToStream(gone, event("A", {}));
+  await client.tombstoneStream(gone);
+  await assert.rejects(client.appendToStream(gone, event("B", {})), (error) => {
+    assert.ok(error instanceof StreamDeletedError, `got ${error}`);
+    assert.equal(error.streamName, gone);
+    return true;
+  });
+  await assert.rejects(collect(client.readStream(gone)), StreamDeletedError);
+  await assert.rejects(client.tombstoneStream(gone), StreamDeletedError);
+  await assert.rejects(client.deleteStream(unique("never")), WrongExpectedVersionError);
+});
+
+test("stream metadata: max count applies, custom keys round-trip", async () => {
+  const stream = unique("meta");
+  const none = await client.getStreamMetadata(stream);
+  assert.equal(none.metadata, undefined);
+  await client.setStreamMetadata(stream, { maxCount: 2, owner: "ops", limits: { n: 1 } });
+  await client.appendToStream(stream, [event("A", {}), event("B", {}), event("C", {})]);
+  const events = await collect(client.readStream(stream));
+  assert.deepEqual(events.map((e) => e.type), ["B", "C"]);
+  const result = await client.getStreamMetadata(stream);
+  assert.equal(result.streamName, stream);
+  // This client reports the metadata event's commit position as `metastreamRevision`.
+  assert.equal(typeof result.metastreamRevision, "bigint");
+  assert.deepEqual(result.metadata, { maxCount: 2, owner: "ops", limits: { n: 1 } });
+  // This client version hands the options to appendToStream, which reads `streamState` (its
+  // typings say `expectedRevision`, which it ignores).
+  await assert.rejects(
+    client.setStreamMetadata(stream, { maxCount: 5 }, { streamState: NO_STREAM }),
+    WrongExpectedVersionError,
+  );
+});
+
+test("a +discover connection string finds the node through gossip", async () => {
+  const discovered = KurrentDBClient.connectionString(`kurrentdb+discover://${endpoint}?tls=false`);
+  try {
+    const stream = unique("discover");
+    const result = await discovered.appendToStream(stream, event("Found", {}), { streamState: NO_STREAM });
+    assert.equal(result.nextExpectedRevision, 0n);
+    const events = await collect(discovered.readStream(stream));
+    assert.deepEqual(events.map((e) => e.type), ["Found"]);
+  } finally {
+    await discovered.dispose();
+  }
+});

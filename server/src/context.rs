@@ -1,0 +1,51 @@
+//! What every request handler shares: the store, the server's limits, and the signal that the
+//! server is shutting down (long-lived calls such as subscriptions end on it).
+
+use std::sync::Arc;
+
+use annal::Store;
+use tokio::sync::{Semaphore, watch};
+
+/// Default largest append, in bytes of event data, custom metadata and type (the protocol's
+/// reference server defaults to the same 1 MiB).
+pub const APPEND_BYTES_MAX_DEFAULT: u64 = 1 << 20;
+
+/// Replies a read or subscription may have queued for a slow client before its reader waits.
+pub const READ_QUEUE_REPLIES: usize = 64;
+
+/// Default most live subscriptions at once. Each holds a thread of tokio's blocking pool
+/// (512 threads by default) until the library's async subscriptions replace the polling; the
+/// rest of the pool stays for reads and appends.
+pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 256;
+
+/// The server's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest append accepted (`maximum-append-size-exceeded` above it).
+    pub append_bytes_max: u64,
+    /// Most subscriptions open at once; more are refused with `RESOURCE_EXHAUSTED` rather than
+    /// left waiting for a thread.
+    pub subscriptions_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            append_bytes_max: APPEND_BYTES_MAX_DEFAULT,
+            subscriptions_max: SUBSCRIPTIONS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// The state handlers share; cloning is cheap.
+#[derive(Clone)]
+pub struct Context {
+    /// The store served.
+    pub store: Store,
+    /// The server's limits.
+    pub limits: Limits,
+    /// Becomes `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// One permit per subscription that may be open ([`Limits::subscriptions_max`]).
+    pub subscriptions: Arc<Semaphore>,
+}

@@ -1,0 +1,46 @@
+//! # annal-server: an annal event store behind the KurrentDB gRPC protocol (v1)
+//!
+//! A single-node server that lets the official KurrentDB clients (Node, Python, Rust, .NET,
+//! Java, Go) use an annal store: they connect with `kurrentdb://127.0.0.1:2113?tls=false`.
+//! What of the protocol is implemented, and how positions, versions and metadata map, is in
+//! `docs/server.md`.
+//!
+//! Layers: `proto` (generated messages) → `wire`, `content`, `errors`, `filter` (the
+//! protocol's values, errors and filters, each rule once) → `append`, `batch`, `read`,
+//! `subscribe`, `delete`, `features`, `gossip` (one job per call) → `service` (tonic's traits)
+//! → `server` (listening and shutdown).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = annal::Store::open("/tmp/annal-demo")?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:2113").await?;
+//! annal_server::serve(store, listener, annal_server::Limits::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod append;
+mod batch;
+mod content;
+mod context;
+mod delete;
+mod errors;
+mod features;
+mod filter;
+mod gossip;
+mod metadata;
+mod outbox;
+pub mod proto;
+mod read;
+mod recorded;
+mod server;
+mod service;
+mod subscribe;
+mod wire;
+
+pub use context::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};
+pub use features::SERVER_VERSION;
+pub use server::{ServeError, serve};

@@ -1,0 +1,79 @@
+//! Serving a store: the listener, the three services, and a graceful shutdown (stop accepting,
+//! end subscriptions, let in-flight calls finish, then close the store).
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use annal::Store;
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
+use tonic::transport::Server;
+use uuid::Uuid;
+
+use crate::{
+    context::{Context, Limits},
+    proto::{
+        gossip::gossip_server::GossipServer,
+        server_features::server_features_server::ServerFeaturesServer,
+        streams::streams_server::StreamsServer,
+    },
+    service::{FeaturesService, GossipService, StreamsService},
+};
+
+/// Room above the append limit for one gRPC message (so an append just over the limit gets the
+/// protocol's `maximum-append-size-exceeded`, and only far larger messages are cut off by the
+/// transport).
+pub const MESSAGE_BYTES_SLACK: usize = 4 << 20;
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listener's address could not be read.
+    #[error("listener: {0}")]
+    Listener(#[from] std::io::Error),
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `store` on `listener` until `shutdown` completes, then closes the store.
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let advertised: SocketAddr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let subscriptions = Arc::new(Semaphore::new(limits.subscriptions_max));
+    let ctx = Context { store: store.clone(), limits, shutdown: stop_rx, subscriptions };
+    let message_max = usize::try_from(limits.append_bytes_max)
+        .unwrap_or(usize::MAX)
+        .saturating_add(MESSAGE_BYTES_SLACK);
+    let streams = StreamsServer::new(StreamsService { ctx })
+        .max_decoding_message_size(message_max)
+        .max_encoding_message_size(usize::MAX);
+    let gossip = GossipServer::new(GossipService { instance: Uuid::new_v4(), advertised });
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        // Replies are small and latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(stream)
+    });
+    let signal = async move {
+        shutdown.await;
+        // Subscriptions and reads watch this and end, so the connections can drain.
+        let _ = stop_tx.send(true);
+    };
+    let served = Server::builder()
+        .add_service(streams)
+        .add_service(ServerFeaturesServer::new(FeaturesService))
+        .add_service(gossip)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await;
+    let closing = store.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    served.map_err(ServeError::from)
+}

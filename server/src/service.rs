@@ -1,0 +1,161 @@
+//! The gRPC service implementations: thin adapters from tonic's traits to the modules that do
+//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `features`, `gossip`).
+
+use std::{net::SocketAddr, pin::Pin, sync::Arc};
+
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::{
+    append, batch,
+    context::{Context, READ_QUEUE_REPLIES},
+    delete::{self, Expected, Kind},
+    features, gossip,
+    outbox::Outbox,
+    proto::{
+        gossip::{ClusterInfo, gossip_server::Gossip},
+        server_features::{SupportedMethods, server_features_server::ServerFeatures},
+        shared::Empty,
+        streams::{
+            AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
+            ReadResp, TombstoneReq, TombstoneResp, delete_req, delete_resp,
+            streams_server::Streams, tombstone_req, tombstone_resp,
+        },
+    },
+    read, subscribe,
+};
+
+/// A boxed reply stream.
+type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The Streams service.
+pub struct StreamsService {
+    /// Shared state.
+    pub ctx: Context,
+}
+
+#[tonic::async_trait]
+impl Streams for StreamsService {
+    type ReadStream = ReplyStream<ReadResp>;
+    type BatchAppendStream = ReplyStream<BatchAppendResp>;
+
+    async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
+        let plan = read::plan(request.into_inner())?;
+        // A subscription holds its permit (and its blocking thread) until it ends.
+        let permit = match plan.count {
+            Some(_) => None,
+            None => {
+                Some(Arc::clone(&self.ctx.subscriptions).try_acquire_owned().map_err(|_| {
+                    Status::resource_exhausted(format!(
+                        "at most {} subscriptions may be open at once",
+                        self.ctx.limits.subscriptions_max
+                    ))
+                })?)
+            }
+        };
+        let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
+        let mut outbox =
+            Outbox::new(tx, self.ctx.shutdown.clone(), tokio::runtime::Handle::current());
+        let store = self.ctx.store.clone();
+        // A panic in the task drops the queue: the client sees the stream end, never a hang.
+        tokio::task::spawn_blocking(move || {
+            match plan.count {
+                Some(count) => read::run_counted(&store, &plan, count, &mut outbox),
+                None => subscribe::run(&store, &plan, &mut outbox),
+            }
+            drop(permit);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn append(
+        &self,
+        request: Request<Streaming<AppendReq>>,
+    ) -> Result<Response<AppendResp>, Status> {
+        append::append(&self.ctx, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
+        use delete_req::options::ExpectedStreamRevision as E;
+        let options = request.into_inner().options.ok_or_else(missing_options)?;
+        let expected = options.expected_stream_revision.map(|e| match e {
+            E::Revision(v) => Expected::Revision(v),
+            E::NoStream(_) => Expected::NoStream,
+            E::Any(_) => Expected::Any,
+            E::StreamExists(_) => Expected::StreamExists,
+        });
+        let at = delete::run(
+            &self.ctx.store,
+            Kind::Delete,
+            options.stream_identifier.as_ref(),
+            expected,
+        )
+        .await?;
+        let position = delete_resp::Position { commit_position: at, prepare_position: at };
+        Ok(Response::new(DeleteResp {
+            position_option: Some(delete_resp::PositionOption::Position(position)),
+        }))
+    }
+
+    async fn tombstone(
+        &self,
+        request: Request<TombstoneReq>,
+    ) -> Result<Response<TombstoneResp>, Status> {
+        use tombstone_req::options::ExpectedStreamRevision as E;
+        let options = request.into_inner().options.ok_or_else(missing_options)?;
+        let expected = options.expected_stream_revision.map(|e| match e {
+            E::Revision(v) => Expected::Revision(v),
+            E::NoStream(_) => Expected::NoStream,
+            E::Any(_) => Expected::Any,
+            E::StreamExists(_) => Expected::StreamExists,
+        });
+        let stream = options.stream_identifier.as_ref();
+        let at = delete::run(&self.ctx.store, Kind::Tombstone, stream, expected).await?;
+        let position = tombstone_resp::Position { commit_position: at, prepare_position: at };
+        Ok(Response::new(TombstoneResp {
+            position_option: Some(tombstone_resp::PositionOption::Position(position)),
+        }))
+    }
+
+    async fn batch_append(
+        &self,
+        request: Request<Streaming<BatchAppendReq>>,
+    ) -> Result<Response<Self::BatchAppendStream>, Status> {
+        let replies = batch::start(self.ctx.clone(), request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
+    }
+}
+
+fn missing_options() -> Status {
+    Status::invalid_argument("options missing")
+}
+
+/// The ServerFeatures service.
+pub struct FeaturesService;
+
+#[tonic::async_trait]
+impl ServerFeatures for FeaturesService {
+    async fn get_supported_methods(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<SupportedMethods>, Status> {
+        Ok(Response::new(features::supported_methods()))
+    }
+}
+
+/// The Gossip service.
+pub struct GossipService {
+    /// This server process's id.
+    pub instance: Uuid,
+    /// The address clients reach this node on.
+    pub advertised: SocketAddr,
+}
+
+#[tonic::async_trait]
+impl Gossip for GossipService {
+    async fn read(&self, _request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+        Ok(Response::new(gossip::cluster_info(self.instance, self.advertised)))
+    }
+}

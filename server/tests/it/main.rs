@@ -1,0 +1,11 @@
+//! annal-server over real gRPC: an in-process server on a free loopback port, driven by a tonic
+//! client generated from the same protocol files.
+
+mod append;
+mod delete;
+mod features;
+mod harness;
+mod metadata;
+mod read;
+mod shutdown;
+mod subscribe;
