@@ -15,7 +15,9 @@
 //! fsyncs and publishes sealed groups and rotates segments, and knows nothing of the rules that
 //! produced them. This module runs the loop between them and answers the callers.
 
+mod answer;
 mod appender;
+mod future;
 mod idempotency;
 mod request;
 mod sequencer;
@@ -25,11 +27,16 @@ use std::{
     collections::HashMap,
     io,
     panic::{self, AssertUnwindSafe},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering, fence},
+    },
 };
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+pub(crate) use answer::{Answer, Heard, Reply, blocking_pair, own_pair};
+pub use future::{AppendFuture, AppendOneFuture};
 pub(crate) use idempotency::IdWindow;
 pub(crate) use request::AppendRequest;
 pub(crate) use request::validate_readable_stream_name;
@@ -57,7 +64,24 @@ pub(crate) enum Message {
     Shutdown,
 }
 
-type Reply = Sender<Result<MultiAppendResult>>;
+/// What the store's handles share with the writer thread.
+#[derive(Default)]
+pub(crate) struct WriterLink {
+    /// Set once the writer has answered every append it committed and takes no more: an append
+    /// sent after its last look at the queue is never answered, so its caller must not wait.
+    stopped: AtomicBool,
+}
+
+impl WriterLink {
+    /// Whether the writer has stopped taking appends, as seen after a send: if not, the writer
+    /// will see every append sent before this call (the two `SeqCst` fences pair up with the
+    /// writer's in [`Writer::stop`], so either the caller sees the flag or the writer's last
+    /// look at the queue sees the append).
+    pub fn stopped_after_send(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
 
 /// A group's callers and what each is told.
 type Answers = Vec<(Reply, Result<MultiAppendResult>)>;
@@ -86,6 +110,7 @@ pub(crate) struct Writer {
     appender: Appender,
     /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
     _alive: Sender<()>,
+    link: Arc<WriterLink>,
     /// Answers of large groups, for the answering thread.
     answerer: Sender<Answers>,
     answer_thread: Option<std::thread::JoinHandle<()>>,
@@ -112,7 +137,7 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
     let handle = std::thread::Builder::new().name("annal-answer".into()).spawn(move || {
         for answers in rx {
             for (reply, answer) in answers {
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
         }
     })?;
@@ -129,6 +154,7 @@ impl Writer {
         active: Arc<Segment>,
         next_sequence: u64,
         alive: Sender<()>,
+        link: Arc<WriterLink>,
     ) -> io::Result<Writer> {
         let sequencer = Sequencer::new(Arc::clone(&shared), IdWindow::new(0), next_sequence);
         let appender = Appender::new(Arc::clone(&shared), active);
@@ -139,6 +165,7 @@ impl Writer {
             sequencer,
             appender,
             _alive: alive,
+            link,
             answerer,
             answer_thread: Some(answer_thread),
             window_refilled: false,
@@ -268,9 +295,7 @@ impl Writer {
         });
         if inline {
             // Few callers: waking them here is cheaper than waking the answering thread.
-            answers.for_each(|(reply, answer)| {
-                let _ = reply.send(answer);
-            });
+            answers.for_each(|(reply, answer)| reply.send(answer));
         } else {
             // Waking each caller is a futex call; with many callers that would delay the next
             // group by as much as an fsync, so another thread does it meanwhile.
@@ -288,9 +313,13 @@ impl Writer {
             let _ = handle.join();
         }
         self.appender.close();
+        // From here on a caller that sends does not wait (see `WriterLink::stopped_after_send`);
+        // whatever it sent before is answered by the loop below.
+        self.link.stopped.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         while let Ok(message) = self.rx.try_recv() {
             if let Message::Append(request) = message {
-                let _ = request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
+                request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
             }
         }
     }

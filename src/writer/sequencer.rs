@@ -46,7 +46,7 @@ impl Checked {
 
     /// Answers it with `error` instead of sealing it.
     pub fn refuse(self, error: Error) {
-        let _ = self.request.reply.send(Err(error));
+        self.request.reply.send(Err(error));
     }
 }
 
@@ -151,7 +151,7 @@ impl Sequencer {
     /// sealed; otherwise it is answered here (a retry with the group, anything else at once).
     pub fn check(&mut self, request: AppendRequest) -> Option<Checked> {
         if let Some(error) = self.shared.poisoned() {
-            let _ = request.reply.send(Err(error));
+            request.reply.send(Err(error));
             return None;
         }
         let behind = self.behind.as_ref().map(|g| &g.sealed);
@@ -165,7 +165,7 @@ impl Sequencer {
                 return None;
             }
             Verdict::Conflict(error) => {
-                let _ = request.reply.send(Err(error));
+                request.reply.send(Err(error));
                 return None;
             }
         }
@@ -174,7 +174,7 @@ impl Sequencer {
             match self.check_part(part) {
                 Ok(current) => currents.push(current),
                 Err(error) => {
-                    let _ = request.reply.send(Err(error));
+                    request.reply.send(Err(error));
                     return None;
                 }
             }
@@ -229,7 +229,7 @@ impl Sequencer {
                 self.current.sealed.bytes.truncate(before);
                 // Nothing of this group is written: a poisoned store commits nothing more.
                 self.shared.poison("seal record", io::Error::other(overflow));
-                let _ = request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
+                request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
                 return;
             }
         };
