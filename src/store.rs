@@ -58,8 +58,8 @@ struct Inner {
     tx: Option<Sender<Message>>,
     /// Disconnects when the writer thread has stopped (nothing is ever sent on it).
     writer_gone: Receiver<()>,
-    /// Whether the writer still takes appends.
-    link: Arc<WriterLink>,
+    /// The writer's committer and whether it still takes appends; `None` when read-only.
+    link: Option<Arc<WriterLink>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     /// The directory lock (none when read-only), released once the writer has stopped.
@@ -107,6 +107,11 @@ pub struct Stats {
     /// `docs/format.md`): a store written by an older build keeps its older segments, and new
     /// segments get [`FORMAT_VERSION`](crate::format::FORMAT_VERSION).
     pub format_versions: (u16, u16),
+    /// Appends committed by their own thread since the store was opened: a blocking append
+    /// that finds the writer idle (nothing queued, no group in flight) writes, syncs and
+    /// publishes itself instead of waking the writer thread. The others went through the
+    /// writer's queue and group commit.
+    pub inline_commits: u64,
 }
 
 impl Store {
@@ -163,23 +168,20 @@ impl Store {
         ));
         shared.set_close_table_current(recovered.close_table_used);
         let (alive, writer_gone) = crossbeam_channel::bounded(0);
-        let link = Arc::new(WriterLink::default());
-        let (tx, handle) = match active.filter(|_| writable) {
+        let (tx, link, handle) = match active.filter(|_| writable) {
             Some(active) => {
                 let capacity = shared.options().queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let next_sequence = recovered.next_sequence;
-                let writer_link = Arc::clone(&link);
-                let writer =
-                    Writer::new(Arc::clone(&shared), rx, active, next_sequence, alive, writer_link)
+                let (writer, link) =
+                    Writer::new(Arc::clone(&shared), rx, active, recovered.next_sequence, alive)
                         .map_err(Error::io("spawn answering thread", &dir))?;
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())
                     .map_err(Error::io("spawn writer thread", &dir))?;
-                (Some(tx), Some(handle))
+                (Some(tx), Some(link), Some(handle))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         if tx.is_some() {
             start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
@@ -251,7 +253,8 @@ impl Store {
         parts: impl IntoIterator<Item = StreamAppend>,
     ) -> AppendFuture {
         let parts = parts.into_iter().collect();
-        match self.enqueue(parts, AppendRequest::build, own_pair()) {
+        // Never inline: a future must not block its thread for a commit.
+        match self.enqueue(parts, AppendRequest::build, own_pair(), false) {
             Err(error) => AppendFuture::ready(Err(error)),
             Ok(Queued::Done(outcome)) => AppendFuture::ready(outcome),
             Ok(Queued::Waiting(answer)) => AppendFuture::waiting(
@@ -263,7 +266,7 @@ impl Store {
     }
 
     fn submit(&self, parts: Vec<StreamAppend>, build: BuildRequest) -> Result<MultiAppendResult> {
-        match self.enqueue(parts, build, blocking_pair())? {
+        match self.enqueue(parts, build, blocking_pair(), true)? {
             Queued::Done(outcome) => outcome,
             Queued::Waiting(answer) => match answer.wait() {
                 Heard::Answered(outcome) => outcome,
@@ -272,23 +275,40 @@ impl Store {
         }
     }
 
-    /// Checks and encodes an append and hands it to the writer, to be answered through `pair`.
+    /// Checks and encodes an append and hands it to the writer, to be answered through `pair`;
+    /// with `inline`, commits it on this thread instead if the writer is idle.
     fn enqueue(
         &self,
         parts: Vec<StreamAppend>,
         build: BuildRequest,
         (reply, answer): (Reply, Answer),
+        inline: bool,
     ) -> Result<Queued> {
         let shared = &self.inner.shared;
         if let Some(error) = shared.poisoned() {
             return Err(error);
         }
-        let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
-        let request = build(parts, shared.options(), reply)?;
+        let (Some(tx), Some(link)) = (&self.inner.tx, &self.inner.link) else {
+            return Err(Error::ReadOnly);
+        };
+        let mut request = build(parts, shared.options(), reply)?;
+        if inline {
+            match link.commit_inline(request, tx) {
+                // Answered in its slot by the commit; only a panic of the commit leaves it
+                // unanswered, after poisoning the store.
+                Ok(()) => {
+                    return Ok(Queued::Done(match answer.try_take() {
+                        Some(Heard::Answered(outcome)) => outcome,
+                        _ => Err(shared.poisoned().unwrap_or(Error::Closed)),
+                    }));
+                }
+                Err(given_back) => request = given_back,
+            }
+        }
         if tx.send(Message::Append(request)).is_err() {
             return Err(self.writer_ended());
         }
-        if self.inner.link.stopped_after_send() {
+        if link.stopped_after_send() {
             // The request may have slipped into the queue after the writer's last look at it,
             // and would never be answered: take an answer that is there, else do not wait.
             return Ok(Queued::Done(match answer.try_take() {
@@ -384,6 +404,7 @@ impl Store {
                 segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
                 segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),
             ),
+            inline_commits: self.inner.link.as_ref().map_or(0, |link| link.inline_commits()),
         }
     }
 

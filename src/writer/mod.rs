@@ -17,6 +17,7 @@
 
 mod answer;
 mod appender;
+mod commit;
 mod future;
 mod idempotency;
 mod request;
@@ -28,8 +29,8 @@ use std::{
     io,
     panic::{self, AssertUnwindSafe},
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering, fence},
+        Arc, Mutex, MutexGuard, TryLockError,
+        atomic::{AtomicBool, AtomicU64, Ordering, fence},
     },
 };
 
@@ -44,15 +45,13 @@ pub use request::{
     EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
 };
 
-use self::{
-    appender::Appender,
-    sequencer::{Group, Sequencer},
-};
+use self::commit::Committer;
 use crate::{
     error::{Error, Result},
     lifecycle::MetaRecord,
     segment::Segment,
     shared::Shared,
+    sync,
     types::MultiAppendResult,
 };
 
@@ -64,12 +63,15 @@ pub(crate) enum Message {
     Shutdown,
 }
 
-/// What the store's handles share with the writer thread.
-#[derive(Default)]
+/// What the store's handles share with the writer thread: the committer, under the one lock
+/// that makes whoever holds it the log's writer, and whether the writer has stopped.
 pub(crate) struct WriterLink {
+    committer: Mutex<Committer>,
     /// Set once the writer has answered every append it committed and takes no more: an append
     /// sent after its last look at the queue is never answered, so its caller must not wait.
     stopped: AtomicBool,
+    /// Appends committed inline, by their own threads.
+    inline_commits: AtomicU64,
 }
 
 impl WriterLink {
@@ -80,6 +82,55 @@ impl WriterLink {
     pub fn stopped_after_send(&self) -> bool {
         fence(Ordering::SeqCst);
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Commits `request` on this thread, as a group of its own, if the writer is idle: nothing
+    /// is queued (`queue` is empty) and no thread holds the committer. Its answer is then in
+    /// its slot. Gives the request back otherwise (the writer is busy or stopped): queued
+    /// behind the others, it joins the next group. Only a blocking caller commits inline; it
+    /// holds the committer across the `fdatasync`, which readers never take.
+    pub fn commit_inline(
+        &self,
+        request: AppendRequest,
+        queue: &Sender<Message>,
+    ) -> std::result::Result<(), AppendRequest> {
+        if !queue.is_empty() {
+            return Err(request);
+        }
+        let Some(mut committer) = try_lock(&self.committer) else { return Err(request) };
+        if committer.closed() {
+            return Err(request);
+        }
+        let shared = Arc::clone(committer.shared());
+        self.inline_commits.fetch_add(1, Ordering::Relaxed);
+        let committed = panic::catch_unwind(AssertUnwindSafe(|| committer.commit_alone(request)));
+        if let Err(payload) = committed {
+            // As for a panic of the writer thread: the store stops acknowledging. Poisoned
+            // before the half-done group is dropped, so its caller hears the poison.
+            let message = format!("an inline commit panicked: {}", panic_message(&*payload));
+            shared.poison(PANIC_OP, io::Error::other(message));
+            committer.abandon();
+        }
+        Ok(())
+    }
+
+    /// How many appends were committed inline so far.
+    pub fn inline_commits(&self) -> u64 {
+        self.inline_commits.load(Ordering::Relaxed)
+    }
+
+    /// The committer, for the writer thread (blocking until an inline commit is done).
+    fn lock(&self) -> MutexGuard<'_, Committer> {
+        sync::lock(&self.committer)
+    }
+}
+
+/// The guard if the mutex is free (poisoned or not), `None` if another thread holds it.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -102,30 +153,23 @@ pub(crate) struct SealedGroup {
     pub versions: HashMap<String, u64>,
 }
 
-/// The writer thread's state. Only it writes to segments or changes the indexes.
+/// The writer thread: takes queued appends in groups and commits each group through the
+/// committer it shares with inline commits.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     rx: Receiver<Message>,
-    sequencer: Sequencer,
-    appender: Appender,
+    link: Arc<WriterLink>,
     /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
     _alive: Sender<()>,
-    link: Arc<WriterLink>,
-    /// Answers of large groups, for the answering thread.
-    answerer: Sender<Answers>,
     answer_thread: Option<std::thread::JoinHandle<()>>,
-    /// Whether the idempotency window has been refilled from the log (on the first append).
-    window_refilled: bool,
 }
-
-/// Groups with at most this many callers are answered by the writer itself.
-const ANSWER_INLINE_MAX: usize = 4;
 
 /// What a poisoned store names as the failed operation when the idempotency window could not be
 /// refilled from the log.
 const WINDOW_OP: &str = "refill idempotency window";
 
-/// What a poisoned store names as the failed operation when the writer thread panicked.
+/// What a poisoned store names as the failed operation when the writer thread (or an inline
+/// commit) panicked.
 const PANIC_OP: &str = "writer thread";
 
 /// What a poisoned store names as the failed operation when a group's `fdatasync` failed.
@@ -146,37 +190,37 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
 
 impl Writer {
     /// A writer continuing the log in `active` (at its committed length), whose next group
-    /// commit has the sequence number `next_sequence`. Fails if its answering thread cannot be
-    /// started. Its idempotency window is refilled when the first append arrives.
+    /// commit has the sequence number `next_sequence`, and the link the store's handles use to
+    /// reach it. Fails if its answering thread cannot be started. Its idempotency window is
+    /// refilled when the first append arrives.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
         next_sequence: u64,
         alive: Sender<()>,
-        link: Arc<WriterLink>,
-    ) -> io::Result<Writer> {
-        let sequencer = Sequencer::new(Arc::clone(&shared), IdWindow::new(0), next_sequence);
-        let appender = Appender::new(Arc::clone(&shared), active);
+    ) -> io::Result<(Writer, Arc<WriterLink>)> {
         let (answerer, answer_thread) = spawn_answerer()?;
-        Ok(Writer {
+        let committer = Committer::new(Arc::clone(&shared), active, next_sequence, answerer);
+        let link = Arc::new(WriterLink {
+            committer: Mutex::new(committer),
+            stopped: AtomicBool::new(false),
+            inline_commits: AtomicU64::new(0),
+        });
+        let writer = Writer {
             shared,
             rx,
-            sequencer,
-            appender,
+            link: Arc::clone(&link),
             _alive: alive,
-            link,
-            answerer,
             answer_thread: Some(answer_thread),
-            window_refilled: false,
-        })
+        };
+        Ok((writer, link))
     }
 
-    /// The writer thread's body: serves appends until shutdown (refilling the idempotency
-    /// window from the log when the first one arrives). A panic (a bug) poisons the store, so
-    /// that appenders get [`Error::Poisoned`] and subscribers end, instead of finding the writer
-    /// silently gone; so does a window that cannot be refilled (damage among the log's last
-    /// events).
+    /// The writer thread's body: serves appends until shutdown. A panic (a bug) poisons the
+    /// store, so that appenders get [`Error::Poisoned`] and subscribers end, instead of finding
+    /// the writer silently gone; so does a window that cannot be refilled (damage among the
+    /// log's last events).
     pub fn run(mut self) {
         let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
         if let Err(payload) = served {
@@ -188,19 +232,8 @@ impl Writer {
         self.stop();
     }
 
-    /// Refills the idempotency window from the last events of the log. Done when the first
-    /// append arrives rather than on open, so that an open (and a store that only reads) reads
-    /// nothing of the log that its indexes tell it; that first append waits for it.
-    fn refill_window(&mut self) {
-        let capacity = self.shared.options().idempotency_window_events as usize;
-        let segments = self.shared.segments().snapshot();
-        match crate::recovery::rebuild_window(&segments, self.shared.head(), capacity) {
-            Ok(window) => self.sequencer.set_window(window),
-            Err(e) => self.shared.poison(WINDOW_OP, io::Error::other(e.to_string())),
-        }
-    }
-
-    /// The writer's loop, until shutdown.
+    /// The writer's loop, until shutdown: waits for an append without the committer, then
+    /// takes it (after an inline commit, if one is running) and commits what is queued.
     fn serve(&mut self) {
         let appends_max = self.shared.options().group_appends_max as usize;
         let bytes_max = self.shared.options().group_bytes_max as usize;
@@ -213,13 +246,10 @@ impl Writer {
                     Ok(Message::Shutdown) | Err(_) => break,
                 },
             };
-            if !self.window_refilled {
-                self.refill_window();
-                self.window_refilled = true;
-            }
-            self.sequencer.start_group();
+            let mut committer = self.link.lock();
+            committer.begin();
             let (mut count, mut bytes) = (1, first.records.len());
-            self.accept(first);
+            committer.accept(first);
             let mut shutdown = false;
             while count < appends_max {
                 match self.rx.try_recv() {
@@ -230,7 +260,7 @@ impl Writer {
                     Ok(Message::Append(request)) => {
                         count += 1;
                         bytes += request.records.len();
-                        self.accept(request);
+                        committer.accept(request);
                     }
                     Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => {
                         shutdown = true;
@@ -239,80 +269,24 @@ impl Writer {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            self.flush();
+            committer.flush();
             if shutdown {
                 break;
             }
         }
     }
 
-    /// Checks one append and seals it into the group, or answers it at once. An append that
-    /// does not fit the active segment behind the group first commits the group and rotates.
-    fn accept(&mut self, request: AppendRequest) {
-        let Some(checked) = self.sequencer.check(request) else { return };
-        if !self.appender.fits(self.sequencer.sealed().bytes.len() + checked.records_len()) {
-            self.flush();
-            self.appender.rotate(self.sequencer.sealed().end);
-            if let Some(error) = self.shared.poisoned() {
-                checked.refuse(error);
-                return;
-            }
-        }
-        self.sequencer.seal(checked);
-    }
-
-    /// Writes and fsyncs the group, publishes it, and answers its callers.
-    fn flush(&mut self) {
-        let written = match self.appender.write(self.sequencer.hand_off()) {
-            Ok(written) => written,
-            Err((op, error)) => {
-                self.shared.poison(op, error);
-                None
-            }
-        };
-        if let Some(written) = written {
-            match written.sync(self.shared.options().durability) {
-                Ok(()) => {
-                    let behind = self.sequencer.behind().expect("the group just handed off");
-                    self.appender.publish(&written, behind);
-                }
-                Err(error) => self.shared.poison(FSYNC_OP, error),
-            }
-        }
-        let group = self.sequencer.release_behind().expect("the group just handed off");
-        self.answer(group);
-    }
-
-    /// Answers a group's callers: with their results if the store is not poisoned (the group
-    /// is published), else with the poison (nothing of it was acknowledged or published).
-    fn answer(&mut self, mut group: Group) {
-        let (shared, poisoned) = (&self.shared, self.shared.poisoned().is_some());
-        let inline = group.answers.len() <= ANSWER_INLINE_MAX;
-        let answers = group.answers.drain(..).map(|(reply, result)| {
-            let answer =
-                if poisoned { Err(shared.poisoned().expect("poisoned")) } else { Ok(result) };
-            (reply, answer)
-        });
-        if inline {
-            // Few callers: waking them here is cheaper than waking the answering thread.
-            answers.for_each(|(reply, answer)| reply.send(answer));
-        } else {
-            // Waking each caller is a futex call; with many callers that would delay the next
-            // group by as much as an fsync, so another thread does it meanwhile.
-            let _ = self.answerer.send(answers.collect());
-        }
-        self.sequencer.recycle(group);
-    }
-
     /// Answers whatever is still queued with `Closed`, or with the poison if there is one.
     fn stop(mut self) {
-        // Every committed append is answered before the writer counts as gone.
-        let (closed, _) = crossbeam_channel::bounded(1);
-        drop(std::mem::replace(&mut self.answerer, closed));
+        // No more commits, inline ones included; every committed append is answered before
+        // the writer counts as gone.
+        let mut committer = self.link.lock();
+        committer.abandon();
+        committer.close();
+        drop(committer);
         if let Some(handle) = self.answer_thread.take() {
             let _ = handle.join();
         }
-        self.appender.close();
         // From here on a caller that sends does not wait (see `WriterLink::stopped_after_send`);
         // whatever it sent before is answered by the loop below.
         self.link.stopped.store(true, Ordering::SeqCst);

@@ -138,6 +138,15 @@ impl Sequencer {
         self.behind.take()
     }
 
+    /// Drops the group being assembled and the one behind, which a panic left half-done (the
+    /// store is poisoned by then, so nothing more is written): their callers hear that the
+    /// writer let go of them.
+    pub fn abandon(&mut self) {
+        self.behind = None;
+        let sealed = SealedGroup { end: self.shared.head(), ..SealedGroup::default() };
+        self.current = Group { sealed, answers: Vec::new() };
+    }
+
     /// Keeps an answered group's buffers for a later group.
     pub fn recycle(&mut self, mut group: Group) {
         group.answers.clear();

@@ -152,12 +152,15 @@ fn group_commit_power_cut_under_load_keeps_every_acknowledged_append() {
     };
     // Cut points spread over the workload (which does ~2 operations per group, and rotates
     // 2 KiB segments); the order of operations differs from run to run.
+    let (mut inline, mut appends) = (0, 0);
     for cut in (opened..opened + 120).step_by(7) {
         let disk = SimDisk::new();
         disk.set_sync_delay(SYNC_DELAY);
         disk.fail_at(cut, io::ErrorKind::Other, true);
         let Ok(store) = Store::open_with(dir(), options(&disk)) else { continue };
         let (outcomes, seen) = hammer(&store);
+        inline += store.stats().inline_commits;
+        appends += outcomes.iter().map(|(_, appends)| appends.len() as u64).sum::<u64>();
         let model = model_of(&outcomes);
         let acked = model.acked.len() as u64;
         assert!(seen <= acked, "cut at {cut}: a reader saw {seen} events, {acked} acked");
@@ -166,6 +169,48 @@ fn group_commit_power_cut_under_load_keeps_every_acknowledged_append() {
             if let Err(e) = reopen_and_check(&disk.crash(variant), &model) {
                 panic!("cut at {cut}, crash variant {variant}: {e}");
             }
+        }
+    }
+    // The cuts fell among inline commits (a thread finding the writer idle) and queued groups
+    // alike.
+    assert!(inline > 0 && inline < appends, "{inline} of {appends} appends committed inline");
+}
+
+#[test]
+fn group_commit_inline_commit_whose_sync_fails_acknowledges_nothing_after_it() {
+    let disk = SimDisk::new();
+    let options = Options { segment_bytes_max: 1 << 20, ..options(&disk) };
+    let store = Store::open_with(dir(), options).unwrap();
+    let mut model = Model::default();
+    let append = |model: &mut Model, n: usize| {
+        let (id, data) = (Uuid::new_v4(), vec![n as u8; 12]);
+        let attempt = Attempted { stream: "s".into(), data: data.clone(), append: n };
+        model.attempted.insert(id, attempt);
+        model.append_sizes.push(1);
+        let outcome =
+            store.append("s", ExpectedVersion::Any, [NewEvent::new("P", data).with_id(id)]);
+        if let Ok(r) = &outcome {
+            model.acked.push((r.first_position.get(), "s".into(), r.first_version.get(), id));
+        }
+        outcome
+    };
+    for n in 0..5 {
+        append(&mut model, n).unwrap();
+    }
+    // One thread and an idle writer: every append committed itself.
+    assert_eq!(store.stats().inline_commits, 5);
+    disk.fail_sync(0);
+    let failed = append(&mut model, 5);
+    assert!(matches!(failed, Err(Error::Poisoned { .. })), "{failed:?}");
+    assert_eq!(store.stats().inline_commits, 6, "the failed append was committed inline");
+    assert_eq!(store.head(), Position(5), "nothing of the failed commit is published");
+    assert_eq!(store.read_all_forward(Position::START, usize::MAX).count(), 5);
+    let later = append(&mut model, 6);
+    assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+    drop(store);
+    for variant in 0..4 {
+        if let Err(e) = reopen_and_check(&disk.crash(variant), &model) {
+            panic!("crash variant {variant}: {e}");
         }
     }
 }
