@@ -1,19 +1,23 @@
-//! The single writer thread and its group commit.
+//! The single writer and its group commit.
 //!
 //! Appending threads send checked, pre-encoded appends through a bounded channel. The writer
-//! takes what is queued (bounded by count and bytes), checks each append in order against the
-//! log's state, seals its records (positions, versions, timestamp, group sequence, checksums)
+//! thread takes what is queued (bounded by count and bytes), checks each append in order against
+//! the log's state, seals its records (positions, versions, timestamp, group sequence, checksums)
 //! into one buffer, writes the buffer, calls `fdatasync` once, and only then publishes the
-//! records to readers and answers every caller. A failed write or fsync poisons the store; it is
-//! never retried. So do a broken invariant (the index disagreeing with the log), a commit-time
-//! field that would not fit its width in the format (a group sequence past 48 bits: the group is
-//! not written rather than written wrong), and a panic of the writer thread: the store stops
-//! acknowledging rather than go on from a state it cannot vouch for.
+//! records to readers and answers every caller, each in its answer slot (`answer.rs`), which
+//! wakes a parked thread or an async task. A blocking append that finds the writer idle does all
+//! that itself, as a group of its own (the inline commit): the writer's state lives in the
+//! committer (`commit.rs`), which whoever commits holds under one lock, so there is still one
+//! writer at a time. A failed write or fsync poisons the store; it is never retried. So do a
+//! broken invariant (the index disagreeing with the log), a commit-time field that would not fit
+//! its width in the format (a group sequence past 48 bits: the group is not written rather than
+//! written wrong), and a panic of a committing thread: the store stops acknowledging rather than
+//! go on from a state it cannot vouch for.
 //!
-//! The work is split in two, both on the one writer thread: the sequencer (`sequencer.rs`)
-//! checks appends and seals them into a `SealedGroup`; the appender (`appender.rs`) writes,
-//! fsyncs and publishes sealed groups and rotates segments, and knows nothing of the rules that
-//! produced them. This module runs the loop between them and answers the callers.
+//! The committer's work is split in two: the sequencer (`sequencer.rs`) checks appends and seals
+//! them into a `SealedGroup`; the appender (`appender.rs`) writes, fsyncs and publishes sealed
+//! groups and rotates segments, and knows nothing of the rules that produced them. This module
+//! runs the writer thread's loop and the link through which the store's handles reach it.
 
 mod answer;
 mod appender;
