@@ -75,5 +75,6 @@ pub use types::{
 };
 pub use verify::{PROBLEMS_MAX, Problem, VerifyReport};
 pub use writer::{
-    EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
+    AppendFuture, AppendOneFuture, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
+    validate_event_type, validate_stream_name,
 };

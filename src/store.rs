@@ -30,12 +30,20 @@ use crate::{
         StreamVersion,
     },
     verify::{self, VerifyReport},
-    writer::{AppendRequest, Message, Writer},
+    writer::{
+        Answer, AppendFuture, AppendOneFuture, AppendRequest, Heard, Message, Reply, Writer,
+        WriterLink, blocking_pair, own_pair,
+    },
 };
 
-/// Checks and encodes an append for the writer; returns it and where its answer will come.
-type BuildRequest =
-    fn(Vec<StreamAppend>, &Options) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)>;
+/// Checks and encodes an append for the writer, to be answered through the reply given.
+type BuildRequest = fn(Vec<StreamAppend>, &Options, Reply) -> Result<AppendRequest>;
+
+/// An append handed over: where its answer will come, or its outcome already.
+enum Queued {
+    Waiting(Answer),
+    Done(Result<MultiAppendResult>),
+}
 
 /// An open event store. Cloning is cheap; every clone is the same store, usable from any
 /// thread. The store closes when [`close`](Store::close) is called or the last clone is dropped.
@@ -50,6 +58,8 @@ struct Inner {
     tx: Option<Sender<Message>>,
     /// Disconnects when the writer thread has stopped (nothing is ever sent on it).
     writer_gone: Receiver<()>,
+    /// The writer's committer and whether it still takes appends; `None` when read-only.
+    link: Option<Arc<WriterLink>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     /// The directory lock (none when read-only), released once the writer has stopped.
@@ -97,6 +107,11 @@ pub struct Stats {
     /// `docs/format.md`): a store written by an older build keeps its older segments, and new
     /// segments get [`FORMAT_VERSION`](crate::format::FORMAT_VERSION).
     pub format_versions: (u16, u16),
+    /// Appends committed by their own thread since the store was opened: a blocking append
+    /// that finds the writer idle (nothing queued, no group in flight) writes, syncs and
+    /// publishes itself instead of waking the writer thread. The others went through the
+    /// writer's queue and group commit.
+    pub inline_commits: u64,
 }
 
 impl Store {
@@ -153,20 +168,20 @@ impl Store {
         ));
         shared.set_close_table_current(recovered.close_table_used);
         let (alive, writer_gone) = crossbeam_channel::bounded(0);
-        let (tx, handle) = match active.filter(|_| writable) {
+        let (tx, link, handle) = match active.filter(|_| writable) {
             Some(active) => {
                 let capacity = shared.options().queue_capacity as usize;
                 let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let writer =
+                let (writer, link) =
                     Writer::new(Arc::clone(&shared), rx, active, recovered.next_sequence, alive)
                         .map_err(Error::io("spawn answering thread", &dir))?;
                 let handle = std::thread::Builder::new()
                     .name("annal-writer".into())
                     .spawn(move || writer.run())
                     .map_err(Error::io("spawn writer thread", &dir))?;
-                (Some(tx), Some(handle))
+                (Some(tx), Some(link), Some(handle))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         if tx.is_some() {
             start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
@@ -182,6 +197,7 @@ impl Store {
             shared,
             tx,
             writer_gone,
+            link,
             writer: Mutex::new(handle),
             report: recovered.report,
             lock: Mutex::new(lock),
@@ -216,23 +232,91 @@ impl Store {
         self.submit(parts, AppendRequest::build_system)
     }
 
+    /// Appends `events` to `stream` like [`append`](Store::append), without blocking the
+    /// calling thread while the group commits: the append is checked and queued now (blocking
+    /// only while the writer's queue is full, its back-pressure), and the future resolves once
+    /// it is durable. Needs no particular async runtime. Dropping the future does not cancel
+    /// the append; see [`AppendFuture`].
+    pub fn append_async(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: impl IntoIterator<Item = NewEvent>,
+    ) -> AppendOneFuture {
+        AppendOneFuture::new(self.append_multi_async([StreamAppend::new(stream, expected, events)]))
+    }
+
+    /// [`append_multi`](Store::append_multi) as a future, like
+    /// [`append_async`](Store::append_async).
+    pub fn append_multi_async(
+        &self,
+        parts: impl IntoIterator<Item = StreamAppend>,
+    ) -> AppendFuture {
+        let parts = parts.into_iter().collect();
+        // Never inline: a future must not block its thread for a commit.
+        match self.enqueue(parts, AppendRequest::build, own_pair(), false) {
+            Err(error) => AppendFuture::ready(Err(error)),
+            Ok(Queued::Done(outcome)) => AppendFuture::ready(outcome),
+            Ok(Queued::Waiting(answer)) => AppendFuture::waiting(
+                answer,
+                Arc::clone(&self.inner.shared),
+                self.inner.writer_gone.clone(),
+            ),
+        }
+    }
+
     fn submit(&self, parts: Vec<StreamAppend>, build: BuildRequest) -> Result<MultiAppendResult> {
+        match self.enqueue(parts, build, blocking_pair(), true)? {
+            Queued::Done(outcome) => outcome,
+            Queued::Waiting(answer) => match answer.wait() {
+                Heard::Answered(outcome) => outcome,
+                Heard::Gone => Err(self.writer_ended()),
+            },
+        }
+    }
+
+    /// Checks and encodes an append and hands it to the writer, to be answered through `pair`;
+    /// with `inline`, commits it on this thread instead if the writer is idle.
+    fn enqueue(
+        &self,
+        parts: Vec<StreamAppend>,
+        build: BuildRequest,
+        (reply, answer): (Reply, Answer),
+        inline: bool,
+    ) -> Result<Queued> {
         let shared = &self.inner.shared;
         if let Some(error) = shared.poisoned() {
             return Err(error);
         }
-        let tx = self.inner.tx.as_ref().ok_or(Error::ReadOnly)?;
-        let (request, answer) = build(parts, shared.options())?;
+        let (Some(tx), Some(link)) = (&self.inner.tx, &self.inner.link) else {
+            return Err(Error::ReadOnly);
+        };
+        let mut request = build(parts, shared.options(), reply)?;
+        if inline {
+            match link.commit_inline(request, tx) {
+                // Answered in its slot by the commit; only a panic of the commit leaves it
+                // unanswered, after poisoning the store.
+                Ok(()) => {
+                    return Ok(Queued::Done(match answer.try_take() {
+                        Some(Heard::Answered(outcome)) => outcome,
+                        _ => Err(shared.poisoned().unwrap_or(Error::Closed)),
+                    }));
+                }
+                Err(given_back) => request = given_back,
+            }
+        }
         if tx.send(Message::Append(request)).is_err() {
             return Err(self.writer_ended());
         }
-        // A request that slips into the queue after the writer's last look would never be
-        // answered: stop waiting when the writer is gone, unless it answered first.
-        let reply = crossbeam_channel::select! {
-            recv(answer) -> reply => reply.ok(),
-            recv(self.inner.writer_gone) -> _ => answer.try_recv().ok(),
-        };
-        reply.unwrap_or_else(|| Err(self.writer_ended()))
+        if link.stopped_after_send() {
+            // The request may have slipped into the queue after the writer's last look at it,
+            // and would never be answered: take an answer that is there, else do not wait.
+            return Ok(Queued::Done(match answer.try_take() {
+                Some(Heard::Answered(outcome)) => outcome,
+                _ => Err(self.writer_ended()),
+            }));
+        }
+        Ok(Queued::Waiting(answer))
     }
 
     /// Why an append went unanswered: the writer ended, closed or poisoned (a writer thread that
@@ -320,6 +404,7 @@ impl Store {
                 segments.iter().map(|s| s.header().version).min().unwrap_or(FORMAT_VERSION),
                 segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),
             ),
+            inline_commits: self.inner.link.as_ref().map_or(0, |link| link.inline_commits()),
         }
     }
 

@@ -1,21 +1,28 @@
-//! The single writer thread and its group commit.
+//! The single writer and its group commit.
 //!
 //! Appending threads send checked, pre-encoded appends through a bounded channel. The writer
-//! takes what is queued (bounded by count and bytes), checks each append in order against the
-//! log's state, seals its records (positions, versions, timestamp, group sequence, checksums)
+//! thread takes what is queued (bounded by count and bytes), checks each append in order against
+//! the log's state, seals its records (positions, versions, timestamp, group sequence, checksums)
 //! into one buffer, writes the buffer, calls `fdatasync` once, and only then publishes the
-//! records to readers and answers every caller. A failed write or fsync poisons the store; it is
-//! never retried. So do a broken invariant (the index disagreeing with the log), a commit-time
-//! field that would not fit its width in the format (a group sequence past 48 bits: the group is
-//! not written rather than written wrong), and a panic of the writer thread: the store stops
-//! acknowledging rather than go on from a state it cannot vouch for.
+//! records to readers and answers every caller, each in its answer slot (`answer.rs`), which
+//! wakes a parked thread or an async task. A blocking append that finds the writer idle does all
+//! that itself, as a group of its own (the inline commit): the writer's state lives in the
+//! committer (`commit.rs`), which whoever commits holds under one lock, so there is still one
+//! writer at a time. A failed write or fsync poisons the store; it is never retried. So do a
+//! broken invariant (the index disagreeing with the log), a commit-time field that would not fit
+//! its width in the format (a group sequence past 48 bits: the group is not written rather than
+//! written wrong), and a panic of a committing thread: the store stops acknowledging rather than
+//! go on from a state it cannot vouch for.
 //!
-//! The work is split in two, both on the one writer thread: the sequencer (`sequencer.rs`)
-//! checks appends and seals them into a `SealedGroup`; the appender (`appender.rs`) writes,
-//! fsyncs and publishes sealed groups and rotates segments, and knows nothing of the rules that
-//! produced them. This module runs the loop between them and answers the callers.
+//! The committer's work is split in two: the sequencer (`sequencer.rs`) checks appends and seals
+//! them into a `SealedGroup`; the appender (`appender.rs`) writes, fsyncs and publishes sealed
+//! groups and rotates segments, and knows nothing of the rules that produced them. This module
+//! runs the writer thread's loop and the link through which the store's handles reach it.
 
+mod answer;
 mod appender;
+mod commit;
+mod future;
 mod idempotency;
 mod request;
 mod sequencer;
@@ -25,11 +32,16 @@ use std::{
     collections::HashMap,
     io,
     panic::{self, AssertUnwindSafe},
-    sync::Arc,
+    sync::{
+        Arc, Mutex, MutexGuard, TryLockError,
+        atomic::{AtomicBool, AtomicU64, Ordering, fence},
+    },
 };
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+pub(crate) use answer::{Answer, Heard, Reply, blocking_pair, own_pair};
+pub use future::{AppendFuture, AppendOneFuture};
 pub(crate) use idempotency::IdWindow;
 pub(crate) use request::AppendRequest;
 pub(crate) use request::validate_readable_stream_name;
@@ -37,15 +49,13 @@ pub use request::{
     EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, validate_event_type, validate_stream_name,
 };
 
-use self::{
-    appender::Appender,
-    sequencer::{Group, Sequencer},
-};
+use self::commit::Committer;
 use crate::{
     error::{Error, Result},
     lifecycle::MetaRecord,
     segment::Segment,
     shared::Shared,
+    sync,
     types::MultiAppendResult,
 };
 
@@ -57,7 +67,76 @@ pub(crate) enum Message {
     Shutdown,
 }
 
-type Reply = Sender<Result<MultiAppendResult>>;
+/// What the store's handles share with the writer thread: the committer, under the one lock
+/// that makes whoever holds it the log's writer, and whether the writer has stopped.
+pub(crate) struct WriterLink {
+    committer: Mutex<Committer>,
+    /// Set once the writer has answered every append it committed and takes no more: an append
+    /// sent after its last look at the queue is never answered, so its caller must not wait.
+    stopped: AtomicBool,
+    /// Appends committed inline, by their own threads.
+    inline_commits: AtomicU64,
+}
+
+impl WriterLink {
+    /// Whether the writer has stopped taking appends, as seen after a send: if not, the writer
+    /// will see every append sent before this call (the two `SeqCst` fences pair up with the
+    /// writer's in [`Writer::stop`], so either the caller sees the flag or the writer's last
+    /// look at the queue sees the append).
+    pub fn stopped_after_send(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Commits `request` on this thread, as a group of its own, if the writer is idle: nothing
+    /// is queued (`queue` is empty) and no thread holds the committer. Its answer is then in
+    /// its slot. Gives the request back otherwise (the writer is busy or stopped): queued
+    /// behind the others, it joins the next group. Only a blocking caller commits inline; it
+    /// holds the committer across the `fdatasync`, which readers never take.
+    pub fn commit_inline(
+        &self,
+        request: AppendRequest,
+        queue: &Sender<Message>,
+    ) -> std::result::Result<(), AppendRequest> {
+        if !queue.is_empty() {
+            return Err(request);
+        }
+        let Some(mut committer) = try_lock(&self.committer) else { return Err(request) };
+        if committer.closed() {
+            return Err(request);
+        }
+        let shared = Arc::clone(committer.shared());
+        self.inline_commits.fetch_add(1, Ordering::Relaxed);
+        let committed = panic::catch_unwind(AssertUnwindSafe(|| committer.commit_alone(request)));
+        if let Err(payload) = committed {
+            // As for a panic of the writer thread: the store stops acknowledging. Poisoned
+            // before the half-done group is dropped, so its caller hears the poison.
+            let message = format!("an inline commit panicked: {}", panic_message(&*payload));
+            shared.poison(PANIC_OP, io::Error::other(message));
+            committer.abandon();
+        }
+        Ok(())
+    }
+
+    /// How many appends were committed inline so far.
+    pub fn inline_commits(&self) -> u64 {
+        self.inline_commits.load(Ordering::Relaxed)
+    }
+
+    /// The committer, for the writer thread (blocking until an inline commit is done).
+    fn lock(&self) -> MutexGuard<'_, Committer> {
+        sync::lock(&self.committer)
+    }
+}
+
+/// The guard if the mutex is free (poisoned or not), `None` if another thread holds it.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
 
 /// A group's callers and what each is told.
 type Answers = Vec<(Reply, Result<MultiAppendResult>)>;
@@ -78,29 +157,23 @@ pub(crate) struct SealedGroup {
     pub versions: HashMap<String, u64>,
 }
 
-/// The writer thread's state. Only it writes to segments or changes the indexes.
+/// The writer thread: takes queued appends in groups and commits each group through the
+/// committer it shares with inline commits.
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     rx: Receiver<Message>,
-    sequencer: Sequencer,
-    appender: Appender,
+    link: Arc<WriterLink>,
     /// Never sent on: dropped with the writer, it tells waiting callers the writer is gone.
     _alive: Sender<()>,
-    /// Answers of large groups, for the answering thread.
-    answerer: Sender<Answers>,
     answer_thread: Option<std::thread::JoinHandle<()>>,
-    /// Whether the idempotency window has been refilled from the log (on the first append).
-    window_refilled: bool,
 }
-
-/// Groups with at most this many callers are answered by the writer itself.
-const ANSWER_INLINE_MAX: usize = 4;
 
 /// What a poisoned store names as the failed operation when the idempotency window could not be
 /// refilled from the log.
 const WINDOW_OP: &str = "refill idempotency window";
 
-/// What a poisoned store names as the failed operation when the writer thread panicked.
+/// What a poisoned store names as the failed operation when the writer thread (or an inline
+/// commit) panicked.
 const PANIC_OP: &str = "writer thread";
 
 /// What a poisoned store names as the failed operation when a group's `fdatasync` failed.
@@ -112,7 +185,7 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
     let handle = std::thread::Builder::new().name("annal-answer".into()).spawn(move || {
         for answers in rx {
             for (reply, answer) in answers {
-                let _ = reply.send(answer);
+                reply.send(answer);
             }
         }
     })?;
@@ -121,35 +194,37 @@ fn spawn_answerer() -> io::Result<(Sender<Answers>, std::thread::JoinHandle<()>)
 
 impl Writer {
     /// A writer continuing the log in `active` (at its committed length), whose next group
-    /// commit has the sequence number `next_sequence`. Fails if its answering thread cannot be
-    /// started. Its idempotency window is refilled when the first append arrives.
+    /// commit has the sequence number `next_sequence`, and the link the store's handles use to
+    /// reach it. Fails if its answering thread cannot be started. Its idempotency window is
+    /// refilled when the first append arrives.
     pub fn new(
         shared: Arc<Shared>,
         rx: Receiver<Message>,
         active: Arc<Segment>,
         next_sequence: u64,
         alive: Sender<()>,
-    ) -> io::Result<Writer> {
-        let sequencer = Sequencer::new(Arc::clone(&shared), IdWindow::new(0), next_sequence);
-        let appender = Appender::new(Arc::clone(&shared), active);
+    ) -> io::Result<(Writer, Arc<WriterLink>)> {
         let (answerer, answer_thread) = spawn_answerer()?;
-        Ok(Writer {
+        let committer = Committer::new(Arc::clone(&shared), active, next_sequence, answerer);
+        let link = Arc::new(WriterLink {
+            committer: Mutex::new(committer),
+            stopped: AtomicBool::new(false),
+            inline_commits: AtomicU64::new(0),
+        });
+        let writer = Writer {
             shared,
             rx,
-            sequencer,
-            appender,
+            link: Arc::clone(&link),
             _alive: alive,
-            answerer,
             answer_thread: Some(answer_thread),
-            window_refilled: false,
-        })
+        };
+        Ok((writer, link))
     }
 
-    /// The writer thread's body: serves appends until shutdown (refilling the idempotency
-    /// window from the log when the first one arrives). A panic (a bug) poisons the store, so
-    /// that appenders get [`Error::Poisoned`] and subscribers end, instead of finding the writer
-    /// silently gone; so does a window that cannot be refilled (damage among the log's last
-    /// events).
+    /// The writer thread's body: serves appends until shutdown. A panic (a bug) poisons the
+    /// store, so that appenders get [`Error::Poisoned`] and subscribers end, instead of finding
+    /// the writer silently gone; so does a window that cannot be refilled (damage among the
+    /// log's last events).
     pub fn run(mut self) {
         let served = panic::catch_unwind(AssertUnwindSafe(|| self.serve()));
         if let Err(payload) = served {
@@ -161,19 +236,8 @@ impl Writer {
         self.stop();
     }
 
-    /// Refills the idempotency window from the last events of the log. Done when the first
-    /// append arrives rather than on open, so that an open (and a store that only reads) reads
-    /// nothing of the log that its indexes tell it; that first append waits for it.
-    fn refill_window(&mut self) {
-        let capacity = self.shared.options().idempotency_window_events as usize;
-        let segments = self.shared.segments().snapshot();
-        match crate::recovery::rebuild_window(&segments, self.shared.head(), capacity) {
-            Ok(window) => self.sequencer.set_window(window),
-            Err(e) => self.shared.poison(WINDOW_OP, io::Error::other(e.to_string())),
-        }
-    }
-
-    /// The writer's loop, until shutdown.
+    /// The writer's loop, until shutdown: waits for an append without the committer, then
+    /// takes it (after an inline commit, if one is running) and commits what is queued.
     fn serve(&mut self) {
         let appends_max = self.shared.options().group_appends_max as usize;
         let bytes_max = self.shared.options().group_bytes_max as usize;
@@ -186,13 +250,10 @@ impl Writer {
                     Ok(Message::Shutdown) | Err(_) => break,
                 },
             };
-            if !self.window_refilled {
-                self.refill_window();
-                self.window_refilled = true;
-            }
-            self.sequencer.start_group();
+            let mut committer = self.link.lock();
+            committer.begin();
             let (mut count, mut bytes) = (1, first.records.len());
-            self.accept(first);
+            committer.accept(first);
             let mut shutdown = false;
             while count < appends_max {
                 match self.rx.try_recv() {
@@ -203,7 +264,7 @@ impl Writer {
                     Ok(Message::Append(request)) => {
                         count += 1;
                         bytes += request.records.len();
-                        self.accept(request);
+                        committer.accept(request);
                     }
                     Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => {
                         shutdown = true;
@@ -212,85 +273,31 @@ impl Writer {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            self.flush();
+            committer.flush();
             if shutdown {
                 break;
             }
         }
     }
 
-    /// Checks one append and seals it into the group, or answers it at once. An append that
-    /// does not fit the active segment behind the group first commits the group and rotates.
-    fn accept(&mut self, request: AppendRequest) {
-        let Some(checked) = self.sequencer.check(request) else { return };
-        if !self.appender.fits(self.sequencer.sealed().bytes.len() + checked.records_len()) {
-            self.flush();
-            self.appender.rotate(self.sequencer.sealed().end);
-            if let Some(error) = self.shared.poisoned() {
-                checked.refuse(error);
-                return;
-            }
-        }
-        self.sequencer.seal(checked);
-    }
-
-    /// Writes and fsyncs the group, publishes it, and answers its callers.
-    fn flush(&mut self) {
-        let written = match self.appender.write(self.sequencer.hand_off()) {
-            Ok(written) => written,
-            Err((op, error)) => {
-                self.shared.poison(op, error);
-                None
-            }
-        };
-        if let Some(written) = written {
-            match written.sync(self.shared.options().durability) {
-                Ok(()) => {
-                    let behind = self.sequencer.behind().expect("the group just handed off");
-                    self.appender.publish(&written, behind);
-                }
-                Err(error) => self.shared.poison(FSYNC_OP, error),
-            }
-        }
-        let group = self.sequencer.release_behind().expect("the group just handed off");
-        self.answer(group);
-    }
-
-    /// Answers a group's callers: with their results if the store is not poisoned (the group
-    /// is published), else with the poison (nothing of it was acknowledged or published).
-    fn answer(&mut self, mut group: Group) {
-        let (shared, poisoned) = (&self.shared, self.shared.poisoned().is_some());
-        let inline = group.answers.len() <= ANSWER_INLINE_MAX;
-        let answers = group.answers.drain(..).map(|(reply, result)| {
-            let answer =
-                if poisoned { Err(shared.poisoned().expect("poisoned")) } else { Ok(result) };
-            (reply, answer)
-        });
-        if inline {
-            // Few callers: waking them here is cheaper than waking the answering thread.
-            answers.for_each(|(reply, answer)| {
-                let _ = reply.send(answer);
-            });
-        } else {
-            // Waking each caller is a futex call; with many callers that would delay the next
-            // group by as much as an fsync, so another thread does it meanwhile.
-            let _ = self.answerer.send(answers.collect());
-        }
-        self.sequencer.recycle(group);
-    }
-
     /// Answers whatever is still queued with `Closed`, or with the poison if there is one.
     fn stop(mut self) {
-        // Every committed append is answered before the writer counts as gone.
-        let (closed, _) = crossbeam_channel::bounded(1);
-        drop(std::mem::replace(&mut self.answerer, closed));
+        // No more commits, inline ones included; every committed append is answered before
+        // the writer counts as gone.
+        let mut committer = self.link.lock();
+        committer.abandon();
+        committer.close();
+        drop(committer);
         if let Some(handle) = self.answer_thread.take() {
             let _ = handle.join();
         }
-        self.appender.close();
+        // From here on a caller that sends does not wait (see `WriterLink::stopped_after_send`);
+        // whatever it sent before is answered by the loop below.
+        self.link.stopped.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         while let Ok(message) = self.rx.try_recv() {
             if let Message::Append(request) = message {
-                let _ = request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
+                request.reply.send(Err(self.shared.poisoned().unwrap_or(Error::Closed)));
             }
         }
     }

@@ -2,15 +2,16 @@
 //! can be checked without the log's state is checked here, on the caller's thread, so that bad
 //! input never reaches the writer and the writer's work per event stays small.
 
-use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
 use crate::{
     error::{Error, Limit, Result},
     format::{EventParts, METADATA_BYTES_MAX, RECORD_HEADER_LEN, encode_record},
     options::Options,
-    types::{ExpectedVersion, MultiAppendResult, StreamAppend},
+    types::{ExpectedVersion, StreamAppend},
 };
+
+use super::answer::Reply;
 
 /// Widest name a record can hold, in bytes: the format stores a stream name's and an event
 /// type's length in one byte each.
@@ -44,16 +45,18 @@ pub(crate) struct AppendRequest {
     pub ids: Vec<Uuid>,
     /// The encoded records, in log order, awaiting their commit-time fields.
     pub records: Vec<u8>,
-    pub reply: Sender<Result<MultiAppendResult>>,
+    /// Where the writer answers.
+    pub reply: Reply,
 }
 
 impl AppendRequest {
-    /// Checks `parts` against the limits and encodes them.
+    /// Checks `parts` against the limits and encodes them, to be answered through `reply`.
     pub fn build(
         parts: Vec<StreamAppend>,
         options: &Options,
-    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
-        AppendRequest::build_as(parts, options, Origin::Caller)
+        reply: Reply,
+    ) -> Result<AppendRequest> {
+        AppendRequest::build_as(parts, options, Origin::Caller, reply)
     }
 
     /// Like [`build`](AppendRequest::build), for the store's own appends: `$$` metadata streams
@@ -61,15 +64,17 @@ impl AppendRequest {
     pub fn build_system(
         parts: Vec<StreamAppend>,
         options: &Options,
-    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
-        AppendRequest::build_as(parts, options, Origin::Store)
+        reply: Reply,
+    ) -> Result<AppendRequest> {
+        AppendRequest::build_as(parts, options, Origin::Store, reply)
     }
 
     fn build_as(
         parts: Vec<StreamAppend>,
         options: &Options,
         origin: Origin,
-    ) -> Result<(AppendRequest, Receiver<Result<MultiAppendResult>>)> {
+        reply: Reply,
+    ) -> Result<AppendRequest> {
         let total_bytes = check_shape(&parts, options, origin)?;
         let total_events: usize = parts.iter().map(|p| p.events.len()).sum();
         let mut ids = Vec::with_capacity(total_events);
@@ -90,8 +95,7 @@ impl AppendRequest {
             request_parts.push(Part { stream: part.stream, expected: part.expected, events });
         }
         check_unique_ids(&ids)?;
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        Ok((AppendRequest { parts: request_parts, ids, records, reply }, answer))
+        Ok(AppendRequest { parts: request_parts, ids, records, reply })
     }
 }
 

@@ -46,7 +46,7 @@ impl Checked {
 
     /// Answers it with `error` instead of sealing it.
     pub fn refuse(self, error: Error) {
-        let _ = self.request.reply.send(Err(error));
+        self.request.reply.send(Err(error));
     }
 }
 
@@ -138,6 +138,15 @@ impl Sequencer {
         self.behind.take()
     }
 
+    /// Drops the group being assembled and the one behind, which a panic left half-done (the
+    /// store is poisoned by then, so nothing more is written): their callers hear that the
+    /// writer let go of them.
+    pub fn abandon(&mut self) {
+        self.behind = None;
+        let sealed = SealedGroup { end: self.shared.head(), ..SealedGroup::default() };
+        self.current = Group { sealed, answers: Vec::new() };
+    }
+
     /// Keeps an answered group's buffers for a later group.
     pub fn recycle(&mut self, mut group: Group) {
         group.answers.clear();
@@ -151,7 +160,7 @@ impl Sequencer {
     /// sealed; otherwise it is answered here (a retry with the group, anything else at once).
     pub fn check(&mut self, request: AppendRequest) -> Option<Checked> {
         if let Some(error) = self.shared.poisoned() {
-            let _ = request.reply.send(Err(error));
+            request.reply.send(Err(error));
             return None;
         }
         let behind = self.behind.as_ref().map(|g| &g.sealed);
@@ -165,7 +174,7 @@ impl Sequencer {
                 return None;
             }
             Verdict::Conflict(error) => {
-                let _ = request.reply.send(Err(error));
+                request.reply.send(Err(error));
                 return None;
             }
         }
@@ -174,7 +183,7 @@ impl Sequencer {
             match self.check_part(part) {
                 Ok(current) => currents.push(current),
                 Err(error) => {
-                    let _ = request.reply.send(Err(error));
+                    request.reply.send(Err(error));
                     return None;
                 }
             }
@@ -229,7 +238,7 @@ impl Sequencer {
                 self.current.sealed.bytes.truncate(before);
                 // Nothing of this group is written: a poisoned store commits nothing more.
                 self.shared.poison("seal record", io::Error::other(overflow));
-                let _ = request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
+                request.reply.send(Err(self.shared.poisoned().expect("poisoned")));
                 return;
             }
         };

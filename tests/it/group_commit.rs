@@ -152,12 +152,15 @@ fn group_commit_power_cut_under_load_keeps_every_acknowledged_append() {
     };
     // Cut points spread over the workload (which does ~2 operations per group, and rotates
     // 2 KiB segments); the order of operations differs from run to run.
+    let (mut inline, mut appends) = (0, 0);
     for cut in (opened..opened + 120).step_by(7) {
         let disk = SimDisk::new();
         disk.set_sync_delay(SYNC_DELAY);
         disk.fail_at(cut, io::ErrorKind::Other, true);
         let Ok(store) = Store::open_with(dir(), options(&disk)) else { continue };
         let (outcomes, seen) = hammer(&store);
+        inline += store.stats().inline_commits;
+        appends += outcomes.iter().map(|(_, appends)| appends.len() as u64).sum::<u64>();
         let model = model_of(&outcomes);
         let acked = model.acked.len() as u64;
         assert!(seen <= acked, "cut at {cut}: a reader saw {seen} events, {acked} acked");
@@ -168,4 +171,140 @@ fn group_commit_power_cut_under_load_keeps_every_acknowledged_append() {
             }
         }
     }
+    // The cuts fell among inline commits (a thread finding the writer idle) and queued groups
+    // alike.
+    assert!(inline > 0 && inline < appends, "{inline} of {appends} appends committed inline");
+}
+
+#[test]
+fn group_commit_inline_commit_whose_sync_fails_acknowledges_nothing_after_it() {
+    let disk = SimDisk::new();
+    let options = Options { segment_bytes_max: 1 << 20, ..options(&disk) };
+    let store = Store::open_with(dir(), options).unwrap();
+    let mut model = Model::default();
+    let append = |model: &mut Model, n: usize| {
+        let (id, data) = (Uuid::new_v4(), vec![n as u8; 12]);
+        let attempt = Attempted { stream: "s".into(), data: data.clone(), append: n };
+        model.attempted.insert(id, attempt);
+        model.append_sizes.push(1);
+        let outcome =
+            store.append("s", ExpectedVersion::Any, [NewEvent::new("P", data).with_id(id)]);
+        if let Ok(r) = &outcome {
+            model.acked.push((r.first_position.get(), "s".into(), r.first_version.get(), id));
+        }
+        outcome
+    };
+    for n in 0..5 {
+        append(&mut model, n).unwrap();
+    }
+    // One thread and an idle writer: every append committed itself.
+    assert_eq!(store.stats().inline_commits, 5);
+    disk.fail_sync(0);
+    let failed = append(&mut model, 5);
+    assert!(matches!(failed, Err(Error::Poisoned { .. })), "{failed:?}");
+    assert_eq!(store.stats().inline_commits, 6, "the failed append was committed inline");
+    assert_eq!(store.head(), Position(5), "nothing of the failed commit is published");
+    assert_eq!(store.read_all_forward(Position::START, usize::MAX).count(), 5);
+    let later = append(&mut model, 6);
+    assert!(matches!(later, Err(Error::Poisoned { .. })), "{later:?}");
+    drop(store);
+    for variant in 0..4 {
+        if let Err(e) = reopen_and_check(&disk.crash(variant), &model) {
+            panic!("crash variant {variant}: {e}");
+        }
+    }
+}
+
+/// Runs `future` to completion on this thread, parking between polls: the smallest executor,
+/// enough to show that an append future needs no particular runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn group_commit_append_futures_resolve_in_log_order_once_durable() {
+    let disk = SimDisk::new();
+    disk.set_sync_delay(SYNC_DELAY);
+    let options = Options { segment_bytes_max: 1 << 20, ..options(&disk) };
+    let store = Store::open_with(dir(), options).unwrap();
+    // All queued before any is awaited, so that they share groups; one thread, one stream.
+    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::new_v4()).collect();
+    let futures: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let event = NewEvent::new("P", vec![n as u8; 16]).with_id(*id);
+            store.append_async("s", ExpectedVersion::Any, [event])
+        })
+        .collect();
+    let mut model = Model::default();
+    for (n, (future, id)) in futures.into_iter().zip(&ids).enumerate() {
+        let result = block_on(future).unwrap();
+        assert_eq!((result.first_position.get(), result.first_version.get()), (n as u64, n as u64));
+        // Resolved means published: a reader sees it.
+        assert!(store.head().get() > n as u64);
+        let data = vec![n as u8; 16];
+        model.attempted.insert(*id, Attempted { stream: "s".into(), data, append: n });
+        model.append_sizes.push(1);
+        model.acked.push((n as u64, "s".into(), n as u64, *id));
+    }
+    drop(store);
+    for variant in 0..4 {
+        if let Err(e) = reopen_and_check(&disk.crash(variant), &model) {
+            panic!("crash variant {variant}: {e}");
+        }
+    }
+}
+
+#[test]
+fn group_commit_dropped_append_future_may_commit_and_a_retry_tells() {
+    let disk = SimDisk::new();
+    disk.set_sync_delay(Duration::from_millis(5));
+    let store = Store::open_with(dir(), options(&disk)).unwrap();
+    let id = Uuid::new_v4();
+    let event = || NewEvent::new("P", vec![7; 8]).with_id(id);
+    drop(store.append_async("s", ExpectedVersion::NoStream, [event()]));
+    // Whether or not the dropped append has committed by now, the retry with the same id is
+    // answered with its one outcome: the event at position 0, once.
+    let retry = store.append("s", ExpectedVersion::NoStream, [event()]).unwrap();
+    assert_eq!(retry.first_position, Position(0));
+    assert_eq!(store.head(), Position(1));
+}
+
+#[test]
+fn group_commit_append_futures_of_a_failed_sync_resolve_poisoned() {
+    let disk = SimDisk::new();
+    disk.set_sync_delay(SYNC_DELAY);
+    let options = Options { segment_bytes_max: 1 << 20, ..options(&disk) };
+    let store = Store::open_with(dir(), options).unwrap();
+    store.append("s", ExpectedVersion::Any, [NewEvent::new("P", vec![1])]).unwrap();
+    disk.fail_sync(0);
+    let futures: Vec<_> = (0..8)
+        .map(|n| {
+            store.append_async(
+                &format!("f-{n}"),
+                ExpectedVersion::Any,
+                [NewEvent::new("P", vec![2])],
+            )
+        })
+        .collect();
+    for future in futures {
+        let outcome = block_on(future);
+        assert!(matches!(outcome, Err(Error::Poisoned { .. })), "{outcome:?}");
+    }
+    assert_eq!(store.head(), Position(1), "nothing of the failed group is published");
 }
