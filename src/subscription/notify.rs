@@ -1,13 +1,16 @@
 //! How the writer wakes subscribers without ever waiting on one. A wake-up is only a hint to
 //! look at the head again; what a subscriber delivers is decided by its cursor and the log.
 //!
-//! Subscribers sleep on one condition variable, checking their condition under its lock. The
-//! writer never waits for that lock: after publishing a group it looks at a counter of sleeping
-//! subscribers and, if there are any, either wakes them itself (when they are few and the lock
-//! is free: `try_lock`, never `lock`) or bumps a request counter and unparks a helper thread
-//! (`annal-notify`, started by the first subscriber that sleeps), which takes the lock and
-//! wakes them all. So the writer's cost is a fence and a load, plus a bounded wake-up when
-//! someone sleeps; a herd of woken subscribers contends with the helper, never the writer.
+//! Blocking subscribers sleep on one condition variable, checking their condition under its
+//! lock; async ones leave a [`Waker`] in a list keyed by stream (`wakers`). The writer never
+//! waits for either lock and never runs a waker: after publishing a group it looks at the two
+//! counters (sleeping threads, registered wakers) and, if both are zero, is done. Otherwise it
+//! either wakes a few sleeping threads itself (no wakers registered, the lock free: `try_lock`,
+//! never `lock`) or bumps a request counter and unparks a helper thread (`annal-notify`,
+//! started by the first subscriber that waits), which wakes every sleeping thread and takes and
+//! wakes every registered waker. So the writer's cost is a fence and two loads, plus one unpark
+//! when someone waits, however many wait; a herd of woken subscribers contends with the helper,
+//! never the writer. Publishes that come while the helper sweeps are served by its next sweep.
 
 use crate::sync;
 use std::{
@@ -15,9 +18,12 @@ use std::{
         Arc, Condvar, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering, fence},
     },
+    task::Waker,
     thread::{self, Thread},
     time::{Duration, Instant},
 };
+
+use super::wakers::Wakers;
 
 /// Up to this many sleepers, the writer wakes them itself if the lock is free at that moment;
 /// waking a few threads costs it about as much as handing the job to the helper.
@@ -58,6 +64,10 @@ struct Inner {
     starting: Mutex<()>,
     /// Tells the helper to exit.
     stop: AtomicBool,
+    /// `closed`, readable without the lock (set before the wake-up that `close` makes).
+    closed_flag: AtomicBool,
+    /// The wakers of async subscribers waiting for the head to move.
+    wakers: Wakers,
 }
 
 impl Inner {
@@ -77,8 +87,13 @@ impl Inner {
                 continue;
             }
             seen = requested;
-            let _closed = self.closed();
-            self.cond.notify_all();
+            if self.sleeping.load(Ordering::SeqCst) > 0 {
+                let _closed = self.closed();
+                self.cond.notify_all();
+            }
+            if self.wakers.count() > 0 {
+                self.wakers.wake_all();
+            }
         }
     }
 }
@@ -93,32 +108,81 @@ impl Notifier {
     /// head, or the writer sees the subscriber and requests a wake-up. The helper then takes
     /// the lock the subscriber holds from before its check until it sleeps, so the helper's
     /// `notify_all` comes after the subscriber is asleep, or its check after the helper.
+    ///
+    /// Async subscribers follow the same protocol with the count of registered wakers in place
+    /// of `sleeping` ([`register`](Notifier::register) stores it after the entry is in place),
+    /// and the helper takes the wakers' lock before it takes their entries.
     pub fn wake(&self) {
         let inner = &*self.inner;
         fence(Ordering::SeqCst);
         let sleeping = inner.sleeping.load(Ordering::Relaxed);
-        if sleeping == 0 {
+        let registered = inner.wakers.count();
+        if sleeping == 0 && registered == 0 {
             return;
         }
-        // A few sleepers and a free lock: wake them directly, one thread switch sooner.
-        if sleeping <= DIRECT_WAKE_MAX
+        // A few sleeping threads and a free lock: wake them directly, one thread switch
+        // sooner. Wakers are never run here: they are an executor's code, and the writer must
+        // not wait on it.
+        if registered == 0
+            && sleeping <= DIRECT_WAKE_MAX
             && let Ok(_closed) = inner.closed.try_lock()
         {
             inner.cond.notify_all();
             return;
         }
         inner.requested.fetch_add(1, Ordering::Release);
-        if let Some(helper) = inner.helper.get() {
-            helper.unpark();
+        match inner.helper.get() {
+            Some(helper) => helper.unpark(),
+            // Only if the helper could not be started: sleeping threads poll then, but a waker
+            // has no timer, so it is woken here.
+            None if registered > 0 => inner.wakers.wake_all(),
+            None => {}
         }
     }
 
     /// Marks the store closed and wakes everyone; the head does not move after this, so the
     /// helper thread is no longer needed and exits.
     pub fn close(&self) {
-        *self.inner.closed() = true;
+        {
+            let mut closed = self.inner.closed();
+            *closed = true;
+            self.inner.closed_flag.store(true, Ordering::SeqCst);
+        }
         self.inner.cond.notify_all();
+        self.inner.wakers.wake_all();
         self.stop_helper();
+    }
+
+    /// Whether the store is closed (nothing will be committed any more).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed_flag.load(Ordering::SeqCst)
+    }
+
+    /// A fresh id for an async stream, to register its waker under.
+    pub fn new_waiter_id(&self) -> u64 {
+        self.inner.wakers.new_id()
+    }
+
+    /// Registers (or replaces) the waker of async stream `id`, to be woken once by the next
+    /// head move, poison or close. The caller must look at its condition again *after* this
+    /// returns (see [`wake`](Notifier::wake)); an entry left after the condition turned out
+    /// to hold only costs a spurious wake-up. Starts the helper thread if it does not run yet
+    /// (if it cannot be started, [`wake`](Notifier::wake) runs the wakers itself).
+    pub fn register(&self, id: u64, waker: &Waker) {
+        self.ensure_helper();
+        self.inner.wakers.register(id, waker);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Removes the waker of async stream `id`, if registered: the stream is dropped or no
+    /// longer waits.
+    pub fn deregister(&self, id: u64) {
+        self.inner.wakers.deregister(id);
+    }
+
+    /// Async streams whose waker is registered now.
+    pub fn registered(&self) -> u64 {
+        self.inner.wakers.count()
     }
 
     fn stop_helper(&self) {
