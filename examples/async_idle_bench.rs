@@ -6,6 +6,9 @@
 //! wakes the registered wakers once; publishes during a sweep share the next one).
 //!
 //! `cargo run --release --example async_idle_bench [-- ROUNDS]` (default 5 rounds).
+//! `-- --one IDLE APPENDS` makes one run without fsync and prints nothing: for instruction
+//! counts under `valgrind --tool=callgrind`, where the difference between two append counts
+//! is the cost of the appends alone, every thread included.
 
 use std::{
     future::poll_fn,
@@ -32,7 +35,14 @@ struct Run {
 }
 
 fn main() -> Result<()> {
-    let rounds: usize = std::env::args().nth(1).map_or(Ok(5), |a| a.parse())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, idle, appends] = args.as_slice()
+        && flag == "--one"
+    {
+        measure(idle.parse()?, Durability::None, appends.parse()?)?;
+        return Ok(());
+    }
+    let rounds: usize = args.first().map_or(Ok(5), |a| a.parse())?;
     for (label, durability, appends) in [
         ("Durability::None", Durability::None, 20_000),
         ("Durability::Fsync", Durability::Fsync, 1_000),

@@ -12,10 +12,11 @@
 //! when someone waits, however many wait; a herd of woken subscribers contends with the helper,
 //! never the writer. Publishes that come while the helper sweeps are served by its next sweep.
 
-use crate::sync;
+use crate::{lifecycle, read::ReadAll, shared::Shared, sync};
 use std::{
+    collections::HashSet,
     sync::{
-        Arc, Condvar, Mutex, MutexGuard, OnceLock,
+        Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering, fence},
     },
     task::Waker,
@@ -23,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::wakers::Wakers;
+use super::wakers::{Touched, Wakers};
 
 /// Up to this many sleepers, the writer wakes them itself if the lock is free at that moment;
 /// waking a few threads costs it about as much as handing the job to the helper.
@@ -31,6 +32,10 @@ const DIRECT_WAKE_MAX: u64 = 4;
 
 /// How often a subscriber looks again when the helper thread could not be started.
 const POLL_WITHOUT_HELPER: Duration = Duration::from_millis(10);
+
+/// The most events a sweep reads to learn which streams the publishes since the last one
+/// touched; past that it wakes every async subscriber instead (each then reads for itself).
+const SWEEP_EVENTS_MAX: u64 = 4096;
 
 /// Why [`Notifier::wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +73,10 @@ struct Inner {
     closed_flag: AtomicBool,
     /// The wakers of async subscribers waiting for the head to move.
     wakers: Wakers,
+    /// The store, for the helper to read which streams a publish touched, and the head
+    /// before the first registration (where the first sweep reads from); set by the first
+    /// registration. Weak: the notifier lives inside it.
+    store: OnceLock<(Weak<Shared>, u64)>,
 }
 
 impl Inner {
@@ -76,9 +85,11 @@ impl Inner {
         sync::lock(&self.closed)
     }
 
-    /// The helper's loop: whenever a new request is seen, wake every sleeper.
+    /// The helper's loop: whenever a new request is seen, wake every sleeping thread and the
+    /// async subscribers the publishes concern.
     fn run_helper(&self) {
         let mut seen = 0;
+        let mut swept = None;
         while !self.stop.load(Ordering::Acquire) {
             let requested = self.requested.load(Ordering::Acquire);
             if requested == seen {
@@ -91,11 +102,60 @@ impl Inner {
                 let _closed = self.closed();
                 self.cond.notify_all();
             }
-            if self.wakers.count() > 0 {
-                self.wakers.wake_all();
-            }
+            swept = self.sweep(swept);
         }
     }
+
+    /// Wakes the `$all` subscribers and those of the streams that the publishes between
+    /// `swept` and the head touched; returns the head it swept to.
+    ///
+    /// The head is loaded before the wakers' lock is taken: a subscriber that registers after
+    /// this sweep then sees a head at least as high when it looks again, and one registered
+    /// before is taken if its stream was touched below that head. Its stream touched at or
+    /// above it, the writer sees the entry and asks for another sweep, from this head on.
+    fn sweep(&self, swept: Option<u64>) -> Option<u64> {
+        // Not set: nobody has registered yet.
+        let (store, first) = self.store.get()?;
+        let Some(shared) = store.upgrade() else {
+            self.wakers.wake_all();
+            return None;
+        };
+        // Every registration came after `first` was loaded, and looked at the head after it.
+        let from = swept.unwrap_or(*first);
+        let head = shared.head();
+        let names = if self.wakers.count() == 0 || shared.poisoned().is_some() {
+            // Nobody waits (a wake-up for sleeping threads): nothing to read; anyone who
+            // registers meanwhile is taken, to be safe. Poisoned: everyone must learn it.
+            None
+        } else {
+            touched_streams(&shared, from, head)
+        };
+        match &names {
+            Some(names) => self.wakers.wake(&Touched::Streams(names)),
+            None => self.wakers.wake_all(),
+        }
+        Some(head)
+    }
+}
+
+/// The streams that events `from..to` belong to (for a metadata stream `$$s`, `s` as well):
+/// `None` if there are more than [`SWEEP_EVENTS_MAX`] or they cannot be read.
+fn touched_streams(shared: &Arc<Shared>, from: u64, to: u64) -> Option<Vec<String>> {
+    if to.saturating_sub(from) > SWEEP_EVENTS_MAX {
+        return None;
+    }
+    let mut names = HashSet::new();
+    for event in ReadAll::new(Arc::clone(shared), from, (to - from) as usize) {
+        let event = event.ok()?;
+        if event.position().get() >= to {
+            break;
+        }
+        if let Some(target) = lifecycle::metadata_target(event.stream()) {
+            names.insert(target.to_owned());
+        }
+        names.insert(event.stream().to_owned());
+    }
+    Some(names.into_iter().collect())
 }
 
 impl Notifier {
@@ -168,16 +228,21 @@ impl Notifier {
     /// returns (see [`wake`](Notifier::wake)); an entry left after the condition turned out
     /// to hold only costs a spurious wake-up. Starts the helper thread if it does not run yet
     /// (if it cannot be started, [`wake`](Notifier::wake) runs the wakers itself).
-    pub fn register(&self, id: u64, waker: &Waker) {
+    ///
+    /// `stream` is what it waits on: a stream's name, or `None` for `$all`. A stream
+    /// subscriber is woken only by publishes that touch its stream (or its `$$` metadata
+    /// stream), by poison, and by close.
+    pub fn register(&self, shared: &Arc<Shared>, id: u64, stream: Option<&str>, waker: &Waker) {
+        self.inner.store.get_or_init(|| (Arc::downgrade(shared), shared.head()));
         self.ensure_helper();
-        self.inner.wakers.register(id, waker);
+        self.inner.wakers.register(id, stream, waker);
         fence(Ordering::SeqCst);
     }
 
-    /// Removes the waker of async stream `id`, if registered: the stream is dropped or no
-    /// longer waits.
-    pub fn deregister(&self, id: u64) {
-        self.inner.wakers.deregister(id);
+    /// Removes the waker of async stream `id` waiting on `stream`, if registered: the stream
+    /// is dropped or no longer waits.
+    pub fn deregister(&self, id: u64, stream: Option<&str>) {
+        self.inner.wakers.deregister(id, stream);
     }
 
     /// Async streams whose waker is registered now.

@@ -93,14 +93,15 @@ impl Subscription {
                 Ok(Step::CaughtUp) => {}
                 Err(e) => return self.end(Some(e)),
             }
-            let (shared, seen) = (&self.shared, self.cursor.seen());
+            let (shared, seen, stream) =
+                (&self.shared, self.cursor.seen(), self.cursor.stream_name());
             let notifier = shared.notifier();
-            notifier.register(id, cx.waker());
+            notifier.register(shared, id, stream, cx.waker());
             // Looked at after registering: a publish since the read either shows here or finds
             // the waker registered.
             let ready = shared.head() > seen;
             if ready || shared.poisoned().is_some() || notifier.is_closed() {
-                notifier.deregister(id);
+                notifier.deregister(id, stream);
             }
             if ready {
                 continue;
@@ -151,7 +152,7 @@ impl FusedStream for SubscriptionStream {
 
 impl Drop for SubscriptionStream {
     fn drop(&mut self) {
-        self.sub.shared.notifier().deregister(self.id);
+        self.sub.shared.notifier().deregister(self.id, self.sub.cursor.stream_name());
     }
 }
 
@@ -247,7 +248,7 @@ impl FusedStream for PersistentStream {
 
 impl Drop for PersistentStream {
     fn drop(&mut self) {
-        self.sub.acks.shared.notifier().deregister(self.id);
+        self.sub.acks.shared.notifier().deregister(self.id, None);
         self.sub.acks.forget_room_waker();
     }
 }

@@ -281,3 +281,42 @@ fn async_closing_the_store_wakes_and_ends_a_waiting_stream() {
     let ended: Poll<Option<Result<RecordedEvent>>> = poll_once(&mut events, &waker);
     assert!(matches!(ended, Poll::Ready(None)), "and stays ended");
 }
+
+/// Waits (without a time limit: a lost wake-up hangs the test) until `done` holds.
+fn wait_until(done: impl Fn() -> bool) {
+    while !done() {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn async_stream_subscriber_sleeps_through_other_streams_and_wakes_for_its_own_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    let mut all = store.subscribe_to_all(Position::END, Filter::all()).into_stream();
+    let mut quiet = store.subscribe_to_stream("quiet", StreamVersion::START).unwrap().into_stream();
+    let quiet_wakes = Arc::new(CountingWaker::default());
+    let quiet_waker = Waker::from(Arc::clone(&quiet_wakes));
+    // A first publish, so that the helper knows where the next sweep starts.
+    assert!(poll_once(&mut all, Waker::noop()).is_pending());
+    store.append("busy", ExpectedVersion::Any, [event(0)]).unwrap();
+    wait_until(|| store.subscribers_waiting() == 0);
+
+    assert!(matches!(poll_once(&mut all, Waker::noop()), Poll::Ready(Some(Ok(_)))));
+    assert!(poll_once(&mut all, Waker::noop()).is_pending());
+    assert!(poll_once(&mut quiet, &quiet_waker).is_pending());
+    assert_eq!(store.subscribers_waiting(), 2);
+    store.append("busy", ExpectedVersion::Any, [event(1)]).unwrap();
+    wait_until(|| store.subscribers_waiting() < 2);
+    assert_eq!(store.subscribers_waiting(), 1, "the $all subscriber was taken, not quiet's");
+    assert_eq!(quiet_wakes.0.load(Ordering::SeqCst), 0);
+
+    // The tombstone is written to `$$quiet`: it concerns quiet's subscribers too.
+    store.tombstone_stream("quiet", ExpectedVersion::Any).unwrap();
+    wait_until(|| quiet_wakes.0.load(Ordering::SeqCst) == 1);
+    let ended = poll_once(&mut quiet, &quiet_waker);
+    assert!(
+        matches!(ended, Poll::Ready(Some(Err(annal::Error::StreamDeleted { .. })))),
+        "{ended:?}"
+    );
+}
