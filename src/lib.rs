@@ -67,7 +67,8 @@ pub use recovery::{Dropped, RecoveryReport, SEGMENT_LISTINGS_MAX, TornTail};
 pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};
 pub use store::{Stats, Store};
 pub use subscription::{
-    Acker, Filter, PersistentOptions, PersistentSubscription, Subscription, category_of,
+    Acker, Filter, PersistentOptions, PersistentStream, PersistentSubscription, Subscription,
+    SubscriptionStream, category_of,
 };
 pub use types::{
     AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,

@@ -545,6 +545,14 @@ impl Store {
         }
         subscription::delete(&self.inner.shared, name)
     }
+
+    /// Async subscription streams ([`Subscription::into_stream`],
+    /// [`PersistentSubscription::into_stream`]) whose waker is registered now: caught up and
+    /// waiting for the next commit. A registration is taken by the wake-up it waits for and
+    /// removed when its stream is dropped; a stream that was never polled has none.
+    pub fn subscribers_waiting(&self) -> u64 {
+        self.inner.shared.notifier().registered()
+    }
 }
 
 /// How many of `segments` have a persisted index of that origin.

@@ -9,6 +9,7 @@ use std::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
+    task::Waker,
     time::{Duration, Instant},
 };
 
@@ -47,6 +48,8 @@ struct Tracker {
     last_save: Instant,
     /// Live [`Acker`]s: with none, nobody else can make room in a full window.
     ackers: usize,
+    /// The task of an async stream waiting for room in the window.
+    room_waker: Option<Waker>,
 }
 
 struct Io {
@@ -76,6 +79,7 @@ impl AckState {
             acks_since_save: 0,
             last_save: Instant::now(),
             ackers: 0,
+            room_waker: None,
         };
         AckState {
             name: name.to_owned(),
@@ -123,12 +127,20 @@ impl AckState {
     /// An [`Acker`](super::Acker) is gone: a receiver waiting for room must learn that it can
     /// no longer help.
     pub fn acker_dropped(&self) {
-        self.tracker().ackers -= 1;
+        let waker = {
+            let mut t = self.tracker();
+            t.ackers -= 1;
+            t.room_waker.take()
+        };
         self.room.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Marks the event at `position` processed; may write the checkpoint.
     pub fn ack(&self, position: u64) -> Result<()> {
+        let mut waker = None;
         let due = {
             let mut t = self.tracker();
             if position < t.checkpoint() {
@@ -143,10 +155,15 @@ impl AckState {
                     t.pending.pop_front();
                 }
                 self.room.notify_all();
+                waker = t.room_waker.take();
             }
             t.acks_since_save += 1;
             t.acks_since_save >= self.every_acks || t.last_save.elapsed() >= self.interval
         };
+        // Run outside the lock: it is an executor's code.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         if due { self.save(false) } else { Ok(()) }
     }
 
@@ -200,6 +217,30 @@ impl AckState {
             };
         }
         Ok(true)
+    }
+
+    /// Whether the window has room for one more event; if not, `waker` is woken when an
+    /// acknowledgement makes room or the last [`Acker`](super::Acker) goes away. Fails like
+    /// [`wait_for_room`](Self::wait_for_room) when no acker could make room.
+    pub fn poll_room(&self, waker: &Waker) -> Result<bool> {
+        let mut t = self.tracker();
+        if t.pending.len() < self.max_in_flight {
+            return Ok(true);
+        }
+        if t.ackers == 0 {
+            return Err(Error::TooManyUnacknowledged { max_in_flight: self.max_in_flight });
+        }
+        match &mut t.room_waker {
+            Some(old) => old.clone_from(waker),
+            None => t.room_waker = Some(waker.clone()),
+        }
+        Ok(false)
+    }
+
+    /// Drops the waker an async stream left: the stream is gone.
+    pub fn forget_room_waker(&self) {
+        let waker = self.tracker().room_waker.take();
+        drop(waker);
     }
 
     /// Writes the checkpoint a last time and stops writing: the store is closing.

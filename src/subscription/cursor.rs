@@ -82,6 +82,14 @@ impl Cursor {
         }
     }
 
+    /// The stream it reads; `None` for `$all`.
+    pub fn stream_name(&self) -> Option<&str> {
+        match self {
+            Cursor::All(_) => None,
+            Cursor::Stream(c) => Some(&c.stream),
+        }
+    }
+
     /// Events committed that the cursor has not reached: positions for `$all` (filtered-out
     /// ones included), versions for a stream.
     pub fn lag(&self, shared: &Shared) -> u64 {

@@ -9,6 +9,8 @@
 //!
 //! - `cursor` — the place in the log and the reads that advance it;
 //! - `notify` — how the writer wakes subscribers;
+//! - `wakers` — the wakers of async subscribers waiting for the head;
+//! - `stream` — subscriptions as async streams, on the same cursor;
 //! - `filter` — which events of `$all` are delivered;
 //! - `persistent` — named subscriptions that acknowledge and resume from a checkpoint;
 //! - `acks` — their acknowledgements, the contiguous checkpoint and the in-flight window;
@@ -22,6 +24,8 @@ mod filter;
 mod notify;
 mod persistent;
 mod registry;
+mod stream;
+mod wakers;
 
 use std::{
     sync::Arc,
@@ -33,6 +37,7 @@ pub(crate) use notify::Notifier;
 pub(crate) use persistent::subscribe_persistent;
 pub use persistent::{Acker, PersistentOptions, PersistentSubscription};
 pub(crate) use registry::{Registry, delete, lag_of, saved_checkpoint};
+pub use stream::{PersistentStream, SubscriptionStream};
 
 use crate::{
     error::{Error, Result},

@@ -1,23 +1,30 @@
 //! How the writer wakes subscribers without ever waiting on one. A wake-up is only a hint to
 //! look at the head again; what a subscriber delivers is decided by its cursor and the log.
 //!
-//! Subscribers sleep on one condition variable, checking their condition under its lock. The
-//! writer never waits for that lock: after publishing a group it looks at a counter of sleeping
-//! subscribers and, if there are any, either wakes them itself (when they are few and the lock
-//! is free: `try_lock`, never `lock`) or bumps a request counter and unparks a helper thread
-//! (`annal-notify`, started by the first subscriber that sleeps), which takes the lock and
-//! wakes them all. So the writer's cost is a fence and a load, plus a bounded wake-up when
-//! someone sleeps; a herd of woken subscribers contends with the helper, never the writer.
+//! Blocking subscribers sleep on one condition variable, checking their condition under its
+//! lock; async ones leave a [`Waker`] in a list keyed by stream (`wakers`). The writer never
+//! waits for either lock and never runs a waker: after publishing a group it looks at the two
+//! counters (sleeping threads, registered wakers) and, if both are zero, is done. Otherwise it
+//! either wakes a few sleeping threads itself (no wakers registered, the lock free: `try_lock`,
+//! never `lock`) or bumps a request counter and unparks a helper thread (`annal-notify`,
+//! started by the first subscriber that waits), which wakes every sleeping thread and takes and
+//! wakes every registered waker. So the writer's cost is a fence and two loads, plus one unpark
+//! when someone waits, however many wait; a herd of woken subscribers contends with the helper,
+//! never the writer. Publishes that come while the helper sweeps are served by its next sweep.
 
-use crate::sync;
+use crate::{lifecycle, read::ReadAll, shared::Shared, sync};
 use std::{
+    collections::HashSet,
     sync::{
-        Arc, Condvar, Mutex, MutexGuard, OnceLock,
+        Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering, fence},
     },
+    task::Waker,
     thread::{self, Thread},
     time::{Duration, Instant},
 };
+
+use super::wakers::{Touched, Wakers};
 
 /// Up to this many sleepers, the writer wakes them itself if the lock is free at that moment;
 /// waking a few threads costs it about as much as handing the job to the helper.
@@ -25,6 +32,10 @@ const DIRECT_WAKE_MAX: u64 = 4;
 
 /// How often a subscriber looks again when the helper thread could not be started.
 const POLL_WITHOUT_HELPER: Duration = Duration::from_millis(10);
+
+/// The most events a sweep reads to learn which streams the publishes since the last one
+/// touched; past that it wakes every async subscriber instead (each then reads for itself).
+const SWEEP_EVENTS_MAX: u64 = 4096;
 
 /// Why [`Notifier::wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +69,14 @@ struct Inner {
     starting: Mutex<()>,
     /// Tells the helper to exit.
     stop: AtomicBool,
+    /// `closed`, readable without the lock (set before the wake-up that `close` makes).
+    closed_flag: AtomicBool,
+    /// The wakers of async subscribers waiting for the head to move.
+    wakers: Wakers,
+    /// The store, for the helper to read which streams a publish touched, and the head
+    /// before the first registration (where the first sweep reads from); set by the first
+    /// registration. Weak: the notifier lives inside it.
+    store: OnceLock<(Weak<Shared>, u64)>,
 }
 
 impl Inner {
@@ -66,9 +85,11 @@ impl Inner {
         sync::lock(&self.closed)
     }
 
-    /// The helper's loop: whenever a new request is seen, wake every sleeper.
+    /// The helper's loop: whenever a new request is seen, wake every sleeping thread and the
+    /// async subscribers the publishes concern.
     fn run_helper(&self) {
         let mut seen = 0;
+        let mut swept = None;
         while !self.stop.load(Ordering::Acquire) {
             let requested = self.requested.load(Ordering::Acquire);
             if requested == seen {
@@ -77,10 +98,64 @@ impl Inner {
                 continue;
             }
             seen = requested;
-            let _closed = self.closed();
-            self.cond.notify_all();
+            if self.sleeping.load(Ordering::SeqCst) > 0 {
+                let _closed = self.closed();
+                self.cond.notify_all();
+            }
+            swept = self.sweep(swept);
         }
     }
+
+    /// Wakes the `$all` subscribers and those of the streams that the publishes between
+    /// `swept` and the head touched; returns the head it swept to.
+    ///
+    /// The head is loaded before the wakers' lock is taken: a subscriber that registers after
+    /// this sweep then sees a head at least as high when it looks again, and one registered
+    /// before is taken if its stream was touched below that head. Its stream touched at or
+    /// above it, the writer sees the entry and asks for another sweep, from this head on.
+    fn sweep(&self, swept: Option<u64>) -> Option<u64> {
+        // Not set: nobody has registered yet.
+        let (store, first) = self.store.get()?;
+        let Some(shared) = store.upgrade() else {
+            self.wakers.wake_all();
+            return None;
+        };
+        // Every registration came after `first` was loaded, and looked at the head after it.
+        let from = swept.unwrap_or(*first);
+        let head = shared.head();
+        let names = if self.wakers.count() == 0 || shared.poisoned().is_some() {
+            // Nobody waits (a wake-up for sleeping threads): nothing to read; anyone who
+            // registers meanwhile is taken, to be safe. Poisoned: everyone must learn it.
+            None
+        } else {
+            touched_streams(&shared, from, head)
+        };
+        match &names {
+            Some(names) => self.wakers.wake(&Touched::Streams(names)),
+            None => self.wakers.wake_all(),
+        }
+        Some(head)
+    }
+}
+
+/// The streams that events `from..to` belong to (for a metadata stream `$$s`, `s` as well):
+/// `None` if there are more than [`SWEEP_EVENTS_MAX`] or they cannot be read.
+fn touched_streams(shared: &Arc<Shared>, from: u64, to: u64) -> Option<Vec<String>> {
+    if to.saturating_sub(from) > SWEEP_EVENTS_MAX {
+        return None;
+    }
+    let mut names = HashSet::new();
+    for event in ReadAll::new(Arc::clone(shared), from, (to - from) as usize) {
+        let event = event.ok()?;
+        if event.position().get() >= to {
+            break;
+        }
+        if let Some(target) = lifecycle::metadata_target(event.stream()) {
+            names.insert(target.to_owned());
+        }
+        names.insert(event.stream().to_owned());
+    }
+    Some(names.into_iter().collect())
 }
 
 impl Notifier {
@@ -93,32 +168,86 @@ impl Notifier {
     /// head, or the writer sees the subscriber and requests a wake-up. The helper then takes
     /// the lock the subscriber holds from before its check until it sleeps, so the helper's
     /// `notify_all` comes after the subscriber is asleep, or its check after the helper.
+    ///
+    /// Async subscribers follow the same protocol with the count of registered wakers in place
+    /// of `sleeping` ([`register`](Notifier::register) stores it after the entry is in place),
+    /// and the helper takes the wakers' lock before it takes their entries.
     pub fn wake(&self) {
         let inner = &*self.inner;
         fence(Ordering::SeqCst);
         let sleeping = inner.sleeping.load(Ordering::Relaxed);
-        if sleeping == 0 {
+        let registered = inner.wakers.count();
+        if sleeping == 0 && registered == 0 {
             return;
         }
-        // A few sleepers and a free lock: wake them directly, one thread switch sooner.
-        if sleeping <= DIRECT_WAKE_MAX
+        // A few sleeping threads and a free lock: wake them directly, one thread switch
+        // sooner. Wakers are never run here: they are an executor's code, and the writer must
+        // not wait on it.
+        if registered == 0
+            && sleeping <= DIRECT_WAKE_MAX
             && let Ok(_closed) = inner.closed.try_lock()
         {
             inner.cond.notify_all();
             return;
         }
         inner.requested.fetch_add(1, Ordering::Release);
-        if let Some(helper) = inner.helper.get() {
-            helper.unpark();
+        match inner.helper.get() {
+            Some(helper) => helper.unpark(),
+            // Only if the helper could not be started: sleeping threads poll then, but a waker
+            // has no timer, so it is woken here.
+            None if registered > 0 => inner.wakers.wake_all(),
+            None => {}
         }
     }
 
     /// Marks the store closed and wakes everyone; the head does not move after this, so the
     /// helper thread is no longer needed and exits.
     pub fn close(&self) {
-        *self.inner.closed() = true;
+        {
+            let mut closed = self.inner.closed();
+            *closed = true;
+            self.inner.closed_flag.store(true, Ordering::SeqCst);
+        }
         self.inner.cond.notify_all();
+        self.inner.wakers.wake_all();
         self.stop_helper();
+    }
+
+    /// Whether the store is closed (nothing will be committed any more).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed_flag.load(Ordering::SeqCst)
+    }
+
+    /// A fresh id for an async stream, to register its waker under.
+    pub fn new_waiter_id(&self) -> u64 {
+        self.inner.wakers.new_id()
+    }
+
+    /// Registers (or replaces) the waker of async stream `id`, to be woken once by the next
+    /// head move, poison or close. The caller must look at its condition again *after* this
+    /// returns (see [`wake`](Notifier::wake)); an entry left after the condition turned out
+    /// to hold only costs a spurious wake-up. Starts the helper thread if it does not run yet
+    /// (if it cannot be started, [`wake`](Notifier::wake) runs the wakers itself).
+    ///
+    /// `stream` is what it waits on: a stream's name, or `None` for `$all`. A stream
+    /// subscriber is woken only by publishes that touch its stream (or its `$$` metadata
+    /// stream), by poison, and by close.
+    pub fn register(&self, shared: &Arc<Shared>, id: u64, stream: Option<&str>, waker: &Waker) {
+        self.inner.store.get_or_init(|| (Arc::downgrade(shared), shared.head()));
+        self.ensure_helper();
+        self.inner.wakers.register(id, stream, waker);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Removes the waker of async stream `id` waiting on `stream`, if registered: the stream
+    /// is dropped or no longer waits.
+    pub fn deregister(&self, id: u64, stream: Option<&str>) {
+        self.inner.wakers.deregister(id, stream);
+    }
+
+    /// Async streams whose waker is registered now.
+    pub fn registered(&self) -> u64 {
+        self.inner.wakers.count()
     }
 
     fn stop_helper(&self) {

@@ -62,8 +62,8 @@ impl Default for PersistentOptions {
 /// [`subscribe_persistent`](crate::Store::subscribe_persistent) fails with
 /// [`Error::SubscriptionInUse`] until the first one and all its ackers are dropped.
 pub struct PersistentSubscription {
-    sub: Subscription,
-    acks: Arc<AckState>,
+    pub(super) sub: Subscription,
+    pub(super) acks: Arc<AckState>,
 }
 
 /// Acknowledges events of a [`PersistentSubscription`] from any thread. Cloning is cheap.

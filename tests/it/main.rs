@@ -1,5 +1,6 @@
 //! Integration tests, one binary with a module per scenario.
 
+mod async_subscriptions;
 mod basics;
 mod borrowed_reads;
 mod common;

@@ -331,3 +331,47 @@ fn writer_panic_poisons_the_store_and_ends_waiting_subscribers() {
     let store = reopen_recovers(dir.path(), Options::default(), &acked);
     assert_eq!(store.head(), Position(head.get() + 1), "the panic came before the write");
 }
+
+#[test]
+fn fsync_failure_ends_waiting_async_streams_with_poisoned() {
+    // The async twin of the test above: a poisoned store moves no head, so the helper's sweep
+    // must wake every waiting stream (stream subscribers included, whose stream no published
+    // event touched), and each must end with the poison.
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Flag(AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    fn poll<S: futures_core::Stream + Unpin>(s: &mut S, w: &Waker) -> Poll<Option<S::Item>> {
+        std::pin::Pin::new(s).poll_next(&mut Context::from_waker(w))
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(Options::default());
+    let store = open(dir.path(), options);
+    acked_before_fault(&store);
+    let mut all = store.subscribe_to_all(Position::END, Filter::all()).into_stream();
+    let mut beta = store.subscribe_to_stream("beta", StreamVersion::END).unwrap().into_stream();
+    let flags = [Arc::new(Flag(AtomicBool::new(false))), Arc::new(Flag(AtomicBool::new(false)))];
+    let wakers = flags.clone().map(Waker::from);
+    assert!(poll(&mut all, &wakers[0]).is_pending());
+    assert!(poll(&mut beta, &wakers[1]).is_pending());
+
+    faults.sync_data.store(true, Ordering::SeqCst);
+    assert_poisoned(append_one(&store, "beta", 3).map(|a| a.result), "fsync");
+    // Waits without a bound: a stream left unwoken hangs the test.
+    while !flags.iter().all(|f| f.0.load(Ordering::SeqCst)) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    for (stream, waker) in [(&mut all, &wakers[0]), (&mut beta, &wakers[1])] {
+        match poll(stream, waker) {
+            Poll::Ready(Some(outcome)) => assert_poisoned(outcome, "fsync"),
+            other => panic!("expected the poison, got {other:?}"),
+        }
+        assert!(matches!(poll(stream, waker), Poll::Ready(None)), "then it ends");
+    }
+    assert_eq!(store.subscribers_waiting(), 0);
+}
