@@ -21,6 +21,9 @@ use super::source::Source;
 pub struct RecordedEvent {
     /// The view holding the record, and the record's stream name and event type.
     source: Arc<Source>,
+    /// The record's position and version, kept out of its bytes: the fields read most.
+    position: u64,
+    version: u64,
     offset: usize,
     /// The record's length (a record's length field is 32 bits).
     len: u32,
@@ -39,10 +42,14 @@ impl RecordedEvent {
         debug_assert_eq!(record.stream(), source.stream());
         debug_assert_eq!(record.event_type(), source.event_type());
         let (metadata_at, data_at) = record.body_at();
-        // A record's length is a 32-bit field, and its parts lie inside it.
-        let narrow = |n: usize| u32::try_from(n).expect("within a record's 32-bit length");
+        // A record's length comes from a 32-bit field (decoding checked that it is the length
+        // of its bytes), and its parts lie inside it: none of these narrowings cuts.
+        debug_assert!(u32::try_from(record.len()).is_ok() && data_at <= record.len());
+        let narrow = |n: usize| n as u32;
         RecordedEvent {
             source,
+            position: record.position(),
+            version: record.version(),
             offset,
             len: narrow(record.len()),
             metadata_at: narrow(metadata_at),
@@ -65,13 +72,13 @@ impl RecordedEvent {
     /// Global position in the log.
     #[inline]
     pub fn position(&self) -> Position {
-        Position(self.record().position())
+        Position(self.position)
     }
 
     /// Version within its stream.
     #[inline]
     pub fn version(&self) -> StreamVersion {
-        StreamVersion(self.record().version())
+        StreamVersion(self.version)
     }
 
     /// The stream it belongs to.
