@@ -36,11 +36,11 @@ pub struct RecordedEvent {
 
 impl RecordedEvent {
     /// Wraps `record`, a record of `source`'s view that was verified at `offset` and that has
-    /// `source`'s text.
+    /// `source`'s text if it has any.
     #[inline(always)]
     pub(crate) fn new(source: Arc<Source>, offset: usize, record: Record<'_>) -> RecordedEvent {
-        debug_assert_eq!(record.stream(), source.stream());
-        debug_assert_eq!(record.event_type(), source.event_type());
+        debug_assert!(source.stream().is_none_or(|s| s == record.stream()));
+        debug_assert!(source.event_type().is_none_or(|t| t == record.event_type()));
         let (metadata_at, data_at) = record.body_at();
         // A record's length comes from a 32-bit field (decoding checked that it is the length
         // of its bytes), and its parts lie inside it: none of these narrowings cuts.
@@ -84,7 +84,10 @@ impl RecordedEvent {
     /// The stream it belongs to.
     #[inline]
     pub fn stream(&self) -> &str {
-        self.source.stream()
+        match self.source.stream() {
+            Some(stream) => stream,
+            None => self.record().stream(),
+        }
     }
 
     /// The event id.
@@ -96,7 +99,10 @@ impl RecordedEvent {
     /// The event type.
     #[inline]
     pub fn event_type(&self) -> &str {
-        self.source.event_type()
+        match self.source.event_type() {
+            Some(event_type) => event_type,
+            None => self.record().event_type(),
+        }
     }
 
     /// The event's tags, in order: none for an event without them, or written before format 3.

@@ -31,7 +31,7 @@ pub struct EventRef<'a> {
 
 impl<'a> EventRef<'a> {
     /// Lends the record at `offset` of `source`'s view, verified already, which has `source`'s
-    /// text.
+    /// text if it has any.
     #[inline]
     pub(crate) fn new(source: &'a Arc<Source>, offset: usize, record: Record<'a>) -> EventRef<'a> {
         EventRef { record, source, offset }
@@ -49,7 +49,7 @@ impl<'a> EventRef<'a> {
 
     /// The stream it belongs to.
     pub fn stream(&self) -> &'a str {
-        self.source.stream()
+        self.source.stream().unwrap_or_else(|| self.record.stream())
     }
 
     /// The event id.
@@ -59,7 +59,7 @@ impl<'a> EventRef<'a> {
 
     /// The event type.
     pub fn event_type(&self) -> &'a str {
-        self.source.event_type()
+        self.source.event_type().unwrap_or_else(|| self.record.event_type())
     }
 
     /// The payload.

@@ -7,13 +7,14 @@ use crate::{format::Record, io::ReadView};
 
 use super::text::TextCache;
 
-/// A segment view and the text of the events that point into it through this source: every
-/// event holding it has exactly this stream name and event type in its record. One reference
-/// count per event keeps both alive, and an event's text accessors neither decode nor check
-/// its bytes.
+/// A segment view and, when the read expects it to repeat, the text of the events that point
+/// into it through this source: every event holding a source with text has exactly that stream
+/// name and event type in its record. One reference count per event keeps both alive, and the
+/// text accessors of an event whose source has text neither decode nor check its bytes.
 pub(crate) struct Source {
     view: Arc<dyn ReadView>,
-    text: TextCache,
+    /// `None` in a source for records whose text is read from their bytes on each access.
+    text: Option<TextCache>,
 }
 
 impl Source {
@@ -23,25 +24,29 @@ impl Source {
         &self.view
     }
 
-    /// The events' stream name.
+    /// The events' stream name, if this source holds it.
     #[inline]
-    pub(super) fn stream(&self) -> &str {
-        self.text.stream()
+    pub(super) fn stream(&self) -> Option<&str> {
+        self.text.as_ref().map(TextCache::stream)
     }
 
-    /// The events' event type.
+    /// The events' event type, if this source holds it.
     #[inline]
-    pub(super) fn event_type(&self) -> &str {
-        self.text.event_type()
+    pub(super) fn event_type(&self) -> Option<&str> {
+        self.text.as_ref().map(TextCache::event_type)
     }
 }
 
 /// The source a read hands to the events it decodes: the last one, while the records keep its
-/// view and text (the events of one append share both, and a log's names repeat), else the
-/// last one changed in place if no event holds it any more, else a new one.
+/// view and text (the events of one append share both, and a log's names repeat); else the last
+/// one refilled in place if no event holds it any more; else a new one with the record's text
+/// if its append goes on after it. A record that ends its append, while the events before it
+/// are all kept, gets a source without text (one per view): a log of single-event appends read
+/// into a `Vec` would otherwise cost an allocation per event for text that never repeats.
 #[derive(Default)]
 pub(crate) struct Sources {
     last: Option<Arc<Source>>,
+    bare: Option<Arc<Source>>,
 }
 
 impl Sources {
@@ -49,30 +54,46 @@ impl Sources {
     #[inline]
     pub(crate) fn get(&mut self, view: &Arc<dyn ReadView>, record: &Record<'_>) -> &Arc<Source> {
         let text = record.text_bytes();
-        let holds = |s: &Arc<Source>| Arc::ptr_eq(&s.view, view) && s.text.holds(text);
-        if !self.last.as_ref().is_some_and(holds) {
-            self.replace(view, text);
+        let holds = |s: &Arc<Source>| {
+            Arc::ptr_eq(&s.view, view) && s.text.as_ref().is_some_and(|t| t.holds(text))
+        };
+        if !self.last.as_ref().is_some_and(holds) && !self.refill(view, text, record.batch_left()) {
+            return self.bare(view);
         }
-        self.last.as_ref().expect("a source was just made")
+        self.last.as_ref().expect("the last source holds the record's text")
     }
 
-    /// Makes the last source one of `view` with `text`: changed in place if nothing else holds
-    /// it, new otherwise (the events that hold the old one keep their text).
+    /// Makes the last source one of `view` with `text`: refilled in place if nothing else holds
+    /// it, new if there is none yet or the record's append has `batch_left` more records after
+    /// it (the events that hold the old one keep their text). `false` if neither.
     #[inline(never)]
-    fn replace(&mut self, view: &Arc<dyn ReadView>, text: (&[u8], usize)) {
-        match self.last.as_mut().and_then(Arc::get_mut) {
-            Some(source) => {
-                if !Arc::ptr_eq(&source.view, view) {
-                    source.view = Arc::clone(view);
+    fn refill(&mut self, view: &Arc<dyn ReadView>, text: (&[u8], usize), batch_left: u16) -> bool {
+        if let Some(last) = self.last.as_mut() {
+            match Arc::get_mut(last) {
+                Some(source) => {
+                    if !Arc::ptr_eq(&source.view, view) {
+                        source.view = Arc::clone(view);
+                    }
+                    source.text.get_or_insert_with(TextCache::default).fill(text);
+                    return true;
                 }
-                source.text.fill(text);
-            }
-            None => {
-                let mut source = Source { view: Arc::clone(view), text: TextCache::default() };
-                source.text.fill(text);
-                self.last = Some(Arc::new(source));
+                None if batch_left == 0 => return false,
+                None => {}
             }
         }
+        let mut cache = TextCache::default();
+        cache.fill(text);
+        self.last = Some(Arc::new(Source { view: Arc::clone(view), text: Some(cache) }));
+        true
+    }
+
+    /// The source without text for records of `view`.
+    #[inline(never)]
+    fn bare(&mut self, view: &Arc<dyn ReadView>) -> &Arc<Source> {
+        if !self.bare.as_ref().is_some_and(|s| Arc::ptr_eq(&s.view, view)) {
+            self.bare = Some(Arc::new(Source { view: Arc::clone(view), text: None }));
+        }
+        self.bare.as_ref().expect("a bare source of the view")
     }
 }
 
@@ -85,8 +106,9 @@ mod tests {
         EventParts, Layout, RecordFields, decode_record, encode_record, seal_record,
     };
 
-    /// A sealed record of `stream` and `event_type` appended to `buf`; returns its offset.
-    fn push_record(buf: &mut Vec<u8>, stream: &str, event_type: &str) -> usize {
+    /// A sealed record of `stream` and `event_type` with `batch_left` records of its append
+    /// after it, appended to `buf`; returns its offset.
+    fn push_record(buf: &mut Vec<u8>, (stream, event_type, batch_left): Rec) -> usize {
         let at = buf.len();
         let parts = EventParts::new(stream, Uuid::from_u128(1), event_type, b"", b"data");
         encode_record(buf, &parts).unwrap();
@@ -94,7 +116,7 @@ mod tests {
             position: 0,
             version: 0,
             timestamp_us: 0,
-            batch_left: 0,
+            batch_left,
             sequence: 0,
             epoch: 0,
         };
@@ -102,54 +124,77 @@ mod tests {
         at
     }
 
-    fn view_of(records: &[(&str, &str)]) -> (Arc<dyn ReadView>, Vec<usize>) {
-        let mut buf = Vec::new();
-        let offsets = records.iter().map(|(s, t)| push_record(&mut buf, s, t)).collect();
-        (Arc::new(buf), offsets)
+    type Rec = (&'static str, &'static str, u64);
+
+    /// A view holding `records`, and a way to decode the `i`th.
+    struct Log {
+        view: Arc<dyn ReadView>,
+        offsets: Vec<usize>,
     }
 
-    fn text(source: &Source) -> (&str, &str) {
-        (source.stream(), source.event_type())
+    impl Log {
+        fn new(records: &[Rec]) -> Log {
+            let mut buf = Vec::new();
+            let offsets = records.iter().map(|&r| push_record(&mut buf, r)).collect();
+            Log { view: Arc::new(buf), offsets }
+        }
+
+        fn source(&self, sources: &mut Sources, i: usize) -> Arc<Source> {
+            let record = decode_record(self.view.bytes(), self.offsets[i], Layout::V3).unwrap();
+            Arc::clone(sources.get(&self.view, &record))
+        }
+    }
+
+    fn text(source: &Source) -> Option<(&str, &str)> {
+        Some((source.stream()?, source.event_type()?))
     }
 
     #[test]
     fn sources_held_source_keeps_its_text_when_the_next_record_differs() {
-        let (view, at) = view_of(&[("order-1", "Placed"), ("order-2", "Paid")]);
+        let log = Log::new(&[("order-1", "Placed", 0), ("order-2", "Paid", 1)]);
         let mut sources = Sources::default();
-        let first = decode_record(view.bytes(), at[0], Layout::V3).unwrap();
-        let held = Arc::clone(sources.get(&view, &first));
-        let second = decode_record(view.bytes(), at[1], Layout::V3).unwrap();
-        let next = sources.get(&view, &second);
-        assert!(!Arc::ptr_eq(&held, next), "a held source is never changed");
-        assert_eq!(text(&held), ("order-1", "Placed"));
-        assert_eq!(text(next), ("order-2", "Paid"));
+        let held = log.source(&mut sources, 0);
+        let next = log.source(&mut sources, 1);
+        assert!(!Arc::ptr_eq(&held, &next), "a held source is never changed");
+        assert_eq!(text(&held), Some(("order-1", "Placed")));
+        assert_eq!(text(&next), Some(("order-2", "Paid")));
     }
 
     #[test]
     fn sources_source_no_event_holds_is_changed_in_place() {
-        let (view, at) = view_of(&[("order-1", "Placed"), ("order-1", "Placed"), ("b", "Paid")]);
+        let log = Log::new(&[("order-1", "Placed", 1), ("order-1", "Placed", 0), ("b", "Paid", 0)]);
         let mut sources = Sources::default();
-        let record = |i: usize| decode_record(view.bytes(), at[i], Layout::V3).unwrap();
-        let first = Arc::as_ptr(sources.get(&view, &record(0)));
-        let held = Arc::clone(sources.get(&view, &record(1)));
+        let first = Arc::as_ptr(&log.source(&mut sources, 0));
+        let held = log.source(&mut sources, 1);
         assert_eq!(Arc::as_ptr(&held), first, "the same text shares the source");
         drop(held);
-        let third = sources.get(&view, &record(2));
-        assert_eq!(Arc::as_ptr(third), first, "a source nothing holds is reused");
-        assert_eq!(text(third), ("b", "Paid"));
+        let third = log.source(&mut sources, 2);
+        assert_eq!(Arc::as_ptr(&third), first, "a source nothing holds is reused");
+        assert_eq!(text(&third), Some(("b", "Paid")));
+    }
+
+    #[test]
+    fn sources_kept_single_event_appends_share_a_source_without_text() {
+        // The first record of a read gets its text even if its append ends with it.
+        let log = Log::new(&[("a", "Placed", 0), ("b", "Paid", 0), ("c", "Paid", 0)]);
+        let mut sources = Sources::default();
+        let kept = [0, 1, 2].map(|i| log.source(&mut sources, i));
+        assert_eq!(text(&kept[0]), Some(("a", "Placed")));
+        assert!(kept[1].stream().is_none() && kept[1].event_type().is_none());
+        assert!(Arc::ptr_eq(&kept[1], &kept[2]), "one source without text per view");
+        assert!(Arc::ptr_eq(kept[2].view(), &log.view));
     }
 
     #[test]
     fn sources_same_text_in_another_view_gets_that_view() {
-        let (a, at_a) = view_of(&[("order-1", "Placed")]);
-        let (b, at_b) = view_of(&[("order-1", "Placed")]);
+        let (a, b) = (Log::new(&[("order-1", "Placed", 0)]), Log::new(&[("order-1", "Placed", 0)]));
         let mut sources = Sources::default();
-        let held =
-            Arc::clone(sources.get(&a, &decode_record(a.bytes(), at_a[0], Layout::V3).unwrap()));
-        let other = sources.get(&b, &decode_record(b.bytes(), at_b[0], Layout::V3).unwrap());
-        assert!(Arc::ptr_eq(other.view(), &b) && Arc::ptr_eq(held.view(), &a));
-        drop(held);
-        let again = sources.get(&a, &decode_record(a.bytes(), at_a[0], Layout::V3).unwrap());
-        assert!(Arc::ptr_eq(again.view(), &a));
+        let held = a.source(&mut sources, 0);
+        let other = b.source(&mut sources, 0);
+        assert!(Arc::ptr_eq(other.view(), &b.view) && Arc::ptr_eq(held.view(), &a.view));
+        drop((held, other));
+        let again = a.source(&mut sources, 0);
+        assert!(Arc::ptr_eq(again.view(), &a.view));
+        assert_eq!(text(&again), Some(("order-1", "Placed")));
     }
 }
