@@ -10,7 +10,9 @@ use crate::{
     shared::Shared,
 };
 
-use super::{EventRef, Locator, RecordedEvent, locator::verify_at, source::Sources};
+use super::{
+    EventRef, Locator, RecordedEvent, locator::verify_at, source::Sources, text::TextCache,
+};
 
 /// Events of `$all` from a position forward, up to the head as of the call that made it.
 /// Walks the segments record by record: one decode per event, no lookups.
@@ -20,6 +22,7 @@ use super::{EventRef, Locator, RecordedEvent, locator::verify_at, source::Source
 pub struct ReadAll {
     walk: Walk,
     sources: Sources,
+    text: TextCache,
 }
 
 /// The forward walk itself: how far it may go, and where it stands.
@@ -59,7 +62,7 @@ impl ReadAll {
         let end = shared.head();
         let at = Place { shared, from, end, cursor: None, last: None };
         let walk = Walk { remaining: limit, at };
-        ReadAll { walk, sources: Sources::default() }
+        ReadAll { walk, sources: Sources::default(), text: TextCache::default() }
     }
 
     /// The next event, lent until the next call: what [`Iterator::next`] returns, without a
@@ -88,8 +91,8 @@ impl ReadAll {
     pub fn next_ref(&mut self) -> Option<Result<EventRef<'_>>> {
         match self.walk.next_found()? {
             Ok(found) => {
-                let source = self.sources.get(found.view, &found.record);
-                Some(Ok(EventRef::new(source, found.offset, found.record)))
+                let bare = self.sources.bare(found.view);
+                Some(Ok(EventRef::new(bare, found.offset, found.record, &mut self.text)))
             }
             Err(e) => Some(Err(e)),
         }

@@ -15,7 +15,7 @@ use crate::{
     types::{Position, StreamVersion},
 };
 
-use super::{RecordedEvent, source::Source};
+use super::{RecordedEvent, source::Source, text::TextCache};
 
 /// An event lent by [`ReadAll::next_ref`](super::ReadAll::next_ref): the same fields as a
 /// [`RecordedEvent`], borrowed from the read instead of shared with it. Its bytes were verified
@@ -24,8 +24,10 @@ use super::{RecordedEvent, source::Source};
 #[derive(Clone, Copy)]
 pub struct EventRef<'a> {
     record: Record<'a>,
-    /// The view the record is in, and its text.
-    source: &'a Arc<Source>,
+    /// The record's stream name and event type.
+    text: &'a TextCache,
+    /// The view the record is in, as a source without text for [`EventRef::to_recorded`].
+    bare: &'a Arc<Source>,
     offset: usize,
 }
 
@@ -33,8 +35,16 @@ impl<'a> EventRef<'a> {
     /// Lends the record at `offset` of `source`'s view, verified already, which has `source`'s
     /// text if it has any.
     #[inline]
-    pub(crate) fn new(source: &'a Arc<Source>, offset: usize, record: Record<'a>) -> EventRef<'a> {
-        EventRef { record, source, offset }
+    pub(crate) fn new(
+        bare: &'a Arc<Source>,
+        offset: usize,
+        record: Record<'a>,
+        text: &'a mut TextCache,
+    ) -> EventRef<'a> {
+        if !text.holds(record.text_bytes()) {
+            text.fill(record.text_bytes());
+        }
+        EventRef { record, text, bare, offset }
     }
 
     /// Global position in the log.
@@ -49,7 +59,7 @@ impl<'a> EventRef<'a> {
 
     /// The stream it belongs to.
     pub fn stream(&self) -> &'a str {
-        self.source.stream().unwrap_or_else(|| self.record.stream())
+        self.text.stream()
     }
 
     /// The event id.
@@ -59,7 +69,7 @@ impl<'a> EventRef<'a> {
 
     /// The event type.
     pub fn event_type(&self) -> &'a str {
-        self.source.event_type().unwrap_or_else(|| self.record.event_type())
+        self.text.event_type()
     }
 
     /// The payload.
@@ -90,7 +100,7 @@ impl<'a> EventRef<'a> {
     /// The same event as a [`RecordedEvent`], which shares the segment's mapped bytes and so
     /// outlives the read (one reference count; nothing is copied).
     pub fn to_recorded(&self) -> RecordedEvent {
-        RecordedEvent::new(Arc::clone(self.source), self.offset, self.record)
+        RecordedEvent::new(Arc::clone(self.bare), self.offset, self.record)
     }
 }
 

@@ -87,9 +87,9 @@ impl Sources {
         true
     }
 
-    /// The source without text for records of `view`.
-    #[inline(never)]
-    fn bare(&mut self, view: &Arc<dyn ReadView>) -> &Arc<Source> {
+    /// The source without text for records of `view`: one per view.
+    #[inline]
+    pub(crate) fn bare(&mut self, view: &Arc<dyn ReadView>) -> &Arc<Source> {
         if !self.bare.as_ref().is_some_and(|s| Arc::ptr_eq(&s.view, view)) {
             self.bare = Some(Arc::new(Source { view: Arc::clone(view), text: None }));
         }
