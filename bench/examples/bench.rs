@@ -235,23 +235,41 @@ fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
     table.section(&format!("W3 building a store of {size}: batches of 100, no fsync either side"));
     table.values("events/s", a, Some(s), None, Some(("≥ 8× SQLite", a / s >= 8.0)));
 
-    table.section(&format!("W4 read $all forward, {size} (raw: pread + CRC of the segments)"));
+    table.section(&format!(
+        "W4 read $all forward, {size} (raw: mmap + a CRC per record, walking the length prefixes)"
+    ));
     let files = raw::segment_files(&run.path("1m"))?;
+    let mapped = raw::Mapped::open(&files)?;
     // A warm read of the quick store takes ~10 ms, so one descheduling spoils a round: the
     // best of ten, taking turns, is steadier than of three on a shared machine.
-    let [a, s, r, handles] = best_rates(
+    let [a, s, r, handles, whole, pread] = best_rates(
         10,
         false,
         [
             &mut || Ok(workload::read_all(&store)?.events),
             &mut || Ok(lite.read_all()?.events),
-            &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
+            &mut || Ok(mapped.crc_records()),
             &mut || Ok(workload::read_all_recorded(&store)?.events),
+            &mut || {
+                mapped.crc_whole();
+                Ok(layout.events)
+            },
+            &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
         ],
     )?;
-    let check = ("≥ 5× SQLite, > 20M/s", a / s >= 5.0 && a > 20e6);
+    let check = ("≥ 5× SQLite, > 20M/s, ≥ 0.5× raw", a / s >= 5.0 && a > 20e6 && a / r >= 0.5);
     table.values("warm events/s (next_ref)", a, Some(s), Some(r), Some(check));
-    table.values("warm events/s (iterator)", handles, Some(s), Some(r), None);
+    let check = ("≥ 0.8× next_ref", handles / a >= 0.8);
+    table.values("warm events/s (iterator)", handles, Some(s), Some(r), Some(check));
+    table.plain("  iterator ÷ next_ref", &format!("{:.2}×", handles / a), "", "");
+    for (name, other) in [("mmap + CRC of whole files", whole), ("pread 1 MiB + CRC", pread)] {
+        table.plain(
+            &format!("  raw {name}: records/s"),
+            &human(other),
+            "",
+            &format!("next_ref {:.2}×, iterator {:.2}×", a / other, handles / other),
+        );
+    }
     if drop_page_cache() {
         let [a, s, r] = best_rates(
             2,
@@ -262,7 +280,8 @@ fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
                 &mut || Ok(raw::read_crc(&files).map(|_| layout.events)?),
             ],
         )?;
-        table.values("cold events/s", a, Some(s), Some(r), Some(("≥ 2× SQLite", a / s >= 2.0)));
+        let check = Some(("≥ 2× SQLite", a / s >= 2.0));
+        table.values("cold events/s (raw: pread + CRC)", a, Some(s), Some(r), check);
     } else {
         table.plain("cold events/s", "could not drop the page cache", "", "");
     }

@@ -489,6 +489,15 @@ impl<'a> Record<'a> {
     pub fn tags(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         self.tag_bytes().map(|tag| std::str::from_utf8(tag).unwrap_or("\u{fffd}"))
     }
+    /// Where the metadata starts and where the data starts, from the record's first byte
+    /// (the data runs to its end): what a reader keeps to reach both without decoding the
+    /// lengths again.
+    #[inline]
+    pub fn body_at(&self) -> (usize, usize) {
+        let lengths = self.lengths();
+        let at = self.metadata_at(lengths);
+        (at, at + lengths.metadata)
+    }
     /// Metadata bytes.
     #[inline]
     pub fn metadata(&self) -> &'a [u8] {

@@ -10,7 +10,9 @@ use crate::{
     shared::Shared,
 };
 
-use super::{EventRef, Locator, RecordedEvent, event_ref::TextCache, locator::verify_at};
+use super::{
+    EventRef, Locator, RecordedEvent, locator::verify_at, source::Sources, text::TextCache,
+};
 
 /// Events of `$all` from a position forward, up to the head as of the call that made it.
 /// Walks the segments record by record: one decode per event, no lookups.
@@ -19,6 +21,7 @@ use super::{EventRef, Locator, RecordedEvent, event_ref::TextCache, locator::ver
 /// bytes; [`ReadAll::next_ref`] lends the same events without that reference count.
 pub struct ReadAll {
     walk: Walk,
+    sources: Sources,
     text: TextCache,
 }
 
@@ -59,12 +62,12 @@ impl ReadAll {
         let end = shared.head();
         let at = Place { shared, from, end, cursor: None, last: None };
         let walk = Walk { remaining: limit, at };
-        ReadAll { walk, text: TextCache::default() }
+        ReadAll { walk, sources: Sources::default(), text: TextCache::default() }
     }
 
     /// The next event, lent until the next call: what [`Iterator::next`] returns, without a
-    /// reference count per event, and with the stream name and event type checked to be
-    /// UTF-8 only when they differ from the previous event's. For a loop over a large read:
+    /// reference count per event (both check the stream name and event type to be UTF-8 only
+    /// when they differ from the previous event's). For a loop over a large read:
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -88,7 +91,8 @@ impl ReadAll {
     pub fn next_ref(&mut self) -> Option<Result<EventRef<'_>>> {
         match self.walk.next_found()? {
             Ok(found) => {
-                Some(Ok(EventRef::new(found.view, found.offset, found.record, &mut self.text)))
+                let bare = self.sources.bare(found.view);
+                Some(Ok(EventRef::new(bare, found.offset, found.record, &mut self.text)))
             }
             Err(e) => Some(Err(e)),
         }
@@ -201,7 +205,10 @@ impl Iterator for ReadAll {
 
     fn next(&mut self) -> Option<Self::Item> {
         let found = self.walk.next_found()?;
-        Some(found.map(|f| RecordedEvent::new(Arc::clone(f.view), f.offset, f.record)))
+        Some(found.map(|f| {
+            let source = Arc::clone(self.sources.get(f.view, &f.record));
+            RecordedEvent::new(source, f.offset, f.record)
+        }))
     }
 }
 

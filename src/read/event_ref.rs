@@ -12,11 +12,10 @@ use uuid::Uuid;
 
 use crate::{
     format::Record,
-    io::ReadView,
     types::{Position, StreamVersion},
 };
 
-use super::RecordedEvent;
+use super::{RecordedEvent, source::Source, text::TextCache};
 
 /// An event lent by [`ReadAll::next_ref`](super::ReadAll::next_ref): the same fields as a
 /// [`RecordedEvent`], borrowed from the read instead of shared with it. Its bytes were verified
@@ -25,22 +24,27 @@ use super::RecordedEvent;
 #[derive(Clone, Copy)]
 pub struct EventRef<'a> {
     record: Record<'a>,
-    stream: &'a str,
-    event_type: &'a str,
-    view: &'a Arc<dyn ReadView>,
+    /// The record's stream name and event type.
+    text: &'a TextCache,
+    /// The view the record is in, as a source without text for [`EventRef::to_recorded`].
+    bare: &'a Arc<Source>,
     offset: usize,
 }
 
 impl<'a> EventRef<'a> {
-    /// Lends the record at `offset` of `view`, verified already, with its text from `text`.
+    /// Lends the record at `offset` of `source`'s view, verified already, which has `source`'s
+    /// text if it has any.
+    #[inline]
     pub(crate) fn new(
-        view: &'a Arc<dyn ReadView>,
+        bare: &'a Arc<Source>,
         offset: usize,
         record: Record<'a>,
         text: &'a mut TextCache,
     ) -> EventRef<'a> {
-        let (stream, event_type) = text.resolve(record.text_bytes());
-        EventRef { record, stream, event_type, view, offset }
+        if !text.holds(record.text_bytes()) {
+            text.fill(record.text_bytes());
+        }
+        EventRef { record, text, bare, offset }
     }
 
     /// Global position in the log.
@@ -55,7 +59,7 @@ impl<'a> EventRef<'a> {
 
     /// The stream it belongs to.
     pub fn stream(&self) -> &'a str {
-        self.stream
+        self.text.stream()
     }
 
     /// The event id.
@@ -65,7 +69,7 @@ impl<'a> EventRef<'a> {
 
     /// The event type.
     pub fn event_type(&self) -> &'a str {
-        self.event_type
+        self.text.event_type()
     }
 
     /// The payload.
@@ -96,7 +100,7 @@ impl<'a> EventRef<'a> {
     /// The same event as a [`RecordedEvent`], which shares the segment's mapped bytes and so
     /// outlives the read (one reference count; nothing is copied).
     pub fn to_recorded(&self) -> RecordedEvent {
-        RecordedEvent::new(Arc::clone(self.view), self.offset, self.record)
+        RecordedEvent::new(Arc::clone(self.bare), self.offset, self.record)
     }
 }
 
@@ -111,124 +115,5 @@ impl fmt::Debug for EventRef<'_> {
             .field("data_len", &self.data().len())
             .field("metadata_len", &self.metadata().len())
             .finish()
-    }
-}
-
-/// The stream name and event type of the last event a read lent, checked to be UTF-8 once.
-/// An append's events share their stream and most logs have few event types, so most events
-/// are answered by comparing a few bytes instead of validating them again (`unsafe` to skip
-/// the check is not allowed outside the mmap module).
-#[derive(Debug, Default)]
-pub(crate) struct TextCache {
-    /// Stream name and event type, one after the other as in the record.
-    text: String,
-    /// Where the stream name ends in `text` (always a character boundary).
-    stream_len: usize,
-}
-
-impl TextCache {
-    /// A record's stream name and event type from its text bytes (as
-    /// [`Record::text_bytes`] has them), out of the cache where they repeat.
-    fn resolve(&mut self, (bytes, stream_len): (&[u8], usize)) -> (&str, &str) {
-        if stream_len != self.stream_len || !same_bytes(self.text.as_bytes(), bytes) {
-            self.fill(bytes, stream_len);
-        }
-        self.text.split_at(self.stream_len)
-    }
-
-    /// Holds `bytes` split at `stream_len`: one UTF-8 check for both fields. Bytes that are not
-    /// UTF-8 (which no annal writer produces) read as U+FFFD, field by field, as
-    /// [`Record::stream`] has them. The cache then holds other bytes than the record's, so the
-    /// next such record is checked again; a record that does hold the cached bytes has that
-    /// text, whatever put it there.
-    fn fill(&mut self, bytes: &[u8], stream_len: usize) {
-        self.text.clear();
-        match std::str::from_utf8(bytes) {
-            Ok(text) if text.is_char_boundary(stream_len) => {
-                self.text.push_str(text);
-                self.stream_len = stream_len;
-            }
-            _ => {
-                let (stream, event_type) = bytes.split_at(stream_len);
-                let lossy = |b| std::str::from_utf8(b).unwrap_or("\u{fffd}");
-                self.text.push_str(lossy(stream));
-                self.stream_len = self.text.len();
-                self.text.push_str(lossy(event_type));
-            }
-        }
-    }
-}
-
-/// Whether `a` and `b` hold the same bytes, compared a word at a time inline: for names of a
-/// few dozen bytes that costs less than the call to `memcmp` that `==` makes.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8"));
-    let mut at = 0;
-    while at + 8 < n {
-        if word(a, at) != word(b, at) {
-            return false;
-        }
-        at += 8;
-    }
-    // The last eight bytes, overlapping the word before when `n` is not a multiple of eight.
-    word(a, n - 8) == word(b, n - 8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resolved(cache: &mut TextCache, stream: &[u8], event_type: &[u8]) -> (String, String) {
-        let (s, t) = cache.resolve((&[stream, event_type].concat(), stream.len()));
-        (s.to_owned(), t.to_owned())
-    }
-
-    fn pair(s: &str, t: &str) -> (String, String) {
-        (s.to_owned(), t.to_owned())
-    }
-
-    #[test]
-    fn text_cache_follows_changing_text() {
-        let mut cache = TextCache::default();
-        assert_eq!(resolved(&mut cache, b"order-1", b"Placed"), pair("order-1", "Placed"));
-        assert_eq!(resolved(&mut cache, b"order-1", b"Placed"), pair("order-1", "Placed"));
-        // Same bytes, split elsewhere.
-        assert_eq!(resolved(&mut cache, b"order-1P", b"laced"), pair("order-1P", "laced"));
-        assert_eq!(resolved(&mut cache, b"order-22", b"Paid"), pair("order-22", "Paid"));
-        assert_eq!(resolved(&mut cache, "é".as_bytes(), "ü".as_bytes()), pair("é", "ü"));
-    }
-
-    #[test]
-    fn text_cache_invalid_utf8_is_replacement_character_per_field() {
-        let mut cache = TextCache::default();
-        assert_eq!(resolved(&mut cache, &[0xff], b"Placed"), pair("\u{fffd}", "Placed"));
-        assert_eq!(resolved(&mut cache, b"order-1", &[0xc3]), pair("order-1", "\u{fffd}"));
-        // A character split between the fields: each field on its own is not UTF-8.
-        let e = "é".as_bytes();
-        assert_eq!(resolved(&mut cache, &e[..1], &e[1..]), pair("\u{fffd}", "\u{fffd}"));
-        // The replacement character's own bytes are text, and read as themselves.
-        let r = "\u{fffd}".as_bytes();
-        assert_eq!(resolved(&mut cache, r, b"Placed"), pair("\u{fffd}", "Placed"));
-    }
-
-    #[test]
-    fn same_bytes_compares_every_byte() {
-        let a: Vec<u8> = (0..40).collect();
-        for len in 0..a.len() {
-            assert!(same_bytes(&a[..len], &a[..len]));
-            assert!(!same_bytes(&a[..len], &a[..len + 1]));
-            for at in 0..len {
-                let mut b = a[..len].to_vec();
-                b[at] ^= 0x20;
-                assert!(!same_bytes(&a[..len], &b), "difference at {at} of {len} missed");
-            }
-        }
     }
 }

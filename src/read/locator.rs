@@ -11,7 +11,7 @@ use crate::{
     shared::Shared,
 };
 
-use super::RecordedEvent;
+use super::{RecordedEvent, source::Sources};
 
 /// Reads committed records by position.
 pub(crate) struct Locator {
@@ -22,6 +22,8 @@ pub(crate) struct Locator {
     view_end: u64,
     /// Whether the positions asked for are scattered (a stream's) rather than consecutive.
     scattered: bool,
+    /// What the events read share: `view`, and their text while it repeats.
+    sources: Sources,
 }
 
 impl Locator {
@@ -38,7 +40,7 @@ impl Locator {
 
     fn with_access(shared: Arc<Shared>, scattered: bool) -> Locator {
         let view: Arc<dyn ReadView> = Arc::new(Vec::new());
-        Locator { shared, segment: None, view, view_end: 0, scattered }
+        Locator { shared, segment: None, view, view_end: 0, scattered, sources: Sources::default() }
     }
 
     /// The store this reads from.
@@ -51,7 +53,7 @@ impl Locator {
     pub fn read(&mut self, position: u64) -> Result<Option<RecordedEvent>> {
         let Some(segment) = self.segment_for(position)? else { return Ok(None) };
         match segment.locate(self.view.bytes(), position) {
-            Some(offset) => decode_at(&segment, &self.view, offset, Some(position)).map(Some),
+            Some(offset) => self.decode_at(&segment, offset, Some(position)).map(Some),
             None => Ok(None),
         }
     }
@@ -61,7 +63,7 @@ impl Locator {
         let mut segment = self.segment_for(position)?;
         while let Some(s) = segment {
             if let Some(offset) = s.locate_floor(self.view.bytes(), position) {
-                return decode_at(&s, &self.view, offset, None).map(Some);
+                return self.decode_at(&s, offset, None).map(Some);
             }
             segment = self.shared.segments().prev_before(s.base_position());
             if let Some(prev) = &segment {
@@ -84,6 +86,19 @@ impl Locator {
         Ok(Some(segment))
     }
 
+    /// Decodes and verifies the record at `offset` of the view of `segment`, which must hold
+    /// `expected` if given.
+    fn decode_at(
+        &mut self,
+        segment: &Segment,
+        offset: usize,
+        expected: Option<u64>,
+    ) -> Result<RecordedEvent> {
+        let record = verify_at(segment, self.view.bytes(), offset, expected)?;
+        let source = Arc::clone(self.sources.get(&self.view, &record));
+        Ok(RecordedEvent::new(source, offset, record))
+    }
+
     fn switch_to(&mut self, segment: &Arc<Segment>) -> Result<()> {
         // End position before length: the writer publishes them in the other order.
         self.view_end = segment.end_position();
@@ -97,22 +112,12 @@ impl Locator {
     }
 }
 
-/// Decodes and verifies the record at `offset` of `view`, which must hold `expected` if given.
-pub(crate) fn decode_at(
-    segment: &Segment,
-    view: &Arc<dyn ReadView>,
-    offset: usize,
-    expected: Option<u64>,
-) -> Result<RecordedEvent> {
-    let record = verify_at(segment, view.bytes(), offset, expected)?;
-    Ok(RecordedEvent::new(Arc::clone(view), offset, record))
-}
-
 /// Decodes and verifies the record at `offset` of `segment`'s `bytes`, which must hold
 /// `expected` if given. Inlined: it is the per-record step of every `$all` read (the compiler
 /// stopped inlining it on its own when the crate grew, which cost 4.5% of a read's
-/// instructions under callgrind).
-#[inline]
+/// instructions under callgrind; `#[inline]` alone stopped sufficing when the locator's decode
+/// became a method, which cost 7%).
+#[inline(always)]
 pub(crate) fn verify_at<'a>(
     segment: &Segment,
     bytes: &'a [u8],

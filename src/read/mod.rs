@@ -7,7 +7,9 @@ mod event;
 mod event_ref;
 mod locator;
 mod positions;
+mod source;
 mod stream;
+mod text;
 
 pub use all::{ReadAll, ReadAllBackward};
 pub use event::RecordedEvent;

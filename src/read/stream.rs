@@ -103,7 +103,7 @@ impl ReadStream {
                 if e.record().stream_bytes() == self.stream.as_bytes()
                     && e.version().get() == version =>
             {
-                Ok(Some(e.in_stream(&self.stream)))
+                Ok(Some(e))
             }
             None if self.locator.shared().streams().state(&self.stream).floor() > version => {
                 Ok(None)

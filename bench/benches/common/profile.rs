@@ -16,6 +16,9 @@
 //!   times, and prints the best rate (per event: instructions ÷ (R × N)).
 //! - `read-all-recorded N [R]`: the same through the iterator of `RecordedEvent`s
 //!   ([`workload::read_all_recorded`]).
+//! - `raw-crc-records N [R]`: W4's raw column on the store `read-all` reads: its segments
+//!   mapped once, then every record's CRC checked, walking the length prefixes
+//!   ([`raw::Mapped::crc_records`]).
 //! - `read-streams _ [R]`: W5's 1,000 random whole streams, on W5's own store.
 //! - `append _ [R]`: W1 against raw `pwrite` + `fdatasync` in R turns of 0.25 s each, and the
 //!   median ratio, which the disk's drift mostly cancels out of.
@@ -65,6 +68,16 @@ pub fn run(args: &[String]) -> Res<()> {
             let rate = events as f64 / best.as_secs_f64() / 1e6;
             println!("{what}: {events} events, best of {rounds} reads {best:?}: {rate:.2}M/s");
         }
+        "raw-crc-records" => {
+            let (store, _) = workload::build(dir.path(), layout)?;
+            let mapped = raw::Mapped::open(&raw::segment_files(store.dir())?)?;
+            let read = move |_: &annal::Store| {
+                Ok(Touched { events: mapped.crc_records(), ..Touched::default() })
+            };
+            let best = profiled_reads(&store, &read, rounds)?;
+            let rate = events as f64 / best.as_secs_f64() / 1e6;
+            println!("{what}: {events} records, best of {rounds} scans {best:?}: {rate:.2}M/s");
+        }
         "read-streams" => {
             let layout = Layout::STREAMS;
             let (store, _) = workload::build(dir.path(), layout)?;
@@ -86,7 +99,7 @@ pub fn run(args: &[String]) -> Res<()> {
         }
         other => {
             return Err(format!(
-                "--profile wants read-all, read-all-recorded, read-streams, append, writers or build, not {other:?}"
+                "--profile wants read-all, read-all-recorded, raw-crc-records, read-streams, append, writers or build, not {other:?}"
             )
             .into());
         }

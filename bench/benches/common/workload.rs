@@ -170,7 +170,7 @@ pub fn read_all(store: &Store) -> Result<Touched> {
 }
 
 /// [`read_all`] through the iterator of [`annal::RecordedEvent`]s, which share the segment's
-/// mapped bytes (a reference count per event) and check text on every access.
+/// mapped bytes (a reference count per event). Touches the same fields as [`read_all`].
 pub fn read_all_recorded(store: &Store) -> Result<Touched> {
     let mut touched = Touched::default();
     for event in store.read_all_forward(Position::START, usize::MAX) {
