@@ -49,6 +49,7 @@ mod shared;
 mod store;
 mod subscription;
 mod sync;
+mod trace;
 mod types;
 mod verify;
 mod writer;

@@ -7,6 +7,7 @@ use std::{
     path::Path,
     sync::{Arc, Mutex, atomic::Ordering},
     thread::JoinHandle,
+    time::Instant,
 };
 
 use crossbeam_channel::{Receiver, Sender};
@@ -25,6 +26,7 @@ use crate::{
     segment::{ListedHooks, SegmentSet},
     shared::Shared,
     subscription::{self, Filter, PersistentOptions, PersistentSubscription, Subscription},
+    trace,
     types::{
         AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
         StreamVersion,
@@ -136,6 +138,7 @@ impl Store {
     }
 
     fn open_as(dir: &Path, options: Options, access: Access) -> Result<Store> {
+        let started = Instant::now();
         options.validate()?;
         let dir = dir.to_path_buf();
         let storage = Arc::clone(&options.storage);
@@ -193,6 +196,7 @@ impl Store {
             // Nothing will ever commit: subscriptions end at the head.
             shared.notifier().close();
         }
+        trace::opened(&dir, tx.is_none(), &recovered.report, started.elapsed());
         let inner = Inner {
             shared,
             tx,
@@ -419,12 +423,15 @@ impl Store {
     /// frame, and the invariants (positions dense, stream versions dense), reporting the first
     /// problems with their segment and offset. Reads only; appends continue meanwhile.
     pub fn verify(&self) -> Result<VerifyReport> {
-        verify::verify(&self.inner.shared, |_, _| {})
+        self.verify_with_progress(|_, _| {})
     }
 
     /// [`verify`](Store::verify), calling `progress(bytes_done, bytes_total)` after each segment.
     pub fn verify_with_progress(&self, progress: impl FnMut(u64, u64)) -> Result<VerifyReport> {
-        verify::verify(&self.inner.shared, progress)
+        let started = Instant::now();
+        let report = verify::verify(&self.inner.shared, progress)?;
+        trace::verified(self.dir(), &report, started.elapsed());
+        Ok(report)
     }
 
     /// Reclaims the space of events no read can return any more (tombstoned and deleted
@@ -442,7 +449,10 @@ impl Store {
         if self.inner.tx.is_none() {
             return Err(Error::ReadOnly);
         }
-        scavenge::run(&self.inner.shared, control)
+        let started = Instant::now();
+        let report = scavenge::run(&self.inner.shared, control)?;
+        trace::scavenged(self.dir(), &report, started.elapsed());
+        Ok(report)
     }
 
     /// The store's directory.

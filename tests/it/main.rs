@@ -23,6 +23,7 @@ mod kill9;
 mod lifecycle;
 mod model;
 mod modes;
+mod observability;
 mod persisted;
 mod persisted_crash;
 mod persisted_listed;
