@@ -160,7 +160,10 @@ impl Shared {
 
     /// Records the first write or fsync failure.
     pub fn poison(&self, op: &'static str, error: io::Error) {
-        let _ = self.poison.set((op, Arc::new(error)));
+        let error = Arc::new(error);
+        if self.poison.set((op, Arc::clone(&error))).is_ok() {
+            crate::trace::poisoned(self.dir(), op, &error);
+        }
         // Caught-up subscribers learn that nothing more will commit.
         self.notifier.wake();
     }

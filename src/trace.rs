@@ -7,9 +7,36 @@
 //! lost (a torn tail cut, derived files rebuilt, a slow fsync, verify problems), `error` for
 //! what stops writes (a poisoned writer). Nothing is emitted per append or per read.
 
-use std::{path::Path, time::Duration};
+use std::{io, path::Path, time::Duration};
 
 use crate::{RecoveryReport, ScavengeReport, VerifyReport};
+
+/// An fdatasync of a group that took at least this long is reported: far beyond what a
+/// healthy disk takes (0.1–30 ms on the machines measured), so a report means a disk or
+/// virtual machine in trouble, not noise.
+pub(crate) const SLOW_SYNC: Duration = Duration::from_millis(250);
+
+/// The writer is poisoned: nothing more will be written until the store is reopened.
+pub(crate) fn poisoned(dir: &Path, op: &str, error: &io::Error) {
+    tracing::error!(
+        target: "annal",
+        dir = %dir.display(),
+        op,
+        error = %error,
+        "store poisoned: writes refused until it is reopened"
+    );
+}
+
+/// A group's fdatasync took [`SLOW_SYNC`] or longer.
+pub(crate) fn slow_sync(segment: &Path, elapsed: Duration, bytes: u64) {
+    tracing::warn!(
+        target: "annal",
+        segment = %segment.display(),
+        elapsed_ms = elapsed.as_secs_f64() * 1e3,
+        bytes,
+        "slow fdatasync of a group"
+    );
+}
 
 /// An open finished: what recovery found, and what it did about it.
 pub(crate) fn opened(dir: &Path, read_only: bool, report: &RecoveryReport, elapsed: Duration) {

@@ -10,7 +10,7 @@
 //! A failed write or fsync is returned to the caller, who poisons the store; nothing is
 //! retried, and a poisoned store is never written to again.
 
-use std::{io, sync::Arc};
+use std::{io, sync::Arc, time::Instant};
 
 use super::SealedGroup;
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
     options::Durability,
     segment::Segment,
     shared::Shared,
+    trace,
 };
 
 /// What a poisoned store names as the failed operation when the stream index disagreed with
@@ -43,7 +44,15 @@ impl Written {
     /// caller poisons the store and never retries.
     pub fn sync(&self, durability: Durability) -> io::Result<()> {
         match durability {
-            Durability::Fsync => self.segment.active_file().sync_data(),
+            Durability::Fsync => {
+                let started = Instant::now();
+                let synced = self.segment.active_file().sync_data();
+                let elapsed = started.elapsed();
+                if elapsed >= trace::SLOW_SYNC {
+                    trace::slow_sync(self.segment.path(), elapsed, self.len - self.base);
+                }
+                synced
+            }
             Durability::None => Ok(()),
         }
     }

@@ -1,15 +1,17 @@
 //! What the store tells an operator through `tracing`: an open's summary, a torn tail cut, and
-//! derived files rebuilt, a scavenge's and a verify's results, each as an event with the fields
-//! an operator filters on, under the target `annal`.
+//! derived files rebuilt, a scavenge's and a verify's results, a poisoned writer and a slow
+//! fdatasync, each as an event with the fields an operator filters on, under the target `annal`.
 
 use std::{
     fmt::Debug,
     fs,
     io::Write,
+    path::Path,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use annal::{ExpectedVersion, Options, Store};
+use annal::{Error, ExpectedVersion, Options, Store, io::SimDisk};
 use tracing::{
     Event, Level, Metadata, Subscriber,
     field::{Field, Visit},
@@ -165,4 +167,54 @@ fn observability_scavenge_and_verify_report_their_results() {
         the_one(&seen, "verify found no problem").field("events"),
         Some(verified.events.to_string().as_str())
     );
+}
+
+/// Options on a simulated disk. One thread appending to an idle writer commits inline, on its
+/// own thread, so a thread-local subscriber sees what the commit reports.
+fn sim_options(disk: &SimDisk) -> Options {
+    Options { storage: Arc::new(disk.clone()), ..small_options() }
+}
+
+#[test]
+fn observability_a_failed_fsync_reports_the_poison_once() {
+    let disk = SimDisk::new();
+    let dir = Path::new("/observability-poison");
+    let store = Store::open_with(dir, sim_options(&disk)).unwrap();
+    store.append("s", ExpectedVersion::Any, [event(0)]).unwrap();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(recorder.clone(), || {
+        disk.fail_sync(0);
+        for n in 1..4 {
+            let refused = store.append("s", ExpectedVersion::Any, [event(n)]);
+            assert!(matches!(refused, Err(Error::Poisoned { .. })), "{refused:?}");
+        }
+    });
+    assert_eq!(store.stats().inline_commits, 2, "both commits ran on this thread");
+    let seen = recorder.take();
+    let poisoned = the_one(&seen, "store poisoned");
+    assert_eq!(poisoned.level, Level::ERROR);
+    assert_eq!(poisoned.field("dir"), Some("/observability-poison"));
+    assert_eq!(poisoned.field("op"), Some("fsync"));
+}
+
+#[test]
+fn observability_a_slow_fsync_is_reported_with_its_segment() {
+    let disk = SimDisk::new();
+    let dir = Path::new("/observability-slow");
+    let store = Store::open_with(dir, sim_options(&disk)).unwrap();
+    store.append("s", ExpectedVersion::Any, [event(0)]).unwrap();
+    let recorder = Recorder::default();
+    tracing::subscriber::with_default(recorder.clone(), || {
+        disk.set_sync_delay(Duration::from_millis(300));
+        store.append("s", ExpectedVersion::Any, [event(1)]).unwrap();
+        disk.set_sync_delay(Duration::ZERO);
+        store.append("s", ExpectedVersion::Any, [event(2)]).unwrap();
+    });
+    assert_eq!(store.stats().inline_commits, 3, "every commit ran on this thread");
+    let seen = recorder.take();
+    let slow = the_one(&seen, "slow fdatasync");
+    assert_eq!(slow.level, Level::WARN);
+    assert!(slow.field("segment").unwrap().starts_with("/observability-slow/"), "{slow:?}");
+    let elapsed: f64 = slow.field("elapsed_ms").unwrap().parse().unwrap();
+    assert!(elapsed >= 250.0, "{slow:?}");
 }
