@@ -38,6 +38,7 @@ mod read;
 mod recorded;
 mod server;
 mod service;
+mod sink;
 mod subscribe;
 mod wire;
 

@@ -24,7 +24,9 @@ use crate::{
             streams_server::Streams, tombstone_req, tombstone_resp,
         },
     },
-    read, subscribe,
+    read,
+    sink::Sink,
+    subscribe,
 };
 
 /// A boxed reply stream.
@@ -43,7 +45,7 @@ impl Streams for StreamsService {
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let plan = read::plan(request.into_inner())?;
-        // A subscription holds its permit (and its blocking thread) until it ends.
+        // A subscription holds its permit until it ends.
         let permit = match plan.count {
             Some(_) => None,
             None => {
@@ -56,17 +58,26 @@ impl Streams for StreamsService {
             }
         };
         let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
-        let mut outbox =
-            Outbox::new(tx, self.ctx.shutdown.clone(), tokio::runtime::Handle::current());
         let store = self.ctx.store.clone();
+        let shutdown = self.ctx.shutdown.clone();
         // A panic in the task drops the queue: the client sees the stream end, never a hang.
-        tokio::task::spawn_blocking(move || {
-            match plan.count {
-                Some(count) => read::run_counted(&store, &plan, count, &mut outbox),
-                None => subscribe::run(&store, &plan, &mut outbox),
+        match plan.count {
+            Some(count) => {
+                let mut outbox = Outbox::new(tx, shutdown, tokio::runtime::Handle::current());
+                tokio::task::spawn_blocking(move || {
+                    read::run_counted(&store, &plan, count, &mut outbox);
+                });
             }
-            drop(permit);
-        });
+            None => {
+                // An async task over the library's stream; it ends (dropping the stream) when
+                // the client drops the call.
+                let mut sink = Sink::new(tx, shutdown);
+                tokio::spawn(async move {
+                    subscribe::run(&store, &plan, &mut sink).await;
+                    drop(permit);
+                });
+            }
+        }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

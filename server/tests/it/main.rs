@@ -5,6 +5,7 @@ mod append;
 mod delete;
 mod features;
 mod harness;
+mod live;
 mod metadata;
 mod read;
 mod shutdown;
