@@ -1,5 +1,6 @@
 //! The gRPC service implementations: thin adapters from tonic's traits to the modules that do
-//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `features`, `gossip`).
+//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `session`, `features`,
+//! `gossip`).
 
 use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
@@ -23,8 +24,12 @@ use crate::{
             ReadResp, TombstoneReq, TombstoneResp, delete_req, delete_resp,
             streams_server::Streams, tombstone_req, tombstone_resp,
         },
+        v2::{
+            AppendRequest, AppendSessionResponse,
+            streams_service_server::StreamsService as StreamsServiceV2,
+        },
     },
-    read,
+    read, session,
     sink::Sink,
     subscribe,
 };
@@ -141,6 +146,22 @@ impl Streams for StreamsService {
 
 fn missing_options() -> Status {
     Status::invalid_argument("options missing")
+}
+
+/// The v2 StreamsService (AppendSession).
+pub struct V2StreamsService {
+    /// Shared state.
+    pub ctx: Context,
+}
+
+#[tonic::async_trait]
+impl StreamsServiceV2 for V2StreamsService {
+    async fn append_session(
+        &self,
+        request: Request<Streaming<AppendRequest>>,
+    ) -> Result<Response<AppendSessionResponse>, Status> {
+        session::append_session(&self.ctx, request.into_inner()).await.map(Response::new)
+    }
 }
 
 /// The ServerFeatures service.

@@ -8,5 +8,6 @@ mod harness;
 mod live;
 mod metadata;
 mod read;
+mod session;
 mod shutdown;
 mod subscribe;
