@@ -3,12 +3,14 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 5] = [
+const PROTOS: [&str; 7] = [
     "kurrent/v1/shared.proto",
     "kurrent/v1/status.proto",
     "kurrent/v1/streams.proto",
     "kurrent/v1/serverfeatures.proto",
     "kurrent/v1/gossip.proto",
+    "kurrent/v2/streams.proto",
+    "kurrent/v2/errors.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -103,12 +103,7 @@ pub async fn append(ctx: &Context, mut input: Streaming<AppendReq>) -> Result<Ap
         };
         events.push(proposed)?;
     }
-    let store = ctx.store.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || commit(&store, &stream, expected, events.events))
-            .await
-            .map_err(errors::task_failed)?;
-    match outcome {
+    match commit(&ctx.store, &stream, expected, events.events).await {
         Ok(success) => Ok(AppendResp { result: Some(append_resp::Result::Success(success)) }),
         Err(Refused::Store(Error::WrongExpectedVersion { expected, actual, .. })) => {
             let reply = wrong_version(expected, actual);
@@ -135,21 +130,30 @@ impl From<Error> for Refused {
 
 /// Appends `events`; an empty append only checks the expected version, as the protocol has it.
 /// An append to a metadata stream `$$stream` sets `stream`'s metadata (see `metadata`).
-pub fn commit(
+///
+/// Events go through the library's [`append_async`](annal::Store::append_async): no thread
+/// waits for the group commit. If the call is dropped meanwhile (the client went away), the
+/// append still commits or fails as queued; a retry with the same event ids learns which.
+pub async fn commit(
     store: &annal::Store,
     stream: &str,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
 ) -> Result<append_resp::Success, Refused> {
     if let Some(target) = metadata::target(stream) {
+        // Setting metadata is a blocking library call.
+        let (store, target) = (store.clone(), target.to_owned());
         let (version, at) =
-            metadata::set(store, target, expected, events).map_err(Refused::Request)??;
+            tokio::task::spawn_blocking(move || metadata::set(&store, &target, expected, events))
+                .await
+                .map_err(|e| Refused::Request(errors::task_failed(e)))?
+                .map_err(Refused::Request)??;
         return Ok(success_at(version.get(), at));
     }
     if events.is_empty() {
         return Ok(check_only(store.stream_state(stream), stream, expected)?);
     }
-    let result = store.append(stream, expected, events)?;
+    let result = store.append_async(stream, expected, events).await?;
     Ok(success_at(result.last_version.get(), Some(result.last_position.get())))
 }
 

@@ -127,13 +127,9 @@ async fn commit(
     correlation_id: Option<shared::Uuid>,
     append: Open,
 ) -> Result<BatchAppendResp, Status> {
-    let store = store.clone();
     let (stream, expected) = (append.stream.clone(), append.expected);
-    let outcome = tokio::task::spawn_blocking(move || {
-        append::commit(&store, &append.stream, append.expected, append.events.events)
-    })
-    .await
-    .map_err(errors::task_failed)?;
+    let outcome =
+        append::commit(store, &append.stream, append.expected, append.events.events).await;
     let result = match outcome {
         Ok(done) => batch_append_resp::Result::Success(success_of(done)),
         Err(Refused::Store(e)) => batch_append_resp::Result::Error(error_detail(e)),

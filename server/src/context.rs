@@ -13,18 +13,16 @@ pub const APPEND_BYTES_MAX_DEFAULT: u64 = 1 << 20;
 /// Replies a read or subscription may have queued for a slow client before its reader waits.
 pub const READ_QUEUE_REPLIES: usize = 64;
 
-/// Default most live subscriptions at once. Each holds a thread of tokio's blocking pool
-/// (512 threads by default) until the library's async subscriptions replace the polling; the
-/// rest of the pool stays for reads and appends.
-pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 256;
+/// Default most live subscriptions at once. Each is an async task (no thread) holding at most
+/// [`READ_QUEUE_REPLIES`] replies; the limit bounds that memory, and the work of waking them.
+pub const SUBSCRIPTIONS_MAX_DEFAULT: usize = 10_000;
 
 /// The server's limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest append accepted (`maximum-append-size-exceeded` above it).
     pub append_bytes_max: u64,
-    /// Most subscriptions open at once; more are refused with `RESOURCE_EXHAUSTED` rather than
-    /// left waiting for a thread.
+    /// Most subscriptions open at once; more are refused with `RESOURCE_EXHAUSTED`.
     pub subscriptions_max: usize,
 }
 

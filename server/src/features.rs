@@ -10,13 +10,17 @@ pub const GOSSIP: &str = "event_store.client.gossip.gossip";
 /// The service name clients see for ServerFeatures.
 pub const SERVER_FEATURES: &str = "event_store.client.server_features.serverfeatures";
 
+/// The service name clients see for the v2 StreamsService.
+pub const STREAMS_V2: &str = "kurrentdb.protocol.v2.streams.streamsservice";
+
 /// Every method served, as (service, method), lower case as the protocol reports them.
-pub const METHODS: [(&str, &str); 7] = [
+pub const METHODS: [(&str, &str); 8] = [
     (STREAMS, "read"),
     (STREAMS, "append"),
     (STREAMS, "delete"),
     (STREAMS, "tombstone"),
     (STREAMS, "batchappend"),
+    (STREAMS_V2, "appendsession"),
     (GOSSIP, "read"),
     (SERVER_FEATURES, "getsupportedmethods"),
 ];

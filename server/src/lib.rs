@@ -1,13 +1,14 @@
-//! # annal-server: an annal event store behind the KurrentDB gRPC protocol (v1)
+//! # annal-server: an annal event store behind the KurrentDB gRPC protocol (v1 + v2 AppendSession)
 //!
 //! A single-node server that lets the official KurrentDB clients (Node, Python, Rust, .NET,
 //! Java, Go) use an annal store: they connect with `kurrentdb://127.0.0.1:2113?tls=false`.
 //! What of the protocol is implemented, and how positions, versions and metadata map, is in
 //! `docs/server.md`.
 //!
-//! Layers: `proto` (generated messages) → `wire`, `content`, `errors`, `filter` (the
-//! protocol's values, errors and filters, each rule once) → `append`, `batch`, `read`,
-//! `subscribe`, `delete`, `features`, `gossip` (one job per call) → `service` (tonic's traits)
+//! Layers: `proto` (generated messages) → `wire`, `content`, `errors`, `v2_errors`, `filter`
+//! (the protocol's values, errors and filters, each rule once), `outbox`, `sink` (reply queues)
+//! → `append`, `batch`, `read`, `subscribe`, `delete`, `session` (v2 AppendSession),
+//! `features`, `gossip` (one job per call) → `service` (tonic's traits)
 //! → `server` (listening and shutdown).
 //!
 //! ```no_run
@@ -38,7 +39,10 @@ mod read;
 mod recorded;
 mod server;
 mod service;
+mod session;
+mod sink;
 mod subscribe;
+mod v2_errors;
 mod wire;
 
 pub use context::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};

@@ -20,7 +20,7 @@ struct Args {
     /// Largest append accepted, in bytes of event data, metadata and type.
     #[arg(long, default_value_t = APPEND_BYTES_MAX_DEFAULT)]
     max_append_bytes: u64,
-    /// Most subscriptions open at once (each holds a thread in this version).
+    /// Most subscriptions open at once (each an async task with a bounded reply queue).
     #[arg(long, default_value_t = SUBSCRIPTIONS_MAX_DEFAULT)]
     max_subscriptions: usize,
 }

@@ -1,4 +1,5 @@
-//! The sending side of a server-streaming reply, used from a blocking task: each send waits
+//! The sending side of a server-streaming reply, used from a blocking task (counted reads;
+//! subscriptions, which are async, use [`Sink`](crate::sink::Sink)): each send waits
 //! for room in the bounded queue, but gives up when the client has gone or the server is
 //! shutting down, so a stalled client can hold neither a thread nor the shutdown forever.
 
@@ -46,19 +47,8 @@ impl<T> Outbox<T> {
         })
     }
 
-    /// Whether the client dropped the call.
-    pub fn client_gone(&self) -> bool {
-        self.replies.is_closed()
-    }
-
     /// Whether the server is shutting down.
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
-    }
-
-    /// Sends a final error and ends, ignoring whether it could be delivered.
-    pub fn fail(&mut self, status: Status) {
-        // During shutdown the queue may be full; `try_send` never waits.
-        let _ = self.replies.try_send(Err(status));
     }
 }

@@ -26,6 +26,25 @@ pub mod event_store {
     }
 }
 
+/// `kurrentdb.protocol.v2`: the v2 streams service (AppendSession) and its error details.
+pub mod kurrentdb {
+    /// `kurrentdb.protocol`.
+    pub mod protocol {
+        /// `kurrentdb.protocol.v2`.
+        pub mod v2 {
+            /// `kurrentdb.protocol.v2.streams`: the StreamsService.
+            pub mod streams {
+                tonic::include_proto!("kurrentdb.protocol.v2.streams");
+
+                /// `kurrentdb.protocol.v2.streams.errors`: error details.
+                pub mod errors {
+                    tonic::include_proto!("kurrentdb.protocol.v2.streams.errors");
+                }
+            }
+        }
+    }
+}
+
 /// `google.rpc`: the status carried inside BatchAppend replies.
 pub mod google {
     /// `google.rpc`.
@@ -36,3 +55,4 @@ pub mod google {
 
 pub use event_store::client as shared;
 pub use event_store::client::{gossip, server_features, streams};
+pub use kurrentdb::protocol::v2::streams as v2;

@@ -1,4 +1,5 @@
-//! Serving a store: the listener, the three services, and a graceful shutdown (stop accepting,
+//! Serving a store: the listener, the services (v1 Streams, ServerFeatures, Gossip; v2
+//! StreamsService), and a graceful shutdown (stop accepting,
 //! end subscriptions, let in-flight calls finish, then close the store).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -17,9 +18,9 @@ use crate::{
     proto::{
         gossip::gossip_server::GossipServer,
         server_features::server_features_server::ServerFeaturesServer,
-        streams::streams_server::StreamsServer,
+        streams::streams_server::StreamsServer, v2::streams_service_server::StreamsServiceServer,
     },
-    service::{FeaturesService, GossipService, StreamsService},
+    service::{FeaturesService, GossipService, StreamsService, V2StreamsService},
 };
 
 /// Room above the append limit for one gRPC message (so an append just over the limit gets the
@@ -52,6 +53,8 @@ pub async fn serve(
     let message_max = usize::try_from(limits.append_bytes_max)
         .unwrap_or(usize::MAX)
         .saturating_add(MESSAGE_BYTES_SLACK);
+    let v2 = StreamsServiceServer::new(V2StreamsService { ctx: ctx.clone() })
+        .max_decoding_message_size(message_max);
     let streams = StreamsServer::new(StreamsService { ctx })
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
@@ -69,6 +72,7 @@ pub async fn serve(
     };
     let served = Server::builder()
         .add_service(streams)
+        .add_service(v2)
         .add_service(ServerFeaturesServer::new(FeaturesService))
         .add_service(gossip)
         .serve_with_incoming_shutdown(incoming, signal)

@@ -1,5 +1,6 @@
 //! The gRPC service implementations: thin adapters from tonic's traits to the modules that do
-//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `features`, `gossip`).
+//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `session`, `features`,
+//! `gossip`).
 
 use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
@@ -23,8 +24,14 @@ use crate::{
             ReadResp, TombstoneReq, TombstoneResp, delete_req, delete_resp,
             streams_server::Streams, tombstone_req, tombstone_resp,
         },
+        v2::{
+            AppendRequest, AppendSessionResponse,
+            streams_service_server::StreamsService as StreamsServiceV2,
+        },
     },
-    read, subscribe,
+    read, session,
+    sink::Sink,
+    subscribe,
 };
 
 /// A boxed reply stream.
@@ -43,7 +50,7 @@ impl Streams for StreamsService {
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
         let plan = read::plan(request.into_inner())?;
-        // A subscription holds its permit (and its blocking thread) until it ends.
+        // A subscription holds its permit until it ends.
         let permit = match plan.count {
             Some(_) => None,
             None => {
@@ -56,17 +63,26 @@ impl Streams for StreamsService {
             }
         };
         let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
-        let mut outbox =
-            Outbox::new(tx, self.ctx.shutdown.clone(), tokio::runtime::Handle::current());
         let store = self.ctx.store.clone();
+        let shutdown = self.ctx.shutdown.clone();
         // A panic in the task drops the queue: the client sees the stream end, never a hang.
-        tokio::task::spawn_blocking(move || {
-            match plan.count {
-                Some(count) => read::run_counted(&store, &plan, count, &mut outbox),
-                None => subscribe::run(&store, &plan, &mut outbox),
+        match plan.count {
+            Some(count) => {
+                let mut outbox = Outbox::new(tx, shutdown, tokio::runtime::Handle::current());
+                tokio::task::spawn_blocking(move || {
+                    read::run_counted(&store, &plan, count, &mut outbox);
+                });
             }
-            drop(permit);
-        });
+            None => {
+                // An async task over the library's stream; it ends (dropping the stream) when
+                // the client drops the call.
+                let mut sink = Sink::new(tx, shutdown);
+                tokio::spawn(async move {
+                    subscribe::run(&store, &plan, &mut sink).await;
+                    drop(permit);
+                });
+            }
+        }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -130,6 +146,22 @@ impl Streams for StreamsService {
 
 fn missing_options() -> Status {
     Status::invalid_argument("options missing")
+}
+
+/// The v2 StreamsService (AppendSession).
+pub struct V2StreamsService {
+    /// Shared state.
+    pub ctx: Context,
+}
+
+#[tonic::async_trait]
+impl StreamsServiceV2 for V2StreamsService {
+    async fn append_session(
+        &self,
+        request: Request<Streaming<AppendRequest>>,
+    ) -> Result<Response<AppendSessionResponse>, Status> {
+        session::append_session(&self.ctx, request.into_inner()).await.map(Response::new)
+    }
 }
 
 /// The ServerFeatures service.

@@ -3,13 +3,17 @@
 //! and when caught up. A subscription from a revision or position starts *after* it (the
 //! protocol's rule: clients resume from the last event they saw).
 //!
-//! Today each subscriber is a blocking task polling an [`annal::Subscription`] through
-//! [`BlockingFeed`]; that type is the seam where the library's async streams will plug in
-//! (then no thread per subscriber).
+//! Each subscriber is an async task over the library's [`SubscriptionStream`], woken by the
+//! writer's publish: no thread per subscriber, and a call the client drops ends its task and
+//! drops its stream. The stream reads the log from its own position, so a slow client loses
+//! nothing: when its reply queue is full while live, it is told `fell_behind`, the task waits
+//! for room (reading on from the log, never from a buffer), and `caught_up` follows once it has
+//! reached the head again.
 
-use std::time::Duration;
+use std::{future::poll_fn, pin::Pin, task::Poll};
 
-use annal::{Error, Filter, Position, RecordedEvent, Store, StreamVersion, Subscription};
+use annal::{Error, Filter, Position, RecordedEvent, Store, StreamVersion, SubscriptionStream};
+use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::{
@@ -18,33 +22,50 @@ use crate::{
     outbox::Stop,
     proto::streams::{
         ReadResp,
-        read_resp::{self, CaughtUp, Checkpoint, SubscriptionConfirmation},
+        read_resp::{self, CaughtUp, Checkpoint, FellBehind, SubscriptionConfirmation},
     },
-    read::{AllFrom, Plan, Replies, Source, StreamFrom},
-    recorded, wire,
+    read::{AllFrom, Plan, Source, StreamFrom},
+    recorded,
+    sink::Sink,
+    wire,
 };
 
-/// How long a live subscriber waits for an event before it looks whether its client is still
-/// there and the server still running.
-pub const LIVE_POLL: Duration = Duration::from_millis(100);
+/// Where a subscription's replies go.
+pub type Replies = Sink<ReadResp>;
 
-/// A subscription's source of events: the seam for the library's async subscriptions.
-pub struct BlockingFeed(Subscription);
+/// What the feed has next.
+enum Next {
+    /// A committed event.
+    Event(RecordedEvent),
+    /// Nothing committed past the subscription: it has caught up.
+    Idle,
+    /// The store closed.
+    End,
+    /// The store failed.
+    Failed(Error),
+}
 
-impl BlockingFeed {
-    /// The next committed event, if there is one now.
-    fn next_now(&mut self) -> annal::Result<Option<RecordedEvent>> {
-        self.0.try_recv()
-    }
+/// A subscription's source of events.
+struct Feed(SubscriptionStream);
 
-    /// The next event, waiting at most `wait`.
-    fn next_within(&mut self, wait: Duration) -> annal::Result<Option<RecordedEvent>> {
-        self.0.recv_timeout(wait)
+impl Feed {
+    /// The next event; or, when `report_idle` and nothing is committed past the subscription,
+    /// [`Next::Idle`] at once instead of waiting for the next publish.
+    async fn next(&mut self, report_idle: bool) -> Next {
+        poll_fn(|cx| match Pin::new(&mut self.0).poll_next(cx) {
+            Poll::Ready(Some(Ok(event))) => Poll::Ready(Next::Event(event)),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Next::Failed(e)),
+            Poll::Ready(None) => Poll::Ready(Next::End),
+            // `Pending` with events left only yields the executor between filtered-out runs.
+            Poll::Pending if report_idle && self.0.lag() == 0 => Poll::Ready(Next::Idle),
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 }
 
 /// Opens the store subscription a plan asks for.
-fn open(store: &Store, source: &Source) -> Result<BlockingFeed, Status> {
+fn open(store: &Store, source: &Source) -> Result<Feed, Status> {
     let subscription = match source {
         Source::Stream(stream, from) => {
             if store.stream_state(stream).tombstoned {
@@ -68,7 +89,7 @@ fn open(store: &Store, source: &Source) -> Result<BlockingFeed, Status> {
             store.subscribe_to_all(from, Filter::all())
         }
     };
-    Ok(BlockingFeed(subscription))
+    Ok(Feed(subscription.into_stream()))
 }
 
 /// What a subscription has done so far.
@@ -80,30 +101,36 @@ struct Progress<'a> {
     last_scanned: Option<u64>,
     /// Last stream revision or `$all` position delivered (for `caught_up`).
     last_delivered: Option<(u64, u64)>,
+    /// Caught up and keeping up: `caught_up` was the last of `caught_up`/`fell_behind` sent.
+    live: bool,
 }
 
-/// Runs a subscription on the calling (blocking) thread until the client leaves, the server
-/// shuts down or the store closes.
-pub fn run(store: &Store, plan: &Plan, replies: &mut Replies) {
-    let outcome = open(store, &plan.source).and_then(|mut feed| {
-        let id = uuid::Uuid::new_v4().to_string();
-        let confirmation =
-            read_resp::Content::Confirmation(SubscriptionConfirmation { subscription_id: id });
-        if replies.send(Ok(reply(confirmation))).is_err() {
-            return Ok(());
+/// Runs a subscription until the client leaves, the server shuts down or the store closes.
+pub async fn run(store: &Store, plan: &Plan, replies: &mut Replies) {
+    let outcome = match open(store, &plan.source) {
+        Ok(mut feed) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let confirmation =
+                read_resp::Content::Confirmation(SubscriptionConfirmation { subscription_id: id });
+            match replies.send(Ok(reply(confirmation))).await {
+                Ok(()) => {
+                    let mut progress = Progress {
+                        filter: plan.filter.as_ref(),
+                        structured_ids: plan.structured_ids,
+                        scanned: 0,
+                        last_scanned: None,
+                        last_delivered: None,
+                        live: false,
+                    };
+                    pump(&mut feed, &mut progress, plan, replies).await
+                }
+                Err(stop) => stopped(stop),
+            }
         }
-        let mut progress = Progress {
-            filter: plan.filter.as_ref(),
-            structured_ids: plan.structured_ids,
-            scanned: 0,
-            last_scanned: None,
-            last_delivered: None,
-        };
-        pump(&mut feed, &mut progress, plan, replies)
-    });
-    match outcome {
-        Ok(()) => {}
-        Err(status) => replies.fail(status),
+        Err(status) => Err(status),
+    };
+    if let Err(status) = outcome {
+        replies.fail(status);
     }
 }
 
@@ -111,63 +138,72 @@ fn reply(content: read_resp::Content) -> ReadResp {
     ReadResp { content: Some(content) }
 }
 
+/// How a subscription ends when its replies stop: quietly for a client gone, `UNAVAILABLE` on
+/// shutdown.
+fn stopped(stop: Stop) -> Result<(), Status> {
+    match stop {
+        Stop::ClientGone => Ok(()),
+        Stop::Shutdown => Err(Status::unavailable("the server is shutting down")),
+    }
+}
+
 /// Catch-up, `caught_up`, then live; returns when the subscription ends.
-fn pump(
-    feed: &mut BlockingFeed,
+async fn pump(
+    feed: &mut Feed,
     progress: &mut Progress<'_>,
     plan: &Plan,
     replies: &mut Replies,
 ) -> Result<(), Status> {
-    let mut caught_up = false;
     loop {
-        if replies.shutting_down() {
-            return Err(Status::unavailable("the server is shutting down"));
-        }
-        if replies.client_gone() {
-            return Ok(());
-        }
-        let next = if caught_up { feed.next_within(LIVE_POLL) } else { feed.next_now() };
-        let sent = match next {
-            Ok(Some(event)) => progress.deliver(&event, replies),
-            Ok(None) if !caught_up => {
-                caught_up = true;
-                progress.caught_up(plan, replies)
-            }
-            Ok(None) => Ok(()),
-            Err(Error::Closed) => return Err(Status::unavailable("the store is closed")),
-            Err(e) => return Err(errors::from_store(e)),
+        let next = tokio::select! {
+            biased;
+            stop = replies.stopped() => return stopped(stop),
+            next = feed.next(!progress.live) => next,
         };
-        match sent {
-            Ok(()) => {}
-            Err(Stop::ClientGone) => return Ok(()),
-            Err(Stop::Shutdown) => return Err(Status::unavailable("the server is shutting down")),
+        let sent = match next {
+            Next::Event(event) => progress.deliver(&event, plan, replies).await,
+            Next::Idle => progress.caught_up(plan, replies).await,
+            Next::End => return Err(Status::unavailable("the store is closed")),
+            Next::Failed(e) => return Err(errors::from_store(e)),
+        };
+        if let Err(stop) = sent {
+            return stopped(stop);
         }
     }
 }
 
 impl Progress<'_> {
-    /// Sends `event` if it passes the filter, and a checkpoint when one is due.
-    fn deliver(&mut self, event: &RecordedEvent, replies: &mut Replies) -> Result<(), Stop> {
+    /// Sends `event` if it passes the filter, and a checkpoint when one is due; a live
+    /// subscriber whose queue is full is told first that it fell behind.
+    async fn deliver(
+        &mut self,
+        event: &RecordedEvent,
+        plan: &Plan,
+        replies: &mut Replies,
+    ) -> Result<(), Stop> {
         let position = event.position().get();
         self.scanned += 1;
         self.last_scanned = Some(position);
         let passes = self.filter.is_none_or(|f| f.matches(event.stream(), event.event_type()));
         if passes {
+            if self.live && replies.is_full() {
+                self.fell_behind(plan, replies).await?;
+            }
             let content =
                 read_resp::Content::Event(recorded::read_event(event, self.structured_ids));
-            replies.send(Ok(reply(content)))?;
+            replies.send(Ok(reply(content))).await?;
             self.last_delivered = Some((event.version().get(), position));
         }
         if let Some(filter) = self.filter
             && self.scanned >= filter.checkpoint_interval
         {
-            self.checkpoint(replies)?;
+            self.checkpoint(replies).await?;
         }
         Ok(())
     }
 
     /// Sends the checkpoint of the last scanned event, if any was scanned since the last one.
-    fn checkpoint(&mut self, replies: &mut Replies) -> Result<(), Stop> {
+    async fn checkpoint(&mut self, replies: &mut Replies) -> Result<(), Stop> {
         let Some(position) = self.last_scanned.filter(|_| self.scanned > 0) else { return Ok(()) };
         self.scanned = 0;
         let checkpoint = Checkpoint {
@@ -175,15 +211,13 @@ impl Progress<'_> {
             prepare_position: position,
             timestamp: Some(wire::now_timestamp()),
         };
-        replies.send(Ok(reply(read_resp::Content::Checkpoint(checkpoint))))
+        replies.send(Ok(reply(read_resp::Content::Checkpoint(checkpoint)))).await
     }
 
-    /// Sends `caught_up` (and, on a filtered subscription, a checkpoint first).
-    fn caught_up(&mut self, plan: &Plan, replies: &mut Replies) -> Result<(), Stop> {
-        if self.filter.is_some() {
-            self.checkpoint(replies)?;
-        }
-        let (stream_revision, position) = match (&plan.source, self.last_delivered) {
+    /// Where the subscription stands, as `caught_up` and `fell_behind` report it: the last
+    /// revision delivered of a stream, the last position scanned of `$all`.
+    fn standing(&self, plan: &Plan) -> (Option<i64>, Option<read_resp::Position>) {
+        match (&plan.source, self.last_delivered) {
             (Source::Stream(..), Some((revision, _))) => (i64::try_from(revision).ok(), None),
             (Source::All(_), _) => {
                 let at = self
@@ -192,9 +226,29 @@ impl Progress<'_> {
                 (None, at)
             }
             (Source::Stream(..), None) => (None, None),
-        };
+        }
+    }
+
+    /// Sends `caught_up` (and, on a filtered subscription, a checkpoint first).
+    async fn caught_up(&mut self, plan: &Plan, replies: &mut Replies) -> Result<(), Stop> {
+        if self.filter.is_some() {
+            self.checkpoint(replies).await?;
+        }
+        let (stream_revision, position) = self.standing(plan);
         let caught_up =
             CaughtUp { timestamp: Some(wire::now_timestamp()), stream_revision, position };
-        replies.send(Ok(reply(read_resp::Content::CaughtUp(caught_up))))
+        replies.send(Ok(reply(read_resp::Content::CaughtUp(caught_up)))).await?;
+        self.live = true;
+        Ok(())
+    }
+
+    /// Sends `fell_behind`: from here the subscription reads on from the log at the client's
+    /// pace, and sends `caught_up` again when it reaches the head.
+    async fn fell_behind(&mut self, plan: &Plan, replies: &mut Replies) -> Result<(), Stop> {
+        self.live = false;
+        let (stream_revision, position) = self.standing(plan);
+        let behind =
+            FellBehind { timestamp: Some(wire::now_timestamp()), stream_revision, position };
+        replies.send(Ok(reply(read_resp::Content::FellBehind(behind)))).await
     }
 }

@@ -98,6 +98,43 @@ test("append with each expected state, and the conflict", async () => {
   );
 });
 
+test("multiStreamAppend: several streams atomically, and a conflict appends nothing", async () => {
+  const [orders, stock] = [unique("orders"), unique("stock")];
+  await client.appendToStream(stock, event("Stocked", { n: 5 }));
+  const id = randomUUID();
+  const placed = jsonEvent({ id, type: "Placed", data: { n: 1 }, metadata: { by: "node" } });
+  const result = await client.multiStreamAppend([
+    { streamName: orders, expectedState: NO_STREAM, events: [placed, event("Paid", {})] },
+    { streamName: stock, expectedState: 0n, events: [event("Reserved", { n: 1 })] },
+  ]);
+  assert.deepEqual(
+    result.responses.map((r) => [r.streamName, r.revision]),
+    [[orders, 1n], [stock, 1n]],
+  );
+  const read = await collect(client.readStream(orders));
+  assert.deepEqual(read.map((e) => e.type), ["Placed", "Paid"]);
+  assert.equal(read[0].id, id);
+  assert.deepEqual(read[0].data, { n: 1 });
+  assert.deepEqual(read[0].metadata, { by: "node" });
+  const [reserved] = await collect(client.readStream(stock, { fromRevision: 1n }));
+  assert.equal(result.position, reserved.position.commit);
+
+  await assert.rejects(
+    client.multiStreamAppend([
+      { streamName: orders, expectedState: 1n, events: [event("Shipped", {})] },
+      { streamName: stock, expectedState: 0n, events: [event("Released", {})] },
+    ]),
+    (error) => {
+      assert.ok(error instanceof WrongExpectedVersionError, `got ${error}`);
+      assert.equal(error.streamName, stock);
+      assert.equal(error.expectedState, 0n);
+      assert.equal(error.actualState, 1n);
+      return true;
+    },
+  );
+  assert.equal((await collect(client.readStream(orders))).length, 2);
+});
+
 test("read a stream forwards and backwards, JSON and binary events, not found", async () => {
   const stream = unique("read");
   const id = randomUUID();

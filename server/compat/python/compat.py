@@ -11,7 +11,7 @@ import time
 import traceback
 import uuid
 
-from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient import KurrentDBClient, NewEvent, NewEvents, StreamState
 from kurrentdbclient.events import CaughtUp, Checkpoint
 from kurrentdbclient.exceptions import (
     FailedPreconditionError,
@@ -83,6 +83,28 @@ def check_append_each_expected_state_and_the_conflict():
     expect_error(WrongCurrentVersionError, client.append_to_stream, unique("missing"),
                  current_version=StreamState.EXISTS, events=event("X"))
     assert client.get_current_version(stream) == 4
+
+
+def check_multi_append_to_streams_is_atomic_and_a_conflict_appends_nothing():
+    orders, stock = unique("orders"), unique("stock")
+    client.append_to_stream(stock, current_version=StreamState.ANY, events=event("Stocked"))
+    position = client.multi_append_to_stream(
+        [
+            NewEvents(orders, [event("Placed", n=1), event("Paid")], StreamState.NO_STREAM),
+            NewEvents(stock, [event("Reserved")], 0),
+        ]
+    )
+    assert [e.type for e in client.get_stream(orders)] == ["Placed", "Paid"]
+    reserved = client.get_stream(stock)[-1]
+    assert (reserved.type, reserved.commit_position) == ("Reserved", position), reserved
+    error = expect_error(
+        WrongCurrentVersionError,
+        client.multi_append_to_stream,
+        [NewEvents(orders, [event("Shipped")], 1), NewEvents(stock, [event("Released")], 0)],
+    )
+    assert error.stream_name == stock, error.stream_name
+    assert (error.expected_version, error.actual_version) == (0, 1)
+    assert len(client.get_stream(orders)) == 2
 
 
 def check_an_append_over_the_size_limit_is_refused():

@@ -27,6 +27,7 @@ async fn server_features_lists_exactly_the_served_methods_and_a_version() {
             "event_store.client.streams.streams/delete",
             "event_store.client.streams.streams/read",
             "event_store.client.streams.streams/tombstone",
+            "kurrentdb.protocol.v2.streams.streamsservice/appendsession",
         ]
     );
     server.stop().await.unwrap();
