@@ -6,6 +6,7 @@ mod delete;
 mod features;
 mod harness;
 mod metadata;
+mod ops;
 mod read;
 mod shutdown;
 mod subscribe;
