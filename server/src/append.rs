@@ -104,14 +104,9 @@ pub async fn append(ctx: &Context, mut input: Streaming<AppendReq>) -> Result<Ap
         };
         events.push(proposed)?;
     }
-    let store = ctx.store.clone();
     let (started, count) = (Instant::now(), events.events.len());
-    let span_stream = stream.clone();
-    let outcome =
-        tokio::task::spawn_blocking(move || commit(&store, &stream, expected, events.events))
-            .await
-            .map_err(errors::task_failed)?;
-    observe(ctx, &span_stream, count, outcome.as_ref().err(), started);
+    let outcome = commit_async(&ctx.store, &stream, expected, events.events).await?;
+    observe(ctx, &stream, count, outcome.as_ref().err(), started);
     match outcome {
         Ok(success) => Ok(AppendResp { result: Some(append_resp::Result::Success(success)) }),
         Err(Refused::Store(Error::WrongExpectedVersion { expected, actual, .. })) => {
@@ -162,6 +157,27 @@ impl From<Error> for Refused {
     fn from(error: Error) -> Self {
         Refused::Store(error)
     }
+}
+
+/// [`commit`] without holding a thread while the group commits: a plain append goes through
+/// the store's append future; metadata and check-only appends, which read the store first, run
+/// on the blocking pool. The outer error is a failed task, the inner one the append's refusal.
+pub async fn commit_async(
+    store: &annal::Store,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Result<append_resp::Success, Refused>, Status> {
+    if metadata::target(stream).is_some() || events.is_empty() {
+        let (store, stream) = (store.clone(), stream.to_owned());
+        return tokio::task::spawn_blocking(move || commit(&store, &stream, expected, events))
+            .await
+            .map_err(errors::task_failed);
+    }
+    Ok(match store.append_async(stream, expected, events).await {
+        Ok(result) => Ok(success_at(result.last_version.get(), Some(result.last_position.get()))),
+        Err(e) => Err(Refused::Store(e)),
+    })
 }
 
 /// Appends `events`; an empty append only checks the expected version, as the protocol has it.

@@ -127,14 +127,9 @@ async fn commit(
     correlation_id: Option<shared::Uuid>,
     append: Open,
 ) -> Result<BatchAppendResp, Status> {
-    let store = ctx.store.clone();
-    let (stream, expected) = (append.stream.clone(), append.expected);
+    let (stream, expected) = (append.stream, append.expected);
     let (started, count) = (Instant::now(), append.events.events.len());
-    let outcome = tokio::task::spawn_blocking(move || {
-        append::commit(&store, &append.stream, append.expected, append.events.events)
-    })
-    .await
-    .map_err(errors::task_failed)?;
+    let outcome = append::commit_async(&ctx.store, &stream, expected, append.events.events).await?;
     append::observe(ctx, &stream, count, outcome.as_ref().err(), started);
     let result = match outcome {
         Ok(done) => batch_append_resp::Result::Success(success_of(done)),
