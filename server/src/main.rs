@@ -2,7 +2,7 @@
 //! serves an annal store over the KurrentDB gRPC protocol until SIGINT or SIGTERM, then shuts
 //! down gracefully. Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use annal_server::{
     APPEND_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT,
@@ -43,7 +43,12 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
