@@ -2,7 +2,7 @@
 //! atomic annal append. A wrong expected version is a normal reply, not an error; an append
 //! larger than the limit fails with `maximum-append-size-exceeded` as soon as it is seen.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
 use annal::{Error, ExpectedVersion, NewEvent, StreamState};
 use tonic::{Status, Streaming};
@@ -11,6 +11,7 @@ use crate::{
     content,
     context::Context,
     errors, metadata,
+    metrics::Outcome,
     proto::{
         shared::{Empty, Uuid as WireUuid},
         streams::{
@@ -103,7 +104,10 @@ pub async fn append(ctx: &Context, mut input: Streaming<AppendReq>) -> Result<Ap
         };
         events.push(proposed)?;
     }
-    match commit(&ctx.store, &stream, expected, events.events).await {
+    let (started, count) = (Instant::now(), events.events.len());
+    let outcome = commit(&ctx.store, &stream, expected, events.events).await;
+    observe(ctx, &stream, count, outcome.as_ref().err(), started);
+    match outcome {
         Ok(success) => Ok(AppendResp { result: Some(append_resp::Result::Success(success)) }),
         Err(Refused::Store(Error::WrongExpectedVersion { expected, actual, .. })) => {
             let reply = wrong_version(expected, actual);
@@ -111,6 +115,33 @@ pub async fn append(ctx: &Context, mut input: Streaming<AppendReq>) -> Result<Ap
         }
         Err(Refused::Store(e)) => Err(errors::from_store(e)),
         Err(Refused::Request(status)) => Err(status),
+    }
+}
+
+/// Counts an append that ended (`refused` is why it did not commit) and traces it: at debug
+/// when it committed or met a wrong expected version, at warn when it failed.
+pub fn observe(
+    ctx: &Context,
+    stream: &str,
+    events: usize,
+    refused: Option<&Refused>,
+    started: Instant,
+) {
+    let took = started.elapsed();
+    let outcome = match refused {
+        None => Outcome::Committed,
+        Some(Refused::Store(Error::WrongExpectedVersion { .. })) => Outcome::WrongVersion,
+        Some(_) => Outcome::Failed,
+    };
+    ctx.metrics.append(events, outcome, took);
+    match refused {
+        Some(Refused::Store(e)) if outcome == Outcome::Failed => {
+            tracing::warn!(stream, events, ?took, error = %e, "append failed");
+        }
+        Some(Refused::Request(status)) => {
+            tracing::warn!(stream, events, ?took, error = %status.message(), "append refused");
+        }
+        _ => tracing::debug!(stream, events, ?took, ?outcome, "append"),
     }
 }
 

@@ -5,9 +5,9 @@
 //!
 //! The Python client appends a list of events this way (a single event goes through Append).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Instant};
 
-use annal::{Error, ExpectedVersion, Store};
+use annal::{Error, ExpectedVersion};
 use prost::Message;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -75,7 +75,7 @@ async fn serve(
         }
         if is_final {
             let Some(append) = open.remove(&key) else { continue };
-            let reply = commit(&ctx.store, correlation_id, append).await?;
+            let reply = commit(ctx, correlation_id, append).await?;
             tx.send(Ok(reply)).await.map_err(|_| Status::cancelled("client gone"))?;
         }
     }
@@ -123,13 +123,15 @@ fn receive(
 
 /// Appends a finished append and builds its reply.
 async fn commit(
-    store: &Store,
+    ctx: &Context,
     correlation_id: Option<shared::Uuid>,
     append: Open,
 ) -> Result<BatchAppendResp, Status> {
     let (stream, expected) = (append.stream.clone(), append.expected);
+    let (started, count) = (Instant::now(), append.events.events.len());
     let outcome =
-        append::commit(store, &append.stream, append.expected, append.events.events).await;
+        append::commit(&ctx.store, &append.stream, append.expected, append.events.events).await;
+    append::observe(ctx, &stream, count, outcome.as_ref().err(), started);
     let result = match outcome {
         Ok(done) => batch_append_resp::Result::Success(success_of(done)),
         Err(Refused::Store(e)) => batch_append_resp::Result::Error(error_detail(e)),

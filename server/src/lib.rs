@@ -9,7 +9,8 @@
 //! (the protocol's values, errors and filters, each rule once), `outbox`, `sink` (reply queues)
 //! → `append`, `batch`, `read`, `subscribe`, `delete`, `session` (v2 AppendSession),
 //! `features`, `gossip` (one job per call) → `service` (tonic's traits)
-//! → `server` (listening and shutdown).
+//! → `server` (listening, connection limits and shutdown). `metrics` counts what the handlers
+//! do and `metrics_http` serves it to Prometheus.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +26,7 @@
 
 mod append;
 mod batch;
+mod connection;
 mod content;
 mod context;
 mod delete;
@@ -33,6 +35,8 @@ mod features;
 mod filter;
 mod gossip;
 mod metadata;
+pub mod metrics;
+mod metrics_http;
 mod outbox;
 pub mod proto;
 mod read;
@@ -45,6 +49,10 @@ mod subscribe;
 mod v2_errors;
 mod wire;
 
-pub use context::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};
+pub use context::{
+    APPEND_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT,
+    SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
+};
 pub use features::SERVER_VERSION;
-pub use server::{ServeError, serve};
+pub use metrics_http::serve_metrics;
+pub use server::{MESSAGE_BYTES_SLACK, ServeError, serve, serve_with_metrics};

@@ -1,10 +1,16 @@
-//! `annal-server --dir DIR [--listen 127.0.0.1:2113]`: serves an annal store over the
-//! KurrentDB gRPC protocol until SIGINT or SIGTERM, then shuts down gracefully.
+//! `annal-server --dir DIR [--listen 127.0.0.1:2113] [--metrics-listen 127.0.0.1:PORT]`:
+//! serves an annal store over the KurrentDB gRPC protocol until SIGINT or SIGTERM, then shuts
+//! down gracefully. Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
-use annal_server::{APPEND_BYTES_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT};
+use annal_server::{
+    APPEND_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT,
+    SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT, metrics::Metrics,
+};
 use clap::Parser;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
 
 /// Serve an annal event store over the KurrentDB gRPC protocol (v1, plaintext HTTP/2).
 #[derive(Parser, Debug)]
@@ -23,10 +29,26 @@ struct Args {
     /// Most subscriptions open at once (each an async task with a bounded reply queue).
     #[arg(long, default_value_t = SUBSCRIPTIONS_MAX_DEFAULT)]
     max_subscriptions: usize,
+    /// Most subscriptions one connection may have open at once.
+    #[arg(long, default_value_t = SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT)]
+    max_subscriptions_per_connection: usize,
+    /// Most connections open at once; further ones are closed when accepted.
+    #[arg(long, default_value_t = CONNECTIONS_MAX_DEFAULT)]
+    max_connections: usize,
+    /// Serve Prometheus metrics (`GET /metrics`, plain HTTP) on this address; off if absent.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
@@ -49,16 +71,36 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    let (stopped_tx, mut stopped) = watch::channel(false);
+    if let Some(address) = args.metrics_listen {
+        let scrape = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address} for metrics: {e}"))?;
+        let scrape_addr = scrape.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%scrape_addr, "metrics at http://{scrape_addr}/metrics");
+        let until = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        tokio::spawn(annal_server::serve_metrics(
+            scrape,
+            Arc::clone(&metrics),
+            store.clone(),
+            until,
+        ));
+    }
     // One line a script can wait for and read the port from.
     println!("annal-server listening on {local}");
     let limits = Limits {
         append_bytes_max: args.max_append_bytes,
         subscriptions_max: args.max_subscriptions,
+        subscriptions_per_connection_max: args.max_subscriptions_per_connection,
+        connections_max: args.max_connections,
     };
-    annal_server::serve(store, listener, limits, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!("annal-server: stopped");
+    let served =
+        annal_server::serve_with_metrics(store, listener, limits, metrics, shutdown_signal()).await;
+    let _ = stopped_tx.send(true);
+    served.map_err(|e| e.to_string())?;
     Ok(())
 }
 

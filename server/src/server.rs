@@ -1,5 +1,5 @@
-//! Serving a store: the listener, the services (v1 Streams, ServerFeatures, Gossip; v2
-//! StreamsService), and a graceful shutdown (stop accepting,
+//! Serving a store: the listener (under the connection limit), the services (v1 Streams,
+//! ServerFeatures, Gossip; v2 StreamsService), and a graceful shutdown (stop accepting,
 //! end subscriptions, let in-flight calls finish, then close the store).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -14,7 +14,9 @@ use tonic::transport::Server;
 use uuid::Uuid;
 
 use crate::{
+    connection::Connection,
     context::{Context, Limits},
+    metrics::Metrics,
     proto::{
         gossip::gossip_server::GossipServer,
         server_features::server_features_server::ServerFeaturesServer,
@@ -46,10 +48,29 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    serve_with_metrics(store, listener, limits, Arc::default(), shutdown).await
+}
+
+/// [`serve`], counting into `metrics` (which [`serve_metrics`](crate::serve_metrics) can
+/// expose).
+pub async fn serve_with_metrics(
+    store: Store,
+    listener: TcpListener,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let advertised: SocketAddr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let subscriptions = Arc::new(Semaphore::new(limits.subscriptions_max));
-    let ctx = Context { store: store.clone(), limits, shutdown: stop_rx, subscriptions };
+    let connections = Arc::new(Semaphore::new(limits.connections_max));
+    let ctx = Context {
+        store: store.clone(),
+        limits,
+        shutdown: stop_rx,
+        subscriptions,
+        metrics: Arc::clone(&metrics),
+    };
     let message_max = usize::try_from(limits.append_bytes_max)
         .unwrap_or(usize::MAX)
         .saturating_add(MESSAGE_BYTES_SLACK);
@@ -59,18 +80,27 @@ pub async fn serve(
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
     let gossip = GossipServer::new(GossipService { instance: Uuid::new_v4(), advertised });
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
+    let per_connection = limits.subscriptions_per_connection_max;
+    let incoming = TcpListenerStream::new(listener).filter_map(move |stream| {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => return Some(Err(e)),
+        };
         // Replies are small and latency matters more than packet count.
-        stream.set_nodelay(true)?;
-        Ok::<_, std::io::Error>(stream)
+        if let Err(e) = stream.set_nodelay(true) {
+            return Some(Err(e));
+        }
+        Connection::admit(stream, &connections, per_connection, &metrics).map(Ok)
     });
+    tracing::info!(%advertised, ?limits, "serving");
     let signal = async move {
         shutdown.await;
+        tracing::info!("shutting down: no new calls, subscriptions end");
         // Subscriptions and reads watch this and end, so the connections can drain.
         let _ = stop_tx.send(true);
     };
     let served = Server::builder()
+        .trace_fn(|request| tracing::debug_span!("call", method = request.uri().path()))
         .add_service(streams)
         .add_service(v2)
         .add_service(ServerFeaturesServer::new(FeaturesService))
@@ -79,5 +109,9 @@ pub async fn serve(
         .await;
     let closing = store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    match &served {
+        Ok(()) => tracing::info!("stopped; store closed"),
+        Err(e) => tracing::error!(error = %e, "transport failed; store closed"),
+    }
     served.map_err(ServeError::from)
 }

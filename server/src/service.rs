@@ -2,7 +2,7 @@
 //! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `session`, `features`,
 //! `gossip`).
 
-use std::{net::SocketAddr, pin::Pin, sync::Arc};
+use std::{net::SocketAddr, pin::Pin};
 
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     append, batch,
+    connection::{self, ConnectionInfo},
     context::{Context, READ_QUEUE_REPLIES},
     delete::{self, Expected, Kind},
     features, gossip,
@@ -49,18 +50,16 @@ impl Streams for StreamsService {
     type BatchAppendStream = ReplyStream<BatchAppendResp>;
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
+        let connection = request.extensions().get::<ConnectionInfo>().cloned();
         let plan = read::plan(request.into_inner())?;
-        // A subscription holds its permit until it ends.
+        tracing::debug!(subscription = plan.count.is_none(), "read");
+        // A subscription holds its permits until it ends.
         let permit = match plan.count {
-            Some(_) => None,
-            None => {
-                Some(Arc::clone(&self.ctx.subscriptions).try_acquire_owned().map_err(|_| {
-                    Status::resource_exhausted(format!(
-                        "at most {} subscriptions may be open at once",
-                        self.ctx.limits.subscriptions_max
-                    ))
-                })?)
+            Some(_) => {
+                self.ctx.metrics.read();
+                None
             }
+            None => Some(connection::admit_subscription(&self.ctx, connection.as_ref())?),
         };
         let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
         let store = self.ctx.store.clone();

@@ -1,9 +1,10 @@
 //! Starts a server on 127.0.0.1:0 over a fresh store, and builds the requests tests send.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use annal_server::{
     Limits, ServeError,
+    metrics::Metrics,
     proto::{
         shared::{Empty, StreamIdentifier, Uuid as WireUuid, uuid},
         streams::{
@@ -14,12 +15,18 @@ use annal_server::{
         },
     },
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::oneshot,
+    task::JoinHandle,
+};
 use tonic::{Status, transport::Channel};
 
 /// A running server and its store directory.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served.
+    pub metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
     _dir: tempfile::TempDir,
@@ -35,11 +42,44 @@ impl TestServer {
         let store = annal::Store::open(dir.path()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scrape = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = scrape.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let forever = std::future::pending();
+        tokio::spawn(annal_server::serve_metrics(scrape, metrics.clone(), store.clone(), forever));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(annal_server::serve(store, listener, limits, async {
-            let _ = stopped.await;
-        }));
-        TestServer { addr, stop: Some(stop), task: Some(task), _dir: dir }
+        let task = tokio::spawn(annal_server::serve_with_metrics(
+            store,
+            listener,
+            limits,
+            metrics,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer { addr, metrics_addr, stop: Some(stop), task: Some(task), _dir: dir }
+    }
+
+    /// Sends `GET path` to the metrics endpoint: the status line and the body.
+    pub async fn http_get(&self, path: &str) -> (String, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
+    }
+
+    /// The value of the sample `name` (with its labels, as rendered) in a scrape.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (status, body) = self.http_get("/metrics").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let line = body
+            .lines()
+            .find(|l| l.rsplit_once(' ').is_some_and(|(n, _)| n == name))
+            .unwrap_or_else(|| panic!("{name} not in\n{body}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
     }
 
     pub async fn channel(&self) -> Channel {

@@ -7,6 +7,7 @@ mod features;
 mod harness;
 mod live;
 mod metadata;
+mod ops;
 mod read;
 mod session;
 mod shutdown;

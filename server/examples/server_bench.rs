@@ -1,0 +1,360 @@
+//! Issue #15 §5 over loopback, in one run: 64 concurrent clients appending single events with
+//! expected versions through the server against the embedded W2 (64 threads calling
+//! `Store::append`), interleaved round by round; 100 live gRPC subscribers' delay from an
+//! append's return to its receipt; and `$all` read through the server against the embedded
+//! `read_all_forward`. Prints medians with their ranges over the rounds.
+//!
+//! `cargo run --release -p annal-server --example server_bench [-- --quick] [--rounds N]`
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use annal::{ExpectedVersion, NewEvent, Position, Store, StreamAppend};
+use annal_server::{
+    Limits,
+    proto::{
+        shared::{Empty, StreamIdentifier},
+        streams::{
+            AppendReq, ReadReq,
+            append_req::{self, options::ExpectedStreamRevision},
+            append_resp,
+            read_req::{self, options},
+            read_resp,
+            streams_client::StreamsClient,
+        },
+    },
+};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+const WRITERS: usize = 64;
+const SUBSCRIBERS: usize = 100;
+const PAYLOAD: &str = r#"{"account":"acc-0042","amount":125,"currency":"EUR","note":"bench"}"#;
+
+struct Config {
+    rounds: usize,
+    append_for: Duration,
+    live_events: usize,
+    all_events: usize,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if quick { 1 } else { 5 });
+    let config = Config {
+        rounds,
+        append_for: Duration::from_millis(if quick { 500 } else { 2000 }),
+        live_events: if quick { 50 } else { 200 },
+        all_events: if quick { 100_000 } else { 1_000_000 },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut rows: HashMap<&str, Vec<f64>> = HashMap::new();
+    for round in 0..config.rounds {
+        let embedded = embedded_appends(&config);
+        let served = runtime.block_on(served_appends(&config));
+        let live = runtime.block_on(live_delays(&config));
+        let (all_served, all_embedded) = runtime.block_on(read_all(&config));
+        println!(
+            "round {round}: embedded {:.0}/s p99 {:.2} ms | server {:.0}/s p99 {:.2} ms | live p99 \
+             {:.2} ms | $all server {:.0}/s embedded {:.0}/s",
+            embedded.0, embedded.1, served.0, served.1, live, all_served, all_embedded
+        );
+        let figures = [
+            ("W2 embedded appends/s", embedded.0),
+            ("W2 embedded p99 ms", embedded.1),
+            ("server appends/s", served.0),
+            ("server p99 ms", served.1),
+            ("server ÷ embedded rate", served.0 / embedded.0),
+            ("server p99 − embedded p99 ms", served.1 - embedded.1),
+            ("live delay p99 ms", live),
+            ("$all via server events/s", all_served),
+            ("$all embedded events/s", all_embedded),
+        ];
+        for (name, value) in figures {
+            rows.entry(name).or_default().push(value);
+        }
+    }
+    println!("\nmedian (min–max) over {} rounds:", config.rounds);
+    for name in [
+        "W2 embedded appends/s",
+        "W2 embedded p99 ms",
+        "server appends/s",
+        "server p99 ms",
+        "server ÷ embedded rate",
+        "server p99 − embedded p99 ms",
+        "live delay p99 ms",
+        "$all via server events/s",
+        "$all embedded events/s",
+    ] {
+        let mut v = rows.remove(name).unwrap_or_default();
+        v.sort_by(f64::total_cmp);
+        println!("  {name}: {:.3} ({:.3}–{:.3})", v[v.len() / 2], v[0], v[v.len() - 1]);
+    }
+}
+
+fn event() -> NewEvent {
+    NewEvent::new("Deposited", PAYLOAD.as_bytes().to_vec())
+}
+
+/// The 99th percentile of `latencies`, in milliseconds.
+fn p99_ms(latencies: &mut [Duration]) -> f64 {
+    latencies.sort();
+    latencies.get(latencies.len() * 99 / 100).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// W2: 64 threads, each appending single events with the exact expected version to its stream.
+fn embedded_appends(config: &Config) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let started = Instant::now();
+    let deadline = started + config.append_for;
+    let workers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let (stream, mut latencies) = (format!("w-{w}"), Vec::new());
+                let mut expected = ExpectedVersion::NoStream;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let done = store.append(&stream, expected, [event()]).unwrap();
+                    latencies.push(t.elapsed());
+                    expected = ExpectedVersion::Exact(done.last_version.get());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> =
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    store.close();
+    (rate, p99_ms(&mut latencies))
+}
+
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), annal_server::ServeError>>,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let task =
+        tokio::spawn(annal_server::serve(store.clone(), listener, Limits::default(), async {
+            let _ = stopped.await;
+        }));
+    Served { addr, stop, task, store, _dir: dir }
+}
+
+impl Served {
+    async fn client(&self) -> StreamsClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap();
+        StreamsClient::new(channel.connect().await.unwrap())
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn id(stream: &str) -> Option<StreamIdentifier> {
+    Some(StreamIdentifier { stream_name: stream.as_bytes().to_vec() })
+}
+
+fn append_request(stream: &str, expected: ExpectedStreamRevision) -> Vec<AppendReq> {
+    let options = append_req::Options {
+        stream_identifier: id(stream),
+        expected_stream_revision: Some(expected),
+    };
+    let metadata = HashMap::from([
+        ("type".to_owned(), "Deposited".to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ]);
+    let proposed = append_req::ProposedMessage {
+        id: None,
+        metadata,
+        custom_metadata: Vec::new(),
+        data: PAYLOAD.as_bytes().to_vec(),
+    };
+    vec![
+        AppendReq { content: Some(append_req::Content::Options(options)) },
+        AppendReq { content: Some(append_req::Content::ProposedMessage(proposed)) },
+    ]
+}
+
+/// Appends one event through `client`; its new revision.
+async fn append_one(
+    client: &mut StreamsClient<Channel>,
+    stream: &str,
+    expected: ExpectedStreamRevision,
+) -> u64 {
+    let reply = client.append(tokio_stream::iter(append_request(stream, expected))).await;
+    match reply.unwrap().into_inner().result {
+        Some(append_resp::Result::Success(s)) => match s.current_revision_option {
+            Some(append_resp::success::CurrentRevisionOption::CurrentRevision(r)) => r,
+            other => panic!("no revision: {other:?}"),
+        },
+        other => panic!("append failed: {other:?}"),
+    }
+}
+
+/// 64 clients, one connection each, appending single events with exact expected revisions.
+async fn served_appends(config: &Config) -> (f64, f64) {
+    let server = start().await;
+    let mut clients = Vec::new();
+    for _ in 0..WRITERS {
+        clients.push(server.client().await);
+    }
+    let started = Instant::now();
+    let deadline = started + config.append_for;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut client)| {
+            tokio::spawn(async move {
+                let (stream, mut latencies) = (format!("w-{w}"), Vec::new());
+                let mut expected = ExpectedStreamRevision::NoStream(Empty {});
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let revision = append_one(&mut client, &stream, expected).await;
+                    latencies.push(t.elapsed());
+                    expected = ExpectedStreamRevision::Revision(revision);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    server.stop().await;
+    (rate, p99_ms(&mut latencies))
+}
+
+fn subscribe_request(stream: &str) -> ReadReq {
+    use options::{CountOption, FilterOption, StreamOption, StreamOptions, stream_options};
+    ReadReq {
+        options: Some(read_req::Options {
+            stream_option: Some(StreamOption::Stream(StreamOptions {
+                stream_identifier: id(stream),
+                revision_option: Some(stream_options::RevisionOption::End(Empty {})),
+            })),
+            read_direction: options::ReadDirection::Forwards as i32,
+            resolve_links: false,
+            count_option: Some(CountOption::Subscription(options::SubscriptionOptions {})),
+            filter_option: Some(FilterOption::NoFilter(Empty {})),
+            uuid_option: Some(options::UuidOption {
+                content: Some(options::uuid_option::Content::String(Empty {})),
+            }),
+        }),
+    }
+}
+
+/// 100 live subscribers to one stream; events appended one at a time, 2 ms apart. The p99 over
+/// every (subscriber, event) of receipt time minus the append's return (0 if it came first).
+async fn live_delays(config: &Config) -> f64 {
+    let server = start().await;
+    let returned: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; config.live_events]));
+    let mut subscribers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let mut client = server.client().await;
+        let mut replies = client.read(subscribe_request("live")).await.unwrap().into_inner();
+        // The confirmation: the subscription is open before the first append.
+        replies.message().await.unwrap().unwrap();
+        let wanted = config.live_events;
+        subscribers.push(tokio::spawn(async move {
+            let mut received = Vec::with_capacity(wanted);
+            while received.len() < wanted {
+                let reply = replies.message().await.unwrap().unwrap();
+                if let Some(read_resp::Content::Event(e)) = reply.content {
+                    let revision = e.event.unwrap().stream_revision;
+                    received.push((revision, Instant::now()));
+                }
+            }
+            received
+        }));
+    }
+    let mut writer = server.client().await;
+    let mut expected = ExpectedStreamRevision::NoStream(Empty {});
+    for _ in 0..config.live_events {
+        let revision = append_one(&mut writer, "live", expected).await;
+        returned.lock().unwrap()[revision as usize] = Some(Instant::now());
+        expected = ExpectedStreamRevision::Revision(revision);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let returned = returned.lock().unwrap().clone();
+    let mut delays = Vec::new();
+    for subscriber in subscribers {
+        for (revision, at) in subscriber.await.unwrap() {
+            let back = returned[revision as usize].unwrap();
+            delays.push(at.saturating_duration_since(back));
+        }
+    }
+    server.stop().await;
+    p99_ms(&mut delays)
+}
+
+/// `$all` read forward through the server in one call, against `read_all_forward` embedded.
+async fn read_all(config: &Config) -> (f64, f64) {
+    let server = start().await;
+    let batch: Vec<NewEvent> = (0..1000).map(|_| event()).collect();
+    for i in 0..config.all_events / batch.len() {
+        let part = StreamAppend::new(format!("s-{i}"), ExpectedVersion::Any, batch.clone());
+        server.store.append_multi([part]).unwrap();
+    }
+    let t = Instant::now();
+    let mut n = 0usize;
+    for e in server.store.read_all_forward(Position::START, usize::MAX) {
+        std::hint::black_box(e.unwrap());
+        n += 1;
+    }
+    let embedded = n as f64 / t.elapsed().as_secs_f64();
+    let mut client = server.client().await;
+    let request = {
+        use options::{AllOptions, CountOption, FilterOption, StreamOption, all_options};
+        ReadReq {
+            options: Some(read_req::Options {
+                stream_option: Some(StreamOption::All(AllOptions {
+                    all_option: Some(all_options::AllOption::Start(Empty {})),
+                })),
+                read_direction: options::ReadDirection::Forwards as i32,
+                resolve_links: false,
+                count_option: Some(CountOption::Count(config.all_events as u64)),
+                filter_option: Some(FilterOption::NoFilter(Empty {})),
+                uuid_option: Some(options::UuidOption {
+                    content: Some(options::uuid_option::Content::String(Empty {})),
+                }),
+            }),
+        }
+    };
+    let t = Instant::now();
+    let mut replies = client.read(request).await.unwrap().into_inner();
+    let mut events = 0usize;
+    while let Some(reply) = replies.message().await.unwrap() {
+        if let Some(read_resp::Content::Event(_)) = reply.content {
+            events += 1;
+        }
+    }
+    let served = events as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(events, n, "the server read every event");
+    server.stop().await;
+    (served, embedded)
+}
