@@ -7,7 +7,7 @@ use std::{
     fs,
     io::Write,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -44,9 +44,32 @@ struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// The process's one recorder, set as the global default the first time a test asks for it.
+/// Global, not scoped to a test's thread: events from the writer and helper threads reach it
+/// too, and no test's subscriber coming or going changes which callsites are enabled for
+/// another (scoped subscribers in parallel tests lost events that way).
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let recorder = Recorder::default();
+        tracing::subscriber::set_global_default(recorder.clone()).expect("the only global one");
+        recorder
+    })
+}
+
 impl Recorder {
-    fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
+    /// Takes out the events about the store in `dir` (by their `dir` or `segment` field),
+    /// leaving other tests' events where they are.
+    fn take(&self, dir: &Path) -> Vec<Seen> {
+        let dir = dir.to_string_lossy();
+        let about = |seen: &Seen| {
+            let path = seen.field("dir").or(seen.field("segment")).unwrap_or_default();
+            Path::new(path).starts_with(dir.as_ref())
+        };
+        let mut all = self.seen.lock().unwrap();
+        let (ours, others) = std::mem::take(&mut *all).into_iter().partition(about);
+        *all = others;
+        ours
     }
 }
 
@@ -97,11 +120,9 @@ fn the_one<'a>(seen: &'a [Seen], message: &str) -> &'a Seen {
 #[test]
 fn observability_open_reports_its_summary_a_torn_tail_and_rebuilt_files() {
     let dir = tempfile::tempdir().unwrap();
-    let recorder = Recorder::default();
-    let store = tracing::subscriber::with_default(recorder.clone(), || {
-        Store::open_with(dir.path(), small_options()).unwrap()
-    });
-    let seen = recorder.take();
+    let recorder = recorder();
+    let store = Store::open_with(dir.path(), small_options()).unwrap();
+    let seen = recorder.take(dir.path());
     let opened = the_one(&seen, "store opened");
     assert_eq!((opened.level, opened.target.as_str()), (Level::INFO, "annal"));
     assert_eq!(opened.field("events"), Some("0"));
@@ -120,10 +141,8 @@ fn observability_open_reports_its_summary_a_torn_tail_and_rebuilt_files() {
         .unwrap();
     fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0xAB; 100]).unwrap();
 
-    let store = tracing::subscriber::with_default(recorder.clone(), || {
-        Store::open_with(dir.path(), small_options()).unwrap()
-    });
-    let seen = recorder.take();
+    let store = Store::open_with(dir.path(), small_options()).unwrap();
+    let seen = recorder.take(dir.path());
     let torn = store.recovery_report().truncated.clone().expect("the garbage is cut");
     let opened = the_one(&seen, "store opened");
     assert_eq!(opened.field("events"), Some("5"));
@@ -150,11 +169,10 @@ fn observability_scavenge_and_verify_report_their_results() {
     for n in 0..60 {
         store.append("kept", ExpectedVersion::Any, [event(n)]).unwrap();
     }
-    let recorder = Recorder::default();
-    let (scavenged, verified) = tracing::subscriber::with_default(recorder.clone(), || {
-        (store.scavenge().unwrap(), store.verify().unwrap())
-    });
-    let seen = recorder.take();
+    let recorder = recorder();
+    recorder.take(dir.path());
+    let (scavenged, verified) = (store.scavenge().unwrap(), store.verify().unwrap());
+    let seen = recorder.take(dir.path());
     let scavenge = the_one(&seen, "scavenge finished");
     assert_eq!(scavenge.level, Level::INFO);
     assert_eq!(
@@ -169,8 +187,7 @@ fn observability_scavenge_and_verify_report_their_results() {
     );
 }
 
-/// Options on a simulated disk. One thread appending to an idle writer commits inline, on its
-/// own thread, so a thread-local subscriber sees what the commit reports.
+/// Options on a simulated disk.
 fn sim_options(disk: &SimDisk) -> Options {
     Options { storage: Arc::new(disk.clone()), ..small_options() }
 }
@@ -181,16 +198,14 @@ fn observability_a_failed_fsync_reports_the_poison_once() {
     let dir = Path::new("/observability-poison");
     let store = Store::open_with(dir, sim_options(&disk)).unwrap();
     store.append("s", ExpectedVersion::Any, [event(0)]).unwrap();
-    let recorder = Recorder::default();
-    tracing::subscriber::with_default(recorder.clone(), || {
-        disk.fail_sync(0);
-        for n in 1..4 {
-            let refused = store.append("s", ExpectedVersion::Any, [event(n)]);
-            assert!(matches!(refused, Err(Error::Poisoned { .. })), "{refused:?}");
-        }
-    });
-    assert_eq!(store.stats().inline_commits, 2, "both commits ran on this thread");
-    let seen = recorder.take();
+    let recorder = recorder();
+    recorder.take(dir);
+    disk.fail_sync(0);
+    for n in 1..4 {
+        let refused = store.append("s", ExpectedVersion::Any, [event(n)]);
+        assert!(matches!(refused, Err(Error::Poisoned { .. })), "{refused:?}");
+    }
+    let seen = recorder.take(dir);
     let poisoned = the_one(&seen, "store poisoned");
     assert_eq!(poisoned.level, Level::ERROR);
     assert_eq!(poisoned.field("dir"), Some("/observability-poison"));
@@ -203,15 +218,13 @@ fn observability_a_slow_fsync_is_reported_with_its_segment() {
     let dir = Path::new("/observability-slow");
     let store = Store::open_with(dir, sim_options(&disk)).unwrap();
     store.append("s", ExpectedVersion::Any, [event(0)]).unwrap();
-    let recorder = Recorder::default();
-    tracing::subscriber::with_default(recorder.clone(), || {
-        disk.set_sync_delay(Duration::from_millis(300));
-        store.append("s", ExpectedVersion::Any, [event(1)]).unwrap();
-        disk.set_sync_delay(Duration::ZERO);
-        store.append("s", ExpectedVersion::Any, [event(2)]).unwrap();
-    });
-    assert_eq!(store.stats().inline_commits, 3, "every commit ran on this thread");
-    let seen = recorder.take();
+    let recorder = recorder();
+    recorder.take(dir);
+    disk.set_sync_delay(Duration::from_millis(300));
+    store.append("s", ExpectedVersion::Any, [event(1)]).unwrap();
+    disk.set_sync_delay(Duration::ZERO);
+    store.append("s", ExpectedVersion::Any, [event(2)]).unwrap();
+    let seen = recorder.take(dir);
     let slow = the_one(&seen, "slow fdatasync");
     assert_eq!(slow.level, Level::WARN);
     assert!(slow.field("segment").unwrap().starts_with("/observability-slow/"), "{slow:?}");
