@@ -583,6 +583,12 @@ impl Store {
         subscription::group_info(&self.inner.shared, name)
     }
 
+    /// Hands every parked event of consumer group `name` back for delivery, with its retry
+    /// count reset; how many there were, or `None` unless a consumer is connected to it.
+    pub fn replay_parked(&self, name: &str) -> Option<usize> {
+        subscription::replay_parked(&self.inner.shared, name)
+    }
+
     /// The names of the consumer groups with a consumer connected, sorted.
     pub fn list_groups(&self) -> Vec<String> {
         subscription::list_groups(&self.inner.shared)

@@ -498,6 +498,13 @@ pub(crate) fn group_info(shared: &Shared, name: &str) -> Option<GroupInfo> {
     group.map(|g| g.info())
 }
 
+/// Hands the parked events of the live group `name` back for delivery (see
+/// [`GroupConsumer::replay_parked`]); `None` if no consumer is connected to it.
+pub(crate) fn replay_parked(shared: &Shared, name: &str) -> Option<usize> {
+    let group = shared.subscriptions().groups().get(name).and_then(Weak::upgrade);
+    group.map(|g| g.replay_parked())
+}
+
 /// The names of the live groups, sorted.
 pub(crate) fn list_groups(shared: &Shared) -> Vec<String> {
     let groups = shared.subscriptions().groups();

@@ -36,7 +36,7 @@ use std::{
 
 pub use filter::{Filter, category_of};
 pub use group::{ConsumerStrategy, Delivery, GroupConsumer, GroupInfo, GroupSettings, NackAction};
-pub(crate) use group::{connect_to_group, group_info, list_groups};
+pub(crate) use group::{connect_to_group, group_info, list_groups, replay_parked};
 pub(crate) use notify::Notifier;
 pub(crate) use persistent::subscribe_persistent;
 pub use persistent::{Acker, PersistentOptions, PersistentSubscription};

@@ -153,8 +153,10 @@ fn groups_nack_retry_redelivers_with_a_higher_count_then_parks_and_replay_return
     c.ack(Position(1)).unwrap();
     assert_eq!(c.info().checkpoint, Position(0), "a parked event holds the checkpoint back");
     assert!(matches!(c.ack(Position(0)), Err(Error::NotDelivered { position: 0 })));
-    assert_eq!(c.replay_parked(), 1);
+    assert_eq!(store.replay_parked("other"), None);
+    assert_eq!(store.replay_parked("workers"), Some(1));
     assert_eq!(c.info().parked, 0);
+    assert_eq!(c.replay_parked(), 0);
     assert_eq!(next(&mut c), (0, 0), "replayed with its count reset");
     c.ack(Position(0)).unwrap();
     assert_eq!(c.info().checkpoint, Position(2));
