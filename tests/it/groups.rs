@@ -35,9 +35,11 @@ fn connect(store: &Store, strategy: ConsumerStrategy) -> GroupConsumer {
     store.connect_to_group("workers", Filter::all(), settings(strategy)).unwrap()
 }
 
-/// Receives the next delivery and returns its position and retry count.
+/// Receives the next delivery and returns its position and retry count. Every caller expects
+/// an event to be there: the generous bound turns a lost event into a failure, not a hang.
 fn next(consumer: &mut GroupConsumer) -> (u64, u32) {
-    let Delivery { event, retry_count } = consumer.recv().unwrap();
+    let delivery = consumer.recv_timeout(Duration::from_secs(30)).unwrap();
+    let Delivery { event, retry_count } = delivery.expect("an event is due: none may be lost");
     (event.position().get(), retry_count)
 }
 
