@@ -68,8 +68,9 @@ pub use recovery::{Dropped, RecoveryReport, SEGMENT_LISTINGS_MAX, TornTail};
 pub use scavenge::{ScavengeControl, ScavengeProgress, ScavengeReport};
 pub use store::{Stats, Store};
 pub use subscription::{
-    Acker, Filter, PersistentOptions, PersistentStream, PersistentSubscription, Subscription,
-    SubscriptionStream, category_of,
+    Acker, ConsumerStrategy, Delivery, Filter, GroupConsumer, GroupInfo, GroupSettings, NackAction,
+    PersistentOptions, PersistentStream, PersistentSubscription, Subscription, SubscriptionStream,
+    category_of,
 };
 pub use types::{
     AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,

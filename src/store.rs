@@ -25,7 +25,10 @@ use crate::{
     scavenge::{self, ScavengeControl, ScavengeReport},
     segment::{ListedHooks, SegmentSet},
     shared::Shared,
-    subscription::{self, Filter, PersistentOptions, PersistentSubscription, Subscription},
+    subscription::{
+        self, Filter, GroupConsumer, GroupInfo, GroupSettings, PersistentOptions,
+        PersistentSubscription, Subscription,
+    },
     trace,
     types::{
         AppendResult, ExpectedVersion, MultiAppendResult, NewEvent, Position, StreamAppend,
@@ -554,6 +557,41 @@ impl Store {
             return Err(Error::ReadOnly);
         }
         subscription::delete(&self.inner.shared, name)
+    }
+
+    /// Connects a consumer to the consumer group `name`: competing consumers sharing one
+    /// persistent subscription `name` (same names, checkpoint and rules), each event handed to
+    /// one of them by [`GroupSettings::strategy`]. The first consumer opens the group with
+    /// `filter` and `settings`; while any consumer is connected, later ones join it as it is
+    /// (their `filter` and `settings` are ignored). Fails like
+    /// [`subscribe_persistent`](Store::subscribe_persistent) when the group is opened, e.g.
+    /// with [`Error::SubscriptionInUse`] while `name` is held as a [`PersistentSubscription`].
+    pub fn connect_to_group(
+        &self,
+        name: &str,
+        filter: Filter,
+        settings: GroupSettings,
+    ) -> Result<GroupConsumer> {
+        if self.inner.tx.is_none() {
+            return Err(Error::ReadOnly);
+        }
+        subscription::connect_to_group(&self.inner.shared, name, filter, settings)
+    }
+
+    /// The consumer group `name` as of now; `None` unless a consumer is connected to it.
+    pub fn group_info(&self, name: &str) -> Option<GroupInfo> {
+        subscription::group_info(&self.inner.shared, name)
+    }
+
+    /// Hands every parked event of consumer group `name` back for delivery, with its retry
+    /// count reset; how many there were, or `None` unless a consumer is connected to it.
+    pub fn replay_parked(&self, name: &str) -> Option<usize> {
+        subscription::replay_parked(&self.inner.shared, name)
+    }
+
+    /// The names of the consumer groups with a consumer connected, sorted.
+    pub fn list_groups(&self) -> Vec<String> {
+        subscription::list_groups(&self.inner.shared)
     }
 
     /// Async subscription streams ([`Subscription::into_stream`],

@@ -13,6 +13,7 @@
 //! - `stream` — subscriptions as async streams, on the same cursor;
 //! - `filter` — which events of `$all` are delivered;
 //! - `persistent` — named subscriptions that acknowledge and resume from a checkpoint;
+//! - `group` — competing consumers sharing one persistent subscription;
 //! - `acks` — their acknowledgements, the contiguous checkpoint and the in-flight window;
 //! - `registry` — which names are held in an open store, and lookups by name;
 //! - `checkpoint` — the checkpoint file and its crash-safe replacement.
@@ -21,6 +22,7 @@ mod acks;
 mod checkpoint;
 mod cursor;
 mod filter;
+mod group;
 mod notify;
 mod persistent;
 mod registry;
@@ -33,6 +35,8 @@ use std::{
 };
 
 pub use filter::{Filter, category_of};
+pub use group::{ConsumerStrategy, Delivery, GroupConsumer, GroupInfo, GroupSettings, NackAction};
+pub(crate) use group::{connect_to_group, group_info, list_groups, replay_parked};
 pub(crate) use notify::Notifier;
 pub(crate) use persistent::subscribe_persistent;
 pub use persistent::{Acker, PersistentOptions, PersistentSubscription};

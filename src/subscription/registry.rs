@@ -14,12 +14,14 @@ use crate::{
     types::Position,
 };
 
-use super::{acks::AckState, checkpoint};
+use super::{acks::AckState, checkpoint, group::Groups};
 
 /// The persistent subscriptions held in one open store, by name.
 #[derive(Default)]
 pub(crate) struct Registry {
     held: Mutex<Held>,
+    /// The live consumer groups. Taken before `held`, never while holding it.
+    groups: Mutex<Groups>,
 }
 
 #[derive(Default)]
@@ -33,6 +35,11 @@ pub(super) struct Held {
 impl Registry {
     pub(super) fn lock(&self) -> MutexGuard<'_, Held> {
         sync::lock(&self.held)
+    }
+
+    /// The live consumer groups.
+    pub(super) fn groups(&self) -> MutexGuard<'_, Groups> {
+        sync::lock(&self.groups)
     }
 
     /// Frees `name`; the holder's last handle is gone.

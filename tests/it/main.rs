@@ -18,6 +18,7 @@ mod fuzz_checks;
 mod fuzz_corpus;
 mod group_commit;
 mod group_sequence;
+mod groups;
 mod idempotency;
 mod kill9;
 mod lifecycle;
