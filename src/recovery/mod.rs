@@ -119,6 +119,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
     let mode = options.recovery_mode;
     let writable = access == Access::ReadWrite && mode != RecoveryMode::Salvage;
     let mut report = RecoveryReport::default();
+    // Beside a live writer (a read-only open), the mark must be read before the log it bounds.
+    let early_mark = (!writable).then(|| persisted::durable_mark(dir, options));
     let Found { listed, start, hooks, opened } = find(dir, options, writable, &mut report)?;
     let persisted = match mode {
         RecoveryMode::Salvage => persisted::Persisted::default(),
@@ -169,7 +171,8 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         segments.push(Arc::new(segment));
     }
     if mode != RecoveryMode::Salvage {
-        persisted::check_high_water(persisted.high_water, head)?;
+        let mark = early_mark.unwrap_or(persisted.high_water);
+        persisted::check_high_water(mark, head)?;
     }
     if writable {
         tidy(dir, options, &report, &mut segments, head)?;

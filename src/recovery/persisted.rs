@@ -229,6 +229,25 @@ fn best_table(
     (None, high_water)
 }
 
+/// The highest durable mark among the stream tables in `dir` as they are now (headers only;
+/// a table missing or unreadable counts for nothing). A read-only open, which may run beside a
+/// live writer, reads it before it lists the segments: the writer records a mark only once the
+/// log below it is durable, so a mark read first can never pass the log read after it, while
+/// the mark of a table written after the listing could.
+pub(super) fn durable_mark(dir: &std::path::Path, options: &Options) -> Option<u64> {
+    let mut mark = None::<u64>;
+    for name in [files::CLOSE_TABLE, files::STREAM_TABLE] {
+        let Ok(Some(view)) = files::map(&*options.storage, dir, name) else { continue };
+        let Ok(binding) = StreamTable::parse_header(view.bytes()).map(|t| t.binding()) else {
+            continue;
+        };
+        if binding.durable {
+            mark = mark.max(Some(binding.covered));
+        }
+    }
+    mark
+}
+
 /// Refuses a log that ends (at `end`) below the durable mark a table recorded: the last
 /// segment was cut or deleted from outside, which no crash can do.
 pub(super) fn check_high_water(high_water: Option<u64>, end: u64) -> crate::error::Result<()> {

@@ -182,3 +182,40 @@ fn modes_refused_open_leaves_a_header_less_last_segment_in_place() {
     assert!(matches!(Store::open_with(dir.path(), small_options()), Err(Error::Corruption { .. })));
     assert_eq!(files(dir.path()), before, "a refused open changes nothing");
 }
+
+/// Found by the CLI's backup test in CI: a read-only open beside a live writer compared the log
+/// it had listed with a stream table the writer wrote after that listing (at a segment's seal),
+/// whose durable mark was past the listed log, and refused the store as corrupt. The writer
+/// only writes a mark once the log below it is durable, so a mark read before the listing can
+/// never pass it; only a mark read after it could.
+#[test]
+fn modes_read_only_opens_beside_a_writer_sealing_segments_never_see_a_false_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_bytes_max: 4096, ..small_options() };
+    let store = Store::open_with(dir.path(), options.clone()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            // Bounded, so that the opens stay cheap: the race needs a writer, not a long log.
+            while n < 20_000 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.append(&format!("s-{}", n % 7), ExpectedVersion::Any, [event(n)]).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let mut opened = 0;
+    while opened < 2500 {
+        match Store::open_read_only(dir.path(), options.clone()) {
+            Ok(_) => opened += 1,
+            Err(e) => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                writer.join().unwrap();
+                panic!("read-only open {opened} beside the writer: {e}");
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}
