@@ -17,13 +17,14 @@ use crate::{
     format::FORMAT_VERSION,
     index::{Origin, StreamState},
     indexer::Job,
+    io::Storage,
     lifecycle::{self, MetaRecord, StreamMetadata},
     options::Options,
     options::RecoveryMode,
     read::{ReadAll, ReadAllBackward, ReadStream},
     recovery::{Access, RecoveryReport, recover},
     scavenge::{self, ScavengeControl, ScavengeReport},
-    segment::{ListedHooks, SegmentSet},
+    segment::{ListedHooks, Segment, SegmentSet},
     shared::Shared,
     subscription::{
         self, Filter, GroupConsumer, GroupInfo, GroupSettings, PersistentOptions,
@@ -150,16 +151,7 @@ impl Store {
             RecoveryMode::Salvage => Access::ReadOnly,
             _ => access,
         };
-        let lock = match access {
-            Access::ReadOnly => None,
-            Access::ReadWrite => {
-                storage.create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
-                Some(storage.lock_dir(&dir).map_err(|e| match e.kind() {
-                    io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
-                    _ => Error::Io { op: "lock directory", path: dir.clone(), source: e },
-                })?)
-            }
-        };
+        let lock = take_lock(&*storage, &dir, access)?;
         let writable =
             access == Access::ReadWrite && options.recovery_mode != RecoveryMode::Salvage;
         let recovered = recover(&dir, &options, access)?;
@@ -176,29 +168,19 @@ impl Store {
         let (alive, writer_gone) = crossbeam_channel::bounded(0);
         let (tx, link, handle) = match active.filter(|_| writable) {
             Some(active) => {
-                let capacity = shared.options().queue_capacity as usize;
-                let (tx, rx) = crossbeam_channel::bounded(capacity);
-                let (writer, link) =
-                    Writer::new(Arc::clone(&shared), rx, active, recovered.next_sequence, alive)
-                        .map_err(Error::io("spawn answering thread", &dir))?;
-                let handle = std::thread::Builder::new()
-                    .name("annal-writer".into())
-                    .spawn(move || writer.run())
-                    .map_err(Error::io("spawn writer thread", &dir))?;
-                (Some(tx), Some(link), Some(handle))
+                let started = start_writer(&shared, active, recovered.next_sequence, alive)?;
+                start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
+                if let Some(hooks) = &recovered.listed_hooks {
+                    rewrite_rebuilt_indexes(&shared, hooks);
+                }
+                started
             }
-            None => (None, None, None),
+            None => {
+                // Nothing will ever commit: subscriptions end at the head.
+                shared.notifier().close();
+                (None, None, None)
+            }
         };
-        if tx.is_some() {
-            start_indexer(&shared).map_err(Error::io("spawn indexer thread", &dir))?;
-            if let Some(hooks) = &recovered.listed_hooks {
-                rewrite_rebuilt_indexes(&shared, hooks);
-            }
-        }
-        if tx.is_none() {
-            // Nothing will ever commit: subscriptions end at the head.
-            shared.notifier().close();
-        }
         trace::opened(&dir, tx.is_none(), &recovered.report, started.elapsed());
         let inner = Inner {
             shared,
@@ -329,6 +311,14 @@ impl Store {
     /// Why an append went unanswered: the writer ended, closed or poisoned (a writer thread that
     /// panicked poisons the store before it lets go of its channels, so waiting until it is gone
     /// is enough to see the poison).
+    /// Refuses what only a writable store may do ([`Error::ReadOnly`] on a read-only one).
+    fn writable(&self) -> Result<()> {
+        match self.inner.tx {
+            Some(_) => Ok(()),
+            None => Err(Error::ReadOnly),
+        }
+    }
+
     fn writer_ended(&self) -> Error {
         let _ = self.inner.writer_gone.recv();
         self.inner.shared.poisoned().unwrap_or(Error::Closed)
@@ -449,9 +439,7 @@ impl Store {
     /// leaves every segment either as it was or fully scavenged. One scavenge runs at a time
     /// ([`Error::ScavengeInProgress`]); a read-only store cannot scavenge.
     pub fn scavenge_with(&self, control: &ScavengeControl) -> Result<ScavengeReport> {
-        if self.inner.tx.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         let started = Instant::now();
         let report = scavenge::run(&self.inner.shared, control)?;
         trace::scavenged(self.dir(), &report, started.elapsed());
@@ -533,9 +521,7 @@ impl Store {
         filter: Filter,
         options: PersistentOptions,
     ) -> Result<PersistentSubscription> {
-        if self.inner.tx.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         subscription::subscribe_persistent(&self.inner.shared, name, filter, options)
     }
 
@@ -553,9 +539,7 @@ impl Store {
     /// Deletes persistent subscription `name` (its checkpoint); whether it existed. Fails with
     /// [`Error::SubscriptionInUse`] while it is held.
     pub fn delete_subscription(&self, name: &str) -> Result<bool> {
-        if self.inner.tx.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         subscription::delete(&self.inner.shared, name)
     }
 
@@ -572,9 +556,7 @@ impl Store {
         filter: Filter,
         settings: GroupSettings,
     ) -> Result<GroupConsumer> {
-        if self.inner.tx.is_none() {
-            return Err(Error::ReadOnly);
-        }
+        self.writable()?;
         subscription::connect_to_group(&self.inner.shared, name, filter, settings)
     }
 
@@ -604,8 +586,46 @@ impl Store {
 }
 
 /// How many of `segments` have a persisted index of that origin.
-fn count_origin(segments: &[Arc<crate::segment::Segment>], origin: Origin) -> usize {
+fn count_origin(segments: &[Arc<Segment>], origin: Origin) -> usize {
     segments.iter().filter(|s| s.indexed().is_some_and(|(_, o)| o == origin)).count()
+}
+
+/// Creates `dir` and takes its lock for a writable open; a read-only one takes none.
+fn take_lock(
+    storage: &dyn Storage,
+    dir: &Path,
+    access: Access,
+) -> Result<Option<Box<dyn Any + Send + Sync>>> {
+    if access == Access::ReadOnly {
+        return Ok(None);
+    }
+    storage.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    let lock = storage.lock_dir(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => Error::Locked { dir: dir.to_path_buf() },
+        _ => Error::Io { op: "lock directory", path: dir.to_path_buf(), source: e },
+    })?;
+    Ok(Some(lock))
+}
+
+/// The writer's channel, link and thread, continuing the log in `active`.
+type Started = (Option<Sender<Message>>, Option<Arc<WriterLink>>, Option<JoinHandle<()>>);
+
+/// Starts the writer thread on `active`, the last segment.
+fn start_writer(
+    shared: &Arc<Shared>,
+    active: Arc<Segment>,
+    next_sequence: u64,
+    alive: Sender<()>,
+) -> Result<Started> {
+    let dir = shared.dir();
+    let (tx, rx) = crossbeam_channel::bounded(shared.options().queue_capacity as usize);
+    let (writer, link) = Writer::new(Arc::clone(shared), rx, active, next_sequence, alive)
+        .map_err(Error::io("spawn answering thread", dir))?;
+    let handle = std::thread::Builder::new()
+        .name("annal-writer".into())
+        .spawn(move || writer.run())
+        .map_err(Error::io("spawn writer thread", dir))?;
+    Ok((Some(tx), Some(link), Some(handle)))
 }
 
 /// Has the indexer write anew the index file of a listed segment that proved missing or stale
