@@ -171,21 +171,25 @@ pub(crate) fn recover(dir: &Path, options: &Options, access: Access) -> Result<R
         segments.push(Arc::new(segment));
     }
     if mode != RecoveryMode::Salvage {
-        let mark = early_mark.unwrap_or(persisted.high_water);
-        persisted::check_high_water(mark, head)?;
+        persisted::check_high_water(early_mark.unwrap_or(persisted.high_water), head)?;
     }
     if writable {
         tidy(dir, options, &report, &mut segments, head)?;
     }
     streams.shrink();
+    seal_and_count(&segments, head, &mut report);
+    let next_sequence = sequence.map_or(0, |s| s + 1);
+    let listed_hooks = hooks;
+    Ok(Recovered { segments, streams, head, next_sequence, close_table_used, listed_hooks, report })
+}
+
+/// Seals every segment but the last (the active one) and counts the log into `report`.
+fn seal_and_count(segments: &[Arc<Segment>], head: u64, report: &mut RecoveryReport) {
     if let Some((_, sealed)) = segments.split_last() {
         sealed.iter().for_each(|s| s.seal());
     }
     report.segments = segments.len();
     report.events = segments.first().map_or(0, |s| head - s.base_position());
-    let next_sequence = sequence.map_or(0, |s| s + 1);
-    let listed_hooks = hooks;
-    Ok(Recovered { segments, streams, head, next_sequence, close_table_used, listed_hooks, report })
 }
 
 /// The segments an open starts from: those the stream table lists (not opened), and the others

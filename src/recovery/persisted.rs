@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::{
-    format::{CorruptionKind, SEGMENT_HEADER_LEN, StreamTable, decode_record},
+    format::{CorruptionKind, SEGMENT_HEADER_LEN, StreamTable, TableBinding, decode_record},
     index::{Origin, SegmentIndex, files, stored_record_crc},
     indexer::{fold_all, is_bound_to},
     io::ReadView,
@@ -44,46 +44,7 @@ pub(super) fn load(
     report: &mut RecoveryReport,
 ) -> Persisted {
     let mut persisted = Persisted::default();
-    let storage = &*options.storage;
-    let mut end = match start {
-        Some(start) => Some(start.end),
-        None => opened.first().map(|s| s.header.base_position),
-    };
-    for (i, segment) in opened.iter().enumerate() {
-        let name = files::index_file_name(&segment.name);
-        let view = match files::map(storage, dir, &name) {
-            Ok(Some(view)) => view,
-            // The last segment has none while it is active (unless it was closed cleanly).
-            Ok(None) if i + 1 == opened.len() => break,
-            _ => {
-                report.rebuilt.push(name);
-                break;
-            }
-        };
-        let bound = SegmentIndex::new(view, Origin::File, segment.header.group_bytes_max)
-            .ok()
-            .filter(|index| bound_to(index, segment, end));
-        let Some(index) = bound else {
-            report.rebuilt.push(name);
-            break;
-        };
-        end = Some(index.binding().end_position);
-        persisted.indexes.push(Arc::new(index));
-    }
-    // Only the last segment of the prefix can have changed without its length or header (a
-    // crash while the writer appended to it): its last record must be the one its index
-    // names. Each segment before it was fsynced whole before the next one was created, and a
-    // scavenge's rewrite changes the length or the header's span; reading their last records
-    // too would cost a random read per segment, which is what an open must not grow with.
-    while let Some(index) = persisted.indexes.last() {
-        let segment = &opened[persisted.indexes.len() - 1];
-        if let Some(sequence) = last_record_sequence(index, segment) {
-            persisted.sequence = sequence;
-            break;
-        }
-        report.rebuilt.push(files::index_file_name(&segment.name));
-        persisted.indexes.pop();
-    }
+    (persisted.indexes, persisted.sequence) = bound_prefix(dir, options, opened, start, report);
     let durable = options.durability == Durability::Fsync;
     if let Some(start) = start {
         after_listed(&mut persisted, start, durable);
@@ -114,6 +75,59 @@ pub(super) fn load(
         }
     }
     persisted
+}
+
+/// The index files bound to the first of `opened` (a prefix, cut at the first one missing or
+/// unbound), each continuing the log where the one before it ends, and the group sequence of
+/// the last record of the last of them.
+fn bound_prefix(
+    dir: &std::path::Path,
+    options: &Options,
+    opened: &[Opened],
+    start: Option<&Start>,
+    report: &mut RecoveryReport,
+) -> (Vec<Arc<SegmentIndex>>, Option<u64>) {
+    let mut indexes: Vec<Arc<SegmentIndex>> = Vec::new();
+    let storage = &*options.storage;
+    let mut end = match start {
+        Some(start) => Some(start.end),
+        None => opened.first().map(|s| s.header.base_position),
+    };
+    for (i, segment) in opened.iter().enumerate() {
+        let name = files::index_file_name(&segment.name);
+        let view = match files::map(storage, dir, &name) {
+            Ok(Some(view)) => view,
+            // The last segment has none while it is active (unless it was closed cleanly).
+            Ok(None) if i + 1 == opened.len() => break,
+            _ => {
+                report.rebuilt.push(name);
+                break;
+            }
+        };
+        let bound = SegmentIndex::new(view, Origin::File, segment.header.group_bytes_max)
+            .ok()
+            .filter(|index| bound_to(index, segment, end));
+        let Some(index) = bound else {
+            report.rebuilt.push(name);
+            break;
+        };
+        end = Some(index.binding().end_position);
+        indexes.push(Arc::new(index));
+    }
+    // Only the last segment of the prefix can have changed without its length or header (a
+    // crash while the writer appended to it): its last record must be the one its index
+    // names. Each segment before it was fsynced whole before the next one was created, and a
+    // scavenge's rewrite changes the length or the header's span; reading their last records
+    // too would cost a random read per segment, which is what an open must not grow with.
+    while let Some(index) = indexes.last() {
+        let segment = &opened[indexes.len() - 1];
+        if let Some(sequence) = last_record_sequence(index, segment) {
+            return (indexes, sequence);
+        }
+        report.rebuilt.push(files::index_file_name(&segment.name));
+        indexes.pop();
+    }
+    (indexes, None)
 }
 
 /// The table as of the end of the indexes after the listed segments: the listed table folded
@@ -196,18 +210,14 @@ fn best_table(
 ) -> (Option<BoundTable>, Option<u64>) {
     let mut high_water = None::<u64>;
     let mut candidates = Vec::with_capacity(2);
-    for name in [files::CLOSE_TABLE, files::STREAM_TABLE] {
-        let view = match files::map(&*options.storage, dir, name) {
-            Ok(Some(view)) => view,
+    for name in TABLES {
+        let (view, binding) = match table_header(dir, options, name) {
+            Ok(Some(found)) => found,
             Ok(None) => continue,
-            Err(_) => {
+            Err(()) => {
                 report.rebuilt.push(name.to_owned());
                 continue;
             }
-        };
-        let Ok(binding) = StreamTable::parse_header(view.bytes()).map(|t| t.binding()) else {
-            report.rebuilt.push(name.to_owned());
-            continue;
         };
         if binding.durable {
             high_water = high_water.max(Some(binding.covered));
@@ -235,17 +245,32 @@ fn best_table(
 /// log below it is durable, so a mark read first can never pass the log read after it, while
 /// the mark of a table written after the listing could.
 pub(super) fn durable_mark(dir: &std::path::Path, options: &Options) -> Option<u64> {
-    let mut mark = None::<u64>;
-    for name in [files::CLOSE_TABLE, files::STREAM_TABLE] {
-        let Ok(Some(view)) = files::map(&*options.storage, dir, name) else { continue };
-        let Ok(binding) = StreamTable::parse_header(view.bytes()).map(|t| t.binding()) else {
-            continue;
-        };
-        if binding.durable {
-            mark = mark.max(Some(binding.covered));
-        }
-    }
-    mark
+    TABLES
+        .into_iter()
+        .filter_map(|name| table_header(dir, options, name).ok().flatten())
+        .filter_map(|(_, binding)| binding.durable.then_some(binding.covered))
+        .max()
+}
+
+/// The stream tables, in the order an open prefers them on a tie: the close table covers the
+/// active segment too.
+const TABLES: [&str; 2] = [files::CLOSE_TABLE, files::STREAM_TABLE];
+
+/// A stream table's mapped bytes and its header's binding.
+type MappedTable = (Arc<dyn ReadView>, TableBinding);
+
+/// Stream table `name` in `dir`, mapped, with its header's binding: `None` if there is none,
+/// `Err` if it cannot be mapped or its header does not parse.
+fn table_header(
+    dir: &std::path::Path,
+    options: &Options,
+    name: &str,
+) -> Result<Option<MappedTable>, ()> {
+    let Some(view) = files::map(&*options.storage, dir, name).map_err(drop)? else {
+        return Ok(None);
+    };
+    let binding = StreamTable::parse_header(view.bytes()).map_err(drop)?.binding();
+    Ok(Some((view, binding)))
 }
 
 /// Refuses a log that ends (at `end`) below the durable mark a table recorded: the last
