@@ -17,8 +17,6 @@ mod count;
 
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use annal::{
     Options, Store,
     es::{Codec, Repository, RepositoryOptions, stream_of},
@@ -43,7 +41,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("{:<62} {:>26}", "workload", "figure");
     let syncs = count::CountingStorage::new();
-    let options = Options { storage: Arc::new(syncs.clone()), ..Options::default() };
+    let options = Options { storage: syncs.storage(), ..Options::default() };
     let store = Store::open_with(dir.path().join("rt"), options)?;
     round_trip_rows(&store, &syncs, round_trips);
     rehydration_rows(&dir.path().join("history"))?;

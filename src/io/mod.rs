@@ -7,6 +7,8 @@
 //! only after `sync_dir`. Any error from `write_at` or `sync_data` leaves the file's contents
 //! unknown, so the writer treats it as fatal and never retries.
 
+#[cfg(feature = "simulation")]
+mod interpose;
 mod mmap;
 #[cfg(feature = "simulation")]
 mod sim;
@@ -14,6 +16,8 @@ mod std_fs;
 
 use std::{any::Any, io, path::Path, sync::Arc};
 
+#[cfg(feature = "simulation")]
+pub use interpose::{Interpose, Interposed};
 #[cfg(feature = "simulation")]
 pub use sim::SimDisk;
 pub use std_fs::StdStorage;

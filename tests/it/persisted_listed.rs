@@ -5,7 +5,6 @@
 //! the read that meets it and by `verify`; a table of version 1, without a list, still opens.
 
 use std::{
-    any::Any,
     io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -13,7 +12,7 @@ use std::{
 
 use annal::{
     Error, Options, Position, Store,
-    io::{StdStorage, Storage, StorageFile},
+    io::{Interpose, Interposed},
 };
 
 use crate::{
@@ -33,43 +32,13 @@ impl OpenLog {
     }
 }
 
-impl Storage for OpenLog {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.create_dir_all(dir)
-    }
-
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        StdStorage.lock_dir(dir)
-    }
-
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdStorage.list_dir(dir)
-    }
-
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.create(path)
-    }
-
-    fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        self.opened.lock().unwrap().push(name);
-        StdStorage.open(path)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdStorage.remove(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdStorage.rename(from, to)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.sync_dir(dir)
-    }
-
-    fn file_len(&self, path: &Path) -> io::Result<u64> {
-        StdStorage.file_len(path)
+impl Interpose for OpenLog {
+    fn before(&self, call: &'static str, path: &Path) -> io::Result<()> {
+        if call == "open" {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            self.opened.lock().unwrap().push(name);
+        }
+        Ok(())
     }
 }
 
@@ -95,9 +64,11 @@ fn listed_open_opens_only_the_last_listed_segment_and_no_index_file() {
     let segments: Vec<PathBuf> = segment_paths(dir.path());
     assert!(segments.len() > 8, "too few segments to say much");
     let log = OpenLog::default();
-    let store =
-        Store::open_with(dir.path(), Options { storage: Arc::new(log.clone()), ..options() })
-            .unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        Options { storage: Arc::new(Interposed(log.clone())), ..options() },
+    )
+    .unwrap();
     let opened = log.take();
     let last = name(segments.last().unwrap());
     let report = store.recovery_report().clone();
@@ -182,7 +153,7 @@ fn listed_version_1_tables_open_the_old_way_and_are_rewritten_with_a_list() {
         as_version_1(table);
     }
     let log = OpenLog::default();
-    let with_log = || Options { storage: Arc::new(log.clone()), ..options() };
+    let with_log = || Options { storage: Arc::new(Interposed(log.clone())), ..options() };
     let store = Store::open_with(dir.path(), with_log()).unwrap();
     let report = store.recovery_report().clone();
     assert_eq!((report.segments_scanned, report.rebuilt.len()), (0, 0), "{report:?}");

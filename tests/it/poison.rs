@@ -3,7 +3,6 @@
 //! every acknowledged event.
 
 use std::{
-    any::Any,
     io,
     path::Path,
     sync::{
@@ -17,7 +16,7 @@ use std::{
 use annal::{
     AppendResult, Error, ExpectedVersion, Filter, NewEvent, Options, Position, Store, StreamAppend,
     StreamVersion,
-    io::{ReadView, StdStorage, Storage, StorageFile},
+    io::{Interpose, Interposed, ReadView, StorageFile},
 };
 
 use crate::common::{open, small_options};
@@ -45,44 +44,16 @@ struct FaultyStorage {
     faults: Arc<Faults>,
 }
 
-impl FaultyStorage {
-    fn wrap(&self, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
+impl Interpose for FaultyStorage {
+    fn before(&self, call: &'static str, _: &Path) -> io::Result<()> {
+        match call {
+            "create" => fire(&self.faults.create, "create"),
+            _ => Ok(()),
+        }
+    }
+
+    fn file(&self, _: &Path, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
         Box::new(FaultyFile { file, faults: Arc::clone(&self.faults) })
-    }
-}
-
-impl Storage for FaultyStorage {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.create_dir_all(dir)
-    }
-
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        StdStorage.lock_dir(dir)
-    }
-
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdStorage.list_dir(dir)
-    }
-
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        fire(&self.faults.create, "create")?;
-        StdStorage.create(path).map(|f| self.wrap(f))
-    }
-
-    fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.open(path).map(|f| self.wrap(f))
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdStorage.remove(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdStorage.rename(from, to)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.sync_dir(dir)
     }
 }
 
@@ -125,7 +96,7 @@ impl StorageFile for FaultyFile {
 /// `base` with its storage replaced by a faulty one driven by the returned faults.
 fn faulty(base: Options) -> (Options, Arc<Faults>) {
     let faults = Arc::new(Faults::default());
-    let storage = FaultyStorage { faults: Arc::clone(&faults) };
+    let storage = Interposed(FaultyStorage { faults: Arc::clone(&faults) });
     let options = Options { storage: Arc::new(storage), ..base };
     (options, faults)
 }

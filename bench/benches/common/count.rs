@@ -4,7 +4,6 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    any::Any,
     io,
     path::Path,
     sync::{
@@ -13,7 +12,7 @@ use std::{
     },
 };
 
-use annal::io::{ReadView, StdStorage, Storage, StorageFile};
+use annal::io::{Interpose, Interposed, ReadView, Storage, StorageFile};
 
 /// The real file system, counting every `sync_data` of every file it opens; or, with a sync
 /// latency, a disk whose `sync_data` takes exactly that long and does nothing (no `fdatasync`),
@@ -36,52 +35,21 @@ impl CountingStorage {
         CountingStorage { sync_latency: Some(latency), ..CountingStorage::default() }
     }
 
+    /// The real file system with this counter around it, for [`annal::Options::storage`].
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        Arc::new(Interposed(self.clone()))
+    }
+
     /// `sync_data` calls so far, over all files.
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }
-
-    fn wrap(&self, inner: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
-        let syncs = Arc::clone(&self.syncs);
-        Box::new(CountingFile { inner, syncs, sync_latency: self.sync_latency })
-    }
 }
 
-impl Storage for CountingStorage {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.create_dir_all(dir)
-    }
-
-    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        StdStorage.lock_dir(dir)
-    }
-
-    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdStorage.list_dir(dir)
-    }
-
-    fn file_len(&self, path: &Path) -> io::Result<u64> {
-        StdStorage.file_len(path)
-    }
-
-    fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.create(path).map(|f| self.wrap(f))
-    }
-
-    fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        StdStorage.open(path).map(|f| self.wrap(f))
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdStorage.remove(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdStorage.rename(from, to)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdStorage.sync_dir(dir)
+impl Interpose for CountingStorage {
+    fn file(&self, _: &Path, inner: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
+        let syncs = Arc::clone(&self.syncs);
+        Box::new(CountingFile { inner, syncs, sync_latency: self.sync_latency })
     }
 }
 

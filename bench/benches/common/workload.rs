@@ -22,7 +22,7 @@ use super::{
 
 /// Default options with `durability`, on a storage that counts fsyncs.
 pub fn counted_options(durability: Durability, storage: &CountingStorage) -> Options {
-    Options { durability, storage: Arc::new(storage.clone()), ..Options::default() }
+    Options { durability, storage: storage.storage(), ..Options::default() }
 }
 
 /// The expected version that admits a stream whose last version is `current`, as SQLite's
