@@ -21,6 +21,7 @@ use annal::{
     Options, Store,
     es::{Codec, Repository, RepositoryOptions, stream_of},
 };
+use annal_bench::stats::median;
 use count::CountingAlloc;
 
 #[global_allocator]
@@ -94,7 +95,7 @@ fn rehydration_rows(dir: &std::path::Path) -> Result<()> {
     let (balance, cold) = timed(|| aggregates::rehydrate(&accounts, "long"));
     let runs: Vec<_> =
         (0..5).map(|_| timed(|| aggregates::rehydrate(&accounts, "long")).1).collect();
-    let warm = median(runs);
+    let warm = median(&runs);
     assert_eq!(balance, HISTORY_EVENTS - 1);
     let per_s =
         |t: Duration| format!("{:.2}M events/s", HISTORY_EVENTS as f64 / t.as_secs_f64() / 1e6);
@@ -108,7 +109,7 @@ fn rehydration_rows(dir: &std::path::Path) -> Result<()> {
     assert_eq!(accounts.stats().from_snapshot, 5);
     row(
         "rehydrate from a snapshot + 999 events after it (median of 5)",
-        &format!("{:.1?}", median(runs)),
+        &format!("{:.1?}", median(&runs)),
     );
     Ok(())
 }
@@ -135,11 +136,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let start = Instant::now();
     let value = f();
     (value, start.elapsed())
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
 }
 
 fn percentile(times: &[Duration], p: f64) -> Duration {

@@ -22,6 +22,7 @@ use std::{
 };
 
 use annal::{Durability, ExpectedVersion, NewEvent, Options, Store, StreamVersion};
+use annal_bench::stats::{median, spread};
 use futures_core::Stream;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -57,24 +58,20 @@ fn main() -> Result<()> {
         for (slot, idle) in [0, IDLE].into_iter().enumerate() {
             let rates: Vec<f64> = runs[slot].iter().map(|r| r.appends_per_s).collect();
             let polls: Vec<f64> = runs[slot].iter().map(|r| r.polls_per_append).collect();
-            let (median, low, high) = spread(rates);
+            let (middle, low, high) = spread(&rates);
             println!(
-                "  {idle:>6} idle subscribers: {median:>9.0} appends/s (range {low:.0}–{high:.0}), \
+                "  {idle:>6} idle subscribers: {middle:>9.0} appends/s (range {low:.0}–{high:.0}), \
                  idle polls/append median {:.1}",
-                spread(polls).0
+                median(&polls)
             );
         }
-        let medians: Vec<f64> =
-            runs.iter().map(|r| spread(r.iter().map(|r| r.appends_per_s).collect()).0).collect();
+        let medians: Vec<f64> = runs
+            .iter()
+            .map(|r| median(&r.iter().map(|r| r.appends_per_s).collect::<Vec<_>>()))
+            .collect();
         println!("  ratio 10,000 / 0: {:.2}", medians[1] / medians[0]);
     }
     Ok(())
-}
-
-/// Median, minimum and maximum.
-fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (values[values.len() / 2], values[0], values[values.len() - 1])
 }
 
 fn measure(idle: usize, durability: Durability, appends: u64) -> Result<Run> {

@@ -34,6 +34,7 @@ use std::{
 };
 
 use annal::{Durability, Store};
+use annal_bench::stats;
 use common::{
     BATCH_EVENTS, Layout, PAYLOAD_BYTES, cache,
     count::{CountingAlloc, CountingStorage},
@@ -241,8 +242,8 @@ fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
     let files = raw::segment_files(&run.path("1m"))?;
     let mapped = raw::Mapped::open(&files)?;
     // A warm read of the quick store takes ~10 ms, so one descheduling spoils a round: the
-    // best of ten, taking turns, is steadier than of three on a shared machine.
-    let [a, s, r, handles, whole, pread] = best_rates(
+    // median of ten, taking turns, is steadier than of three on a shared machine.
+    let [a, s, r, handles, whole, pread] = median_rates(
         10,
         false,
         [
@@ -271,7 +272,7 @@ fn reads_and_open(run: &Run, table: &mut Table) -> Res<()> {
         );
     }
     if drop_page_cache() {
-        let [a, s, r] = best_rates(
+        let [a, s, r] = median_rates(
             2,
             true,
             [
@@ -296,7 +297,7 @@ fn stream_reads(run: &Run, table: &mut Table) -> Res<()> {
     let (store, _) = workload::build(&run.path("streams"), layout)?;
     let lite = sqlite::fill(&run.path("streams-sqlite"), layout)?;
     table.section("W5 stream reads, warm (store of 200k events, 10,001 streams)");
-    let [a, s] = best_rates(
+    let [a, s] = median_rates(
         3,
         false,
         [&mut || Ok(workload::read_streams(&store, &[0])?.events), &mut || {
@@ -311,7 +312,7 @@ fn stream_reads(run: &Run, table: &mut Table) -> Res<()> {
         Some(("≥ 3× SQLite", a / s >= 3.0)),
     );
     let picks = layout.random_streams();
-    let [a, s] = best_rates(
+    let [a, s] = median_rates(
         3,
         false,
         [&mut || Ok(workload::read_streams(&store, &picks)?.events), &mut || {
@@ -462,13 +463,13 @@ fn open_rows(
             table.plain("cold open", "could not drop the page cache", "", "");
             break;
         }
-        let a = best_time(if cold { 1 } else { 3 }, &mut || Ok(workload::open(dir)?.1))?;
+        let a = median_time(if cold { 1 } else { 3 }, &mut || Ok(workload::open(dir)?.1))?;
         let s = match lite {
             Some(lite) => {
                 if cold {
                     drop_page_cache();
                 }
-                Some(best_time(if cold { 1 } else { 3 }, &mut || Ok(sqlite::open(lite)?.1))?)
+                Some(median_time(if cold { 1 } else { 3 }, &mut || Ok(sqlite::open(lite)?.1))?)
             }
             None => None,
         };
@@ -501,32 +502,29 @@ fn open_rows(
     Ok(())
 }
 
-/// The best rate of each of `reads` (which return how many events they read) over `rounds`
+/// The median rate of each of `reads` (which return how many events they read) over `rounds`
 /// rounds in which they take turns, each after dropping the page cache if `cold`.
-fn best_rates<const N: usize>(
+fn median_rates<const N: usize>(
     rounds: usize,
     cold: bool,
     mut reads: [&mut dyn FnMut() -> Res<u64>; N],
 ) -> Res<[f64; N]> {
-    let mut best = [0.0f64; N];
+    let mut rates: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(rounds));
     for _ in 0..rounds {
-        for (read, best) in reads.iter_mut().zip(best.iter_mut()) {
+        for (read, rates) in reads.iter_mut().zip(rates.iter_mut()) {
             if cold {
                 drop_page_cache();
             }
             let start = Instant::now();
             let done = read()?;
-            *best = best.max(per_second(done, start.elapsed()));
+            rates.push(per_second(done, start.elapsed()));
         }
     }
-    Ok(best)
+    Ok(rates.map(|rates| stats::median(&rates)))
 }
 
-/// The shortest of `runs` durations `f` reports.
-fn best_time(runs: usize, f: &mut dyn FnMut() -> Res<Duration>) -> Res<Duration> {
-    let mut best = Duration::MAX;
-    for _ in 0..runs {
-        best = best.min(f()?);
-    }
-    Ok(best)
+/// The median of `runs` durations `f` reports.
+fn median_time(runs: usize, f: &mut dyn FnMut() -> Res<Duration>) -> Res<Duration> {
+    let times = (0..runs).map(|_| f()).collect::<Res<Vec<_>>>()?;
+    Ok(stats::median(&times))
 }

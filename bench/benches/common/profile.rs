@@ -13,7 +13,7 @@
 //!
 //! - `read-all N [R]`: builds a store of N events outside the measured function, then reads
 //!   `$all` forward R times (3 if not given) through [`workload::read_all`], the code the table
-//!   times, and prints the best rate (per event: instructions ÷ (R × N)).
+//!   times, and prints the median rate and its range (per event: instructions ÷ (R × N)).
 //! - `read-all-recorded N [R]`: the same through the iterator of `RecordedEvent`s
 //!   ([`workload::read_all_recorded`]).
 //! - `raw-crc-records N [R]`: W4's raw column on the store `read-all` reads: its segments
@@ -33,6 +33,8 @@
 
 use std::time::{Duration, Instant};
 
+use annal_bench::stats;
+
 use crate::common::{
     Layout, PAYLOAD_BYTES,
     count::CountingStorage,
@@ -44,8 +46,8 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Runs the workload `args` names (`read-all`, `read-all-recorded`, `read-streams`, `append`,
 /// `build`), with the number of events `args` gives next (100,000 if none) and, for reads, the
-/// number of reads (or turns) after that (3 if none; reads print the best, so many reads give a
-/// steadier rate).
+/// number of reads (or turns) after that (3 if none; reads print the median rate and its
+/// range).
 pub fn run(args: &[String]) -> Res<()> {
     let what = args.first().map_or("", String::as_str);
     let events = match args.get(1) {
@@ -64,9 +66,8 @@ pub fn run(args: &[String]) -> Res<()> {
             let (store, _) = workload::build(dir.path(), layout)?;
             let read =
                 if what == "read-all" { workload::read_all } else { workload::read_all_recorded };
-            let best = profiled_reads(&store, &read, rounds)?;
-            let rate = events as f64 / best.as_secs_f64() / 1e6;
-            println!("{what}: {events} events, best of {rounds} reads {best:?}: {rate:.2}M/s");
+            let rates = profiled_reads(&store, &read, rounds, events)?;
+            println!("{what}: {events} events, {rounds} reads: {}", in_millions(&rates));
         }
         "raw-crc-records" => {
             let (store, _) = workload::build(dir.path(), layout)?;
@@ -74,18 +75,17 @@ pub fn run(args: &[String]) -> Res<()> {
             let read = move |_: &annal::Store| {
                 Ok(Touched { events: mapped.crc_records(), ..Touched::default() })
             };
-            let best = profiled_reads(&store, &read, rounds)?;
-            let rate = events as f64 / best.as_secs_f64() / 1e6;
-            println!("{what}: {events} records, best of {rounds} scans {best:?}: {rate:.2}M/s");
+            let rates = profiled_reads(&store, &read, rounds, events)?;
+            println!("{what}: {events} records, {rounds} scans: {}", in_millions(&rates));
         }
         "read-streams" => {
             let layout = Layout::STREAMS;
             let (store, _) = workload::build(dir.path(), layout)?;
             let picks = layout.random_streams();
             let read = move |store: &annal::Store| workload::read_streams(store, &picks);
-            let best = profiled_reads(&store, &read, rounds)?;
-            let rate = Layout::RANDOM_STREAMS_EVENTS as f64 / best.as_secs_f64() / 1e6;
-            println!("{what}: 1,000 random streams, best of {rounds} reads {best:?}: {rate:.2}M/s");
+            let events = Layout::RANDOM_STREAMS_EVENTS;
+            let rates = profiled_reads(&store, &read, rounds, events)?;
+            println!("{what}: 1,000 random streams, {rounds} reads: {}", in_millions(&rates));
         }
         "append" => append_against_raw(dir.path(), rounds)?,
         "writers" => {
@@ -115,15 +115,22 @@ fn profiled_reads(
     store: &annal::Store,
     read: &dyn Fn(&annal::Store) -> annal::Result<Touched>,
     rounds: u32,
-) -> Res<Duration> {
-    let mut best = Duration::MAX;
+    events: u64,
+) -> Res<Vec<f64>> {
+    let mut rates = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
         let start = Instant::now();
         let touched = read(store)?;
-        best = best.min(start.elapsed());
+        rates.push(events as f64 / start.elapsed().as_secs_f64());
         assert!(touched.events > 0, "read something");
     }
-    Ok(best)
+    Ok(rates)
+}
+
+/// Rates per second as "median M/s (min–max)".
+fn in_millions(rates: &[f64]) -> String {
+    let (median, low, high) = stats::spread(rates);
+    format!("median {:.2}M/s ({:.2}–{:.2})", median / 1e6, low / 1e6, high / 1e6)
 }
 
 /// W1 alone: `rounds` pairs of 0.25 s slices, durable single-event appends from one writer and
@@ -143,8 +150,7 @@ fn append_against_raw(dir: &std::path::Path, rounds: u32) -> Res<()> {
         println!("annal {:.0}/s raw {:.0}/s: {ratio:.2}×", a.events_per_s(), r.events_per_s());
         ratios.push(ratio);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("append: median annal ÷ raw {:.2}×", ratios[ratios.len() / 2]);
+    println!("append: median annal ÷ raw {:.2}×", stats::median(&ratios));
     Ok(())
 }
 
@@ -183,12 +189,7 @@ fn writers_against_raw(
         worsts.push(worst.as_secs_f64() * 1e3);
         groups.push(a.group_size());
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[0], v[v.len() - 1])
-    };
-    let (r, t, w, g) =
-        (median(&mut ratios), median(&mut tails), median(&mut worsts), median(&mut groups));
+    let [r, t, w, g] = [&ratios, &tails, &worsts, &groups].map(|v| stats::spread(v));
     println!(
         "writers {writers}: median (min–max) annal ÷ raw {:.2}× ({:.2}–{:.2}); p99 ÷ one \
          fsync's p99 {:.2}× ({:.2}–{:.2}); worst {:.1} ms ({:.1}–{:.1}); events/fsync {:.1} \

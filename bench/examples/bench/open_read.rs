@@ -4,6 +4,8 @@
 
 use std::{path::Path, time::Duration};
 
+use annal_bench::stats;
+
 use crate::{
     Res,
     common::{Layout, drop_page_cache, stream_name, workload},
@@ -98,8 +100,8 @@ fn turns(
 /// Rows of one set of turns: each side's range and the ratio (of the medians, and the range of
 /// the per-round ratios, which are paired in time); returns annal's median.
 fn side(table: &mut Table, what: &str, turns: &[(Duration, Duration)]) -> Duration {
-    let (mut a, mut s): (Vec<Duration>, Vec<Duration>) = turns.iter().copied().unzip();
-    let (a_med, s_med) = (median(&mut a), median(&mut s));
+    let (a, s): (Vec<Duration>, Vec<Duration>) = turns.iter().copied().unzip();
+    let (a_med, s_med) = (stats::median(&a), stats::median(&s));
     let range = |v: &[Duration]| format!("{}–{}", time(v[0]), time(v[v.len() - 1]));
     let n = turns.len();
     table.plain(&format!("{what}: open + read last, min–max of {n}"), &range(&a), &range(&s), "");
@@ -115,12 +117,6 @@ fn side(table: &mut Table, what: &str, turns: &[(Duration, Duration)]) -> Durati
     );
     table.plain(&format!("{what}: annal ÷ SQLite (of medians; per round)"), &text, "", "");
     a_med
-}
-
-/// Sorts `v` and returns its median.
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
 }
 
 /// A short duration with its unit.
