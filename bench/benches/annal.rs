@@ -190,7 +190,7 @@ fn stream_reads(c: &mut Criterion, stores: &mut Stores<Store>) {
     group.finish();
 }
 
-/// W6: opening (recovery and index rebuild) the 1M store warm and cold, and with
+/// W6: opening (recovery; the indexes read from their files) the 1M store warm and cold, and with
 /// `ANNAL_BENCH_10M=1` the 10M store.
 fn open(c: &mut Criterion, stores: &mut Stores<Store>) {
     let million = stores.closed(&label(Layout::MILLION), |dir| {

@@ -341,7 +341,8 @@ fn open_space_memory(
     drop(store);
     let lite_disk = lite.disk_bytes();
     drop(lite);
-    table.section("W6 open (recovery + index rebuild), warm and cold page cache");
+    table
+        .section("W6 open (recovery; the indexes read from their files), warm and cold page cache");
     let name = format!("{}k", layout.events / 1000);
     open_rows(table, &name, &run.path("1m"), Some(&run.path("1m-sqlite")), layout.events)?;
     table.section("W6 open + read the last event of a random stream, annal and SQLite in turns");
@@ -474,18 +475,21 @@ fn open_rows(
             None => None,
         };
         let which = if cold { "cold" } else { "warm" };
-        let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());
+        let secs = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
         table.plain(
             &format!("{name} {which}: open time"),
             &secs(a),
             &s.map(secs).unwrap_or_default(),
             "",
         );
+        // Since the indexes are persisted (issue #13) an open reads their files, not the
+        // segments: this is the log's size over the open's time, not a rebuild's speed.
         let gbs = bytes / a.as_secs_f64() / 1e9;
-        table.text(
-            &format!("{name} {which}: rebuild GB/s of segments"),
+        table.plain(
+            &format!("{name} {which}: GB of segments / open time"),
             &format!("{gbs:.2}"),
-            ("≥ 1 GB/s", gbs >= 1.0),
+            "",
+            "",
         );
         let rate = human(per_second(events, a));
         table.plain(&format!("{name} {which}: events/s"), &rate, "", "");
@@ -493,7 +497,7 @@ fn open_rows(
             let ratio = a.as_secs_f64() / s.as_secs_f64();
             table.plain(
                 &format!("{name} {which}: annal open time / SQLite's"),
-                &format!("{ratio:.0}×"),
+                &format!("{ratio:.2}×"),
                 "",
                 "",
             );

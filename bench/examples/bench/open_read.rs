@@ -101,16 +101,21 @@ fn turns(
 /// the per-round ratios, which are paired in time); returns annal's median.
 fn side(table: &mut Table, what: &str, turns: &[(Duration, Duration)]) -> Duration {
     let (a, s): (Vec<Duration>, Vec<Duration>) = turns.iter().copied().unzip();
-    let (a_med, s_med) = (stats::median(&a), stats::median(&s));
-    let range = |v: &[Duration]| format!("{}–{}", time(v[0]), time(v[v.len() - 1]));
+    let ((a_med, a_min, a_max), (s_med, s_min, s_max)) = (stats::spread(&a), stats::spread(&s));
+    let range = |min, max| format!("{}–{}", time(min), time(max));
     let n = turns.len();
-    table.plain(&format!("{what}: open + read last, min–max of {n}"), &range(&a), &range(&s), "");
+    table.plain(
+        &format!("{what}: open + read last, min–max of {n}"),
+        &range(a_min, a_max),
+        &range(s_min, s_max),
+        "",
+    );
     table.plain(&format!("{what}: median"), &time(a_med), &time(s_med), "");
     let mut ratios: Vec<f64> =
         turns.iter().map(|(a, s)| a.as_secs_f64() / s.as_secs_f64()).collect();
     ratios.sort_by(f64::total_cmp);
     let text = format!(
-        "{:.0}× ({:.0}–{:.0}×)",
+        "{:.2}× ({:.2}–{:.2}×)",
         a_med.as_secs_f64() / s_med.as_secs_f64(),
         ratios[0],
         ratios[n - 1]
