@@ -108,10 +108,13 @@ pub async fn serve_with_options(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let ServeOptions { limits, metrics, tls, users } = options;
-    if users.is_some() && tls.is_none() {
-        store.close();
-        return Err(ServeError::UsersWithoutTls);
-    }
+    let builder = match transport(tls.as_ref(), users.is_some()) {
+        Ok(builder) => builder,
+        Err(e) => {
+            store.close();
+            return Err(e);
+        }
+    };
     let advertised: SocketAddr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let subscriptions = Arc::new(Semaphore::new(limits.subscriptions_max));
@@ -133,18 +136,8 @@ pub async fn serve_with_options(
         .max_encoding_message_size(usize::MAX);
     let gossip = GossipServer::new(GossipService { instance: Uuid::new_v4(), advertised });
     let gate = users.map(|users| AuthLayer::new(Arc::new(Gate::new(users, Arc::clone(&metrics)))));
-    let per_connection = limits.subscriptions_per_connection_max;
-    let incoming = TcpListenerStream::new(listener).filter_map(move |stream| {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => return Some(Err(e)),
-        };
-        // Replies are small and latency matters more than packet count.
-        if let Err(e) = stream.set_nodelay(true) {
-            return Some(Err(e));
-        }
-        Connection::admit(stream, &connections, per_connection, &metrics).map(Ok)
-    });
+    let incoming =
+        admitted(listener, connections, limits.subscriptions_per_connection_max, metrics);
     let (secure, authenticated) = (tls.is_some(), gate.is_some());
     tracing::info!(%advertised, ?limits, tls = secure, basic_auth = authenticated, "serving");
     let signal = async move {
@@ -153,10 +146,6 @@ pub async fn serve_with_options(
         // Subscriptions and reads watch this and end, so the connections can drain.
         let _ = stop_tx.send(true);
     };
-    let mut builder = Server::builder();
-    if let Some(identity) = &tls {
-        builder = builder.tls_config(identity.server_config())?;
-    }
     let served = builder
         .trace_fn(|request| tracing::debug_span!("call", method = request.uri().path()))
         .layer(tower::util::option_layer(gate))
@@ -173,4 +162,34 @@ pub async fn serve_with_options(
         Err(e) => tracing::error!(error = %e, "transport failed; store closed"),
     }
     served.map_err(ServeError::from)
+}
+
+/// The transport: TLS with `tls`, else plaintext; users (`authenticated`) only with TLS.
+fn transport(tls: Option<&TlsIdentity>, authenticated: bool) -> Result<Server, ServeError> {
+    match tls {
+        Some(identity) => Ok(Server::builder().tls_config(identity.server_config())?),
+        None if authenticated => Err(ServeError::UsersWithoutTls),
+        None => Ok(Server::builder()),
+    }
+}
+
+/// The connections accepted on `listener` that the connection limit admits (the others are
+/// closed at once), each with its own subscription limit.
+fn admitted(
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+    subscriptions_per_connection: usize,
+    metrics: Arc<Metrics>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Connection>> {
+    TcpListenerStream::new(listener).filter_map(move |stream| {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => return Some(Err(e)),
+        };
+        // Replies are small and latency matters more than packet count.
+        if let Err(e) = stream.set_nodelay(true) {
+            return Some(Err(e));
+        }
+        Connection::admit(stream, &connections, subscriptions_per_connection, &metrics).map(Ok)
+    })
 }
