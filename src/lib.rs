@@ -78,6 +78,7 @@ pub use types::{
 };
 pub use verify::{PROBLEMS_MAX, Problem, VerifyReport};
 pub use writer::{
-    AppendFuture, AppendOneFuture, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX,
+    AppendFuture, AppendOneFuture, CommitStats, EVENT_TYPE_BYTES_MAX, FSYNC_BUCKETS,
+    FSYNC_MICROS_BOUNDS, GROUP_BUCKETS, GROUP_EVENTS_BOUNDS, STREAM_NAME_BYTES_MAX,
     validate_event_type, validate_stream_name,
 };

@@ -17,6 +17,7 @@ use crate::{
     options::Options,
     segment::SegmentSet,
     subscription::{Notifier, Registry},
+    writer::CommitCounters,
 };
 
 /// Shared between the writer thread and every reader.
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// The background indexer (not started for a read-only store).
     indexer: Indexer,
     indexer_counts: IndexerCounts,
+    /// What group commits cost (groups, their sizes, their fsyncs).
+    commit_counters: CommitCounters,
     /// Whether `streams.close.tbl` on disk is the table the stream index stands on (the store
     /// was opened from it and nothing changed it since): a clean close need not write it.
     close_table_current: AtomicBool,
@@ -70,6 +73,7 @@ impl Shared {
             indexing: Mutex::new(()),
             indexer: Indexer::default(),
             indexer_counts: IndexerCounts::default(),
+            commit_counters: CommitCounters::default(),
             close_table_current: AtomicBool::new(false),
         }
     }
@@ -134,6 +138,11 @@ impl Shared {
     /// What the indexer has written and failed to write.
     pub fn indexer_counts(&self) -> &IndexerCounts {
         &self.indexer_counts
+    }
+
+    /// The group-commit counters: only the committer adds to them.
+    pub fn commit_counters(&self) -> &CommitCounters {
+        &self.commit_counters
     }
 
     /// Whether `streams.close.tbl` on disk is still the table the store was opened from.

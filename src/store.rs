@@ -37,8 +37,8 @@ use crate::{
     },
     verify::{self, VerifyReport},
     writer::{
-        Answer, AppendFuture, AppendOneFuture, AppendRequest, Heard, Message, Reply, Writer,
-        WriterLink, blocking_pair, own_pair,
+        Answer, AppendFuture, AppendOneFuture, AppendRequest, CommitStats, Heard, Message, Reply,
+        Writer, WriterLink, blocking_pair, own_pair,
     },
 };
 
@@ -118,6 +118,9 @@ pub struct Stats {
     /// publishes itself instead of waking the writer thread. The others went through the
     /// writer's queue and group commit.
     pub inline_commits: u64,
+    /// Group commits since the store was opened: groups and their sizes, `fdatasync` calls and
+    /// their durations, as histograms with fixed buckets (what a server exports as metrics).
+    pub commits: CommitStats,
 }
 
 impl Store {
@@ -402,6 +405,7 @@ impl Store {
                 segments.iter().map(|s| s.header().version).max().unwrap_or(FORMAT_VERSION),
             ),
             inline_commits: self.inner.link.as_ref().map_or(0, |link| link.inline_commits()),
+            commits: shared.commit_counters().snapshot(),
         }
     }
 

@@ -2,13 +2,15 @@
 # Compatibility check of annal-server with the official KurrentDB clients (Node and Python),
 # pinned: builds the server, starts it on a free loopback port over a temporary store, installs
 # the clients if missing (node/package-lock.json, python/requirements.txt), runs both scripts,
-# stops the server with SIGTERM (it must shut down cleanly) and fails if anything failed.
+# stops the server with SIGTERM (it must shut down cleanly); then starts a second server with
+# TLS (a throwaway CA and certificate from the tls_cert example) and basic authentication, and
+# runs each client's TLS script against it. Fails if anything failed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-cargo build --release -p annal-server --bin annal-server
+cargo build --release -p annal-server --bin annal-server --example tls_cert
 work="$(mktemp -d)"
 server_pid=""
 stop_server() {
@@ -23,17 +25,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/annal-server --dir "$work/store" --listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
-server_pid=$!
-endpoint=""
-for _ in $(seq 1 100); do
-    endpoint="$(sed -n 's/^annal-server listening on //p' "$work/server.log")"
-    [[ -n "$endpoint" ]] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$endpoint" ]] || { echo "annal-server did not start"; cat "$work/server.log"; exit 1; }
-echo "annal-server at $endpoint"
+# Starts annal-server with the flags given, logging to $work/server.log; sets server_pid and
+# endpoint (HOST:PORT, read from the line it prints once listening).
+start_server() {
+    target/release/annal-server --listen 127.0.0.1:0 "$@" >"$work/server.log" 2>&1 &
+    server_pid=$!
+    endpoint=""
+    for _ in $(seq 1 100); do
+        endpoint="$(sed -n 's/^annal-server listening on //p' "$work/server.log")"
+        [[ -n "$endpoint" ]] && break
+        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; exit 1; }
+        sleep 0.1
+    done
+    [[ -n "$endpoint" ]] || { echo "annal-server did not start"; cat "$work/server.log"; exit 1; }
+    echo "annal-server at $endpoint"
+}
+
+start_server --dir "$work/store"
 export ANNAL_SERVER="$endpoint"
 
 failed=0
@@ -57,6 +65,28 @@ timeout 300 "$venv/bin/python" "$here/python/compat.py" || failed=1
 # A clean shutdown on SIGTERM is part of the check.
 if ! stop_server; then
     echo "annal-server did not shut down cleanly:"
+    cat "$work/server.log"
+    failed=1
+fi
+server_pid=""
+
+# TLS with basic authentication: a second server, a throwaway CA and a certificate it signs
+# for 127.0.0.1, one user with a random password.
+tls="$work/tls"
+target/release/examples/tls_cert "$tls"
+password="compat-$RANDOM$RANDOM"
+printf '%s\n' "$password" |
+    target/release/annal-server --hash-password compat --hash-iterations 10000 >"$tls/users"
+start_server --dir "$work/tls-store" --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" \
+    --users "$tls/users"
+export ANNAL_TLS_SERVER="$endpoint" ANNAL_TLS_CA="$tls/ca.pem" ANNAL_TLS_USER=compat \
+    ANNAL_TLS_PASSWORD="$password"
+echo "== Node client, TLS and basic authentication"
+(cd "$here/node" && node --test --test-timeout=60000 tls.test.mjs) || failed=1
+echo "== Python client, TLS and basic authentication"
+timeout 120 "$venv/bin/python" "$here/python/tls.py" || failed=1
+if ! stop_server; then
+    echo "annal-server (TLS) did not shut down cleanly:"
     cat "$work/server.log"
     failed=1
 fi

@@ -9,8 +9,9 @@
 //! (the protocol's values, errors and filters, each rule once), `outbox`, `sink` (reply queues)
 //! → `append`, `batch`, `read`, `subscribe`, `delete`, `session` (v2 AppendSession),
 //! `features`, `gossip` (one job per call) → `service` (tonic's traits)
-//! → `server` (listening, connection limits and shutdown). `metrics` counts what the handlers
-//! do and `metrics_http` serves it to Prometheus.
+//! → `server` (listening, connection limits and shutdown; `tls` for its certificate, `auth`
+//! and `users` for basic authentication). `metrics` counts what the handlers do,
+//! `metrics_store` adds the store's figures, and `metrics_http` serves them to Prometheus.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +26,7 @@
 //! ```
 
 mod append;
+mod auth;
 mod batch;
 mod connection;
 mod content;
@@ -37,6 +39,7 @@ mod gossip;
 mod metadata;
 pub mod metrics;
 mod metrics_http;
+mod metrics_store;
 mod outbox;
 pub mod proto;
 mod read;
@@ -46,13 +49,18 @@ mod service;
 mod session;
 mod sink;
 mod subscribe;
+pub mod tls;
+pub mod users;
 mod v2_errors;
 mod wire;
 
+pub use auth::User;
 pub use context::{
     APPEND_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT,
     SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT,
 };
 pub use features::SERVER_VERSION;
 pub use metrics_http::serve_metrics;
-pub use server::{MESSAGE_BYTES_SLACK, ServeError, serve, serve_with_metrics};
+pub use server::{
+    MESSAGE_BYTES_SLACK, ServeError, ServeOptions, serve, serve_with_metrics, serve_with_options,
+};

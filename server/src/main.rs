@@ -1,26 +1,31 @@
-//! `annal-server --dir DIR [--listen 127.0.0.1:2113] [--metrics-listen 127.0.0.1:PORT]`:
-//! serves an annal store over the KurrentDB gRPC protocol until SIGINT or SIGTERM, then shuts
-//! down gracefully. Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+//! `annal-server --dir DIR [--listen 127.0.0.1:2113] [--metrics-listen 127.0.0.1:PORT]
+//! [--tls-cert PEM --tls-key PEM [--users FILE]]`: serves an annal store over the KurrentDB
+//! gRPC protocol until SIGINT or SIGTERM, then shuts down gracefully. Logs go to stderr,
+//! filtered by `RUST_LOG` (default `info`). `annal-server --hash-password NAME` prints a
+//! users-file line for the password read from standard input.
 
 use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use annal_server::{
     APPEND_BYTES_MAX_DEFAULT, CONNECTIONS_MAX_DEFAULT, Limits, SUBSCRIPTIONS_MAX_DEFAULT,
-    SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT, metrics::Metrics,
+    SUBSCRIPTIONS_PER_CONNECTION_MAX_DEFAULT, ServeOptions,
+    metrics::Metrics,
+    tls::TlsIdentity,
+    users::{self, Users},
 };
 use clap::Parser;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-/// Serve an annal event store over the KurrentDB gRPC protocol (v1, plaintext HTTP/2).
+/// Serve an annal event store over the KurrentDB gRPC protocol (v1; plaintext HTTP/2, or TLS).
 #[derive(Parser, Debug)]
 #[command(name = "annal-server", version)]
 struct Args {
     /// The store's directory (created if missing).
-    #[arg(long)]
-    dir: PathBuf,
+    #[arg(long, required_unless_present = "hash_password")]
+    dir: Option<PathBuf>,
     /// The address to listen on; port 0 picks a free one. Clients connect with
-    /// `kurrentdb://HOST:PORT?tls=false`.
+    /// `kurrentdb://HOST:PORT?tls=false` (or `?tls=true&tlsCAFile=CA.pem` with TLS).
     #[arg(long, default_value = "127.0.0.1:2113")]
     listen: SocketAddr,
     /// Largest append accepted, in bytes of event data, metadata and type.
@@ -38,10 +43,36 @@ struct Args {
     /// Serve Prometheus metrics (`GET /metrics`, plain HTTP) on this address; off if absent.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve TLS (rustls) with this PEM certificate chain, leaf first; needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require basic authentication by the users of this file (lines
+    /// `NAME:pbkdf2-sha256:ITERATIONS:SALT:HASH`, see --hash-password); only with TLS.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// Print a users-file line for user NAME, with the password read from standard input
+    /// (its first line), and exit.
+    #[arg(long, value_name = "NAME", conflicts_with = "dir")]
+    hash_password: Option<String>,
+    /// PBKDF2 iterations for --hash-password.
+    #[arg(long, default_value_t = users::ITERATIONS_DEFAULT, requires = "hash_password")]
+    hash_iterations: u32,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(name) = &args.hash_password {
+        return match hash_password(name, args.hash_iterations) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        };
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
@@ -64,9 +95,43 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A users-file line for `name` and the first line of standard input.
+fn hash_password(name: &str, iterations: u32) -> Result<String, String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    users::hash_line(name, password, iterations).map_err(str::to_owned)
+}
+
+/// The TLS identity and users the flags name, checked before anything is opened: a bad file,
+/// or users without TLS, stops the server with its reason.
+fn security(args: &Args) -> Result<(Option<TlsIdentity>, Option<Users>), String> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(TlsIdentity::from_files(cert, key).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let users = match &args.users {
+        Some(_) if tls.is_none() => {
+            return Err(annal_server::ServeError::UsersWithoutTls.to_string());
+        }
+        Some(path) => Some(Users::from_file(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok((tls, users))
+}
+
 async fn run(args: Args) -> Result<(), String> {
-    let store = annal::Store::open(&args.dir)
-        .map_err(|e| format!("cannot open {}: {e}", args.dir.display()))?;
+    let (tls, users) = security(&args)?;
+    let dir = args.dir.clone().ok_or("--dir is required")?;
+    let store =
+        annal::Store::open(&dir).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -97,8 +162,9 @@ async fn run(args: Args) -> Result<(), String> {
         subscriptions_per_connection_max: args.max_subscriptions_per_connection,
         connections_max: args.max_connections,
     };
+    let options = ServeOptions { limits, metrics, tls, users };
     let served =
-        annal_server::serve_with_metrics(store, listener, limits, metrics, shutdown_signal()).await;
+        annal_server::serve_with_options(store, listener, options, shutdown_signal()).await;
     let _ = stopped_tx.send(true);
     served.map_err(|e| e.to_string())?;
     Ok(())

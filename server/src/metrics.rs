@@ -1,6 +1,6 @@
 //! The server's counters, gauges and histograms, and their Prometheus text rendering (format
 //! 0.0.4). Handlers update them with relaxed atomics (no lock on the request path); the store's
-//! own figures ([`annal::Store::stats`]) are read when a scrape renders them.
+//! own figures are read when a scrape renders them (`metrics_store`).
 
 use std::{
     fmt::Write as _,
@@ -69,18 +69,44 @@ impl<const N: usize> Histogram<N> {
 
     /// Writes the histogram as `name`, dividing bounds and sum by `scale` (1e6 for µs → s).
     fn render(&self, out: &mut String, name: &str, help: &str, scale: f64) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Relaxed);
-            let le = *bound as f64 / scale;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        cumulative += self.above.load(Relaxed);
-        let sum = self.sum.load(Relaxed) as f64 / scale;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+        let mut buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        buckets.push(self.above.load(Relaxed));
+        let sum = self.sum.load(Relaxed);
+        histogram(out, Family { name, help, scale }, self.bounds, &buckets, sum);
     }
+}
+
+/// A histogram's name, help text, and the divisor of its bounds and sum (1e6 for µs → s).
+pub(crate) struct Family<'a> {
+    /// The metric's name.
+    pub name: &'a str,
+    /// Its help text.
+    pub help: &'a str,
+    /// What bounds and sum are divided by.
+    pub scale: f64,
+}
+
+/// Writes a histogram from per-bucket counts: one per bound, then one above the last bound.
+pub(crate) fn histogram(
+    out: &mut String,
+    family: Family<'_>,
+    bounds: &[u64],
+    buckets: &[u64],
+    sum: u64,
+) {
+    debug_assert_eq!(buckets.len(), bounds.len() + 1);
+    let Family { name, help, scale } = family;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, bucket) in bounds.iter().zip(buckets) {
+        cumulative += bucket;
+        let le = *bound as f64 / scale;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += buckets.last().copied().unwrap_or(0);
+    let sum = sum as f64 / scale;
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
 }
 
 /// Everything the server counts; one per server, shared by its handlers.
@@ -96,6 +122,8 @@ pub struct Metrics {
     connections_accepted: AtomicU64,
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
+    /// Calls refused by basic authentication: without credentials, with bad ones.
+    auth_refused: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -112,6 +140,7 @@ impl Default for Metrics {
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            auth_refused: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -163,6 +192,12 @@ impl Metrics {
     /// Counts a connection closed at once because too many were open.
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a call refused by basic authentication: `bad_credentials` if it had some that
+    /// did not check, else it had none.
+    pub fn auth_refused(&self, bad_credentials: bool) {
+        self.auth_refused[usize::from(bad_credentials)].fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition of the server's metrics and `store`'s figures.
@@ -224,38 +259,17 @@ impl Metrics {
             "Events per committed append call.",
             1.0,
         );
-        render_store(&mut out, store);
+        let name = "annal_server_auth_refused_total";
+        let _ = writeln!(out, "# HELP {name} Calls refused by basic authentication.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (reason, n) in ["no_credentials", "bad_credentials"].iter().zip(&self.auth_refused) {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", n.load(Relaxed));
+        }
+        crate::metrics_store::render(&mut out, store);
         out
     }
 }
 
-fn metric(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
+pub(crate) fn metric(out: &mut String, name: &str, help: &str, kind: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-}
-
-/// The store's own figures; the library keeps no fsync count, so commits show through the head
-/// and the inline-commit counter.
-fn render_store(out: &mut String, store: &Store) {
-    let stats = store.stats();
-    let figures = [
-        ("annal_store_head_position", "The position the next event will get.", stats.head.get()),
-        ("annal_store_events", "Positions committed in the log.", stats.events),
-        ("annal_store_streams", "Streams the index knows.", stats.streams as u64),
-        ("annal_store_segments", "Segment files.", stats.segments as u64),
-        ("annal_store_disk_bytes", "Committed bytes in segment files.", stats.disk_bytes),
-        (
-            "annal_store_index_memory_bytes",
-            "Heap bytes held by the indexes.",
-            stats.index_memory_bytes as u64,
-        ),
-        (
-            "annal_store_inline_commits_total",
-            "Commits made by the appending thread itself.",
-            stats.inline_commits,
-        ),
-    ];
-    for (name, help, value) in figures {
-        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-        metric(out, name, help, kind, value);
-    }
 }

@@ -1,6 +1,7 @@
-//! Serving a store: the listener (under the connection limit), the services (v1 Streams,
-//! ServerFeatures, Gossip; v2 StreamsService), and a graceful shutdown (stop accepting,
-//! end subscriptions, let in-flight calls finish, then close the store).
+//! Serving a store: the listener (under the connection limit, plaintext or TLS), the services
+//! (v1 Streams, ServerFeatures, Gossip; v2 StreamsService) behind basic authentication when a
+//! users file is given, and a graceful shutdown (stop accepting, end subscriptions, let
+//! in-flight calls finish, then close the store).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -14,6 +15,7 @@ use tonic::transport::Server;
 use uuid::Uuid;
 
 use crate::{
+    auth::{AuthLayer, Gate},
     connection::Connection,
     context::{Context, Limits},
     metrics::Metrics,
@@ -23,6 +25,8 @@ use crate::{
         streams::streams_server::StreamsServer, v2::streams_service_server::StreamsServiceServer,
     },
     service::{FeaturesService, GossipService, StreamsService, V2StreamsService},
+    tls::TlsIdentity,
+    users::Users,
 };
 
 /// Room above the append limit for one gRPC message (so an append just over the limit gets the
@@ -39,6 +43,36 @@ pub enum ServeError {
     /// The gRPC transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// Users were given without TLS: their passwords would cross the network in clear.
+    #[error(
+        "basic authentication needs TLS (--tls-cert and --tls-key): without it passwords \
+         would cross the network in plaintext"
+    )]
+    UsersWithoutTls,
+}
+
+/// How to serve: limits, where to count, and the optional TLS identity and users.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Limits on appends, subscriptions and connections.
+    pub limits: Limits,
+    /// Where the handlers count (what [`serve_metrics`](crate::serve_metrics) exposes).
+    pub metrics: Arc<Metrics>,
+    /// Serve TLS with this certificate and key; plaintext HTTP/2 if `None`.
+    pub tls: Option<TlsIdentity>,
+    /// Require basic authentication by these users on every call but `Gossip` and
+    /// `ServerFeatures`; needs [`tls`](ServeOptions::tls).
+    pub users: Option<Users>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("limits", &self.limits)
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then closes the store.
@@ -60,6 +94,27 @@ pub async fn serve_with_metrics(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let options = ServeOptions { limits, metrics, ..ServeOptions::default() };
+    serve_with_options(store, listener, options, shutdown).await
+}
+
+/// [`serve`] as `options` say: limits, metrics, TLS and basic authentication. Fails at once,
+/// before serving, with [`ServeError::UsersWithoutTls`] if users are given without TLS (the
+/// store is closed then too).
+pub async fn serve_with_options(
+    store: Store,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let ServeOptions { limits, metrics, tls, users } = options;
+    let builder = match transport(tls.as_ref(), users.is_some()) {
+        Ok(builder) => builder,
+        Err(e) => {
+            store.close();
+            return Err(e);
+        }
+    };
     let advertised: SocketAddr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let subscriptions = Arc::new(Semaphore::new(limits.subscriptions_max));
@@ -80,27 +135,20 @@ pub async fn serve_with_metrics(
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
     let gossip = GossipServer::new(GossipService { instance: Uuid::new_v4(), advertised });
-    let per_connection = limits.subscriptions_per_connection_max;
-    let incoming = TcpListenerStream::new(listener).filter_map(move |stream| {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => return Some(Err(e)),
-        };
-        // Replies are small and latency matters more than packet count.
-        if let Err(e) = stream.set_nodelay(true) {
-            return Some(Err(e));
-        }
-        Connection::admit(stream, &connections, per_connection, &metrics).map(Ok)
-    });
-    tracing::info!(%advertised, ?limits, "serving");
+    let gate = users.map(|users| AuthLayer::new(Arc::new(Gate::new(users, Arc::clone(&metrics)))));
+    let incoming =
+        admitted(listener, connections, limits.subscriptions_per_connection_max, metrics);
+    let (secure, authenticated) = (tls.is_some(), gate.is_some());
+    tracing::info!(%advertised, ?limits, tls = secure, basic_auth = authenticated, "serving");
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, subscriptions end");
         // Subscriptions and reads watch this and end, so the connections can drain.
         let _ = stop_tx.send(true);
     };
-    let served = Server::builder()
+    let served = builder
         .trace_fn(|request| tracing::debug_span!("call", method = request.uri().path()))
+        .layer(tower::util::option_layer(gate))
         .add_service(streams)
         .add_service(v2)
         .add_service(ServerFeaturesServer::new(FeaturesService))
@@ -114,4 +162,34 @@ pub async fn serve_with_metrics(
         Err(e) => tracing::error!(error = %e, "transport failed; store closed"),
     }
     served.map_err(ServeError::from)
+}
+
+/// The transport: TLS with `tls`, else plaintext; users (`authenticated`) only with TLS.
+fn transport(tls: Option<&TlsIdentity>, authenticated: bool) -> Result<Server, ServeError> {
+    match tls {
+        Some(identity) => Ok(Server::builder().tls_config(identity.server_config())?),
+        None if authenticated => Err(ServeError::UsersWithoutTls),
+        None => Ok(Server::builder()),
+    }
+}
+
+/// The connections accepted on `listener` that the connection limit admits (the others are
+/// closed at once), each with its own subscription limit.
+fn admitted(
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+    subscriptions_per_connection: usize,
+    metrics: Arc<Metrics>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Connection>> {
+    TcpListenerStream::new(listener).filter_map(move |stream| {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => return Some(Err(e)),
+        };
+        // Replies are small and latency matters more than packet count.
+        if let Err(e) = stream.set_nodelay(true) {
+            return Some(Err(e));
+        }
+        Connection::admit(stream, &connections, subscriptions_per_connection, &metrics).map(Ok)
+    })
 }

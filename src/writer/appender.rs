@@ -12,7 +12,7 @@
 
 use std::{io, sync::Arc, time::Instant};
 
-use super::SealedGroup;
+use super::{CommitCounters, SealedGroup};
 use crate::{
     error::Error,
     format::{SEGMENT_HEADER_LEN, own_records},
@@ -39,15 +39,16 @@ pub(crate) struct Written {
 }
 
 impl Written {
-    /// Makes the group durable (`fdatasync` of its segment) under `durability`; with
-    /// [`Durability::None`] does nothing. An error leaves the file's contents unknown: the
+    /// Makes the group durable (`fdatasync` of its segment) under `durability`, counting the
+    /// call and its time in `counters`; with [`Durability::None`] does nothing. An error leaves the file's contents unknown: the
     /// caller poisons the store and never retries.
-    pub fn sync(&self, durability: Durability) -> io::Result<()> {
+    pub fn sync(&self, durability: Durability, counters: &CommitCounters) -> io::Result<()> {
         match durability {
             Durability::Fsync => {
                 let started = Instant::now();
                 let synced = self.segment.active_file().sync_data();
                 let elapsed = started.elapsed();
+                counters.fsync(elapsed);
                 if elapsed >= trace::SLOW_SYNC {
                     trace::slow_sync(self.segment.path(), elapsed, self.len - self.base);
                 }

@@ -115,9 +115,13 @@ impl Committer {
             }
         };
         if let Some(written) = written {
-            match written.sync(self.shared.options().durability) {
+            let counters = self.shared.commit_counters();
+            match written.sync(self.shared.options().durability, counters) {
                 Ok(()) => {
                     let behind = self.sequencer.behind().expect("the group just handed off");
+                    // Positions are dense and groups publish in order: the group starts at
+                    // the head, so it holds `end - head` events.
+                    counters.group(behind.end - self.shared.head());
                     self.appender.publish(&written, behind);
                 }
                 Err(error) => self.shared.poison(FSYNC_OP, error),

@@ -22,6 +22,7 @@
 mod answer;
 mod appender;
 mod commit;
+mod counters;
 mod future;
 mod idempotency;
 mod request;
@@ -41,6 +42,10 @@ use std::{
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub(crate) use answer::{Answer, Heard, Reply, blocking_pair, own_pair};
+pub(crate) use counters::CommitCounters;
+pub use counters::{
+    CommitStats, FSYNC_BUCKETS, FSYNC_MICROS_BOUNDS, GROUP_BUCKETS, GROUP_EVENTS_BOUNDS,
+};
 pub use future::{AppendFuture, AppendOneFuture};
 pub(crate) use idempotency::IdWindow;
 pub(crate) use request::AppendRequest;

@@ -3,6 +3,7 @@
 mod async_subscriptions;
 mod basics;
 mod borrowed_reads;
+mod commit_stats;
 mod common;
 mod concurrency;
 mod es_codec;

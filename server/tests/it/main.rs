@@ -2,6 +2,7 @@
 //! client generated from the same protocol files.
 
 mod append;
+mod certs;
 mod delete;
 mod features;
 mod harness;
@@ -9,6 +10,8 @@ mod live;
 mod metadata;
 mod ops;
 mod read;
+mod security;
 mod session;
 mod shutdown;
+mod store_metrics;
 mod subscribe;
