@@ -40,8 +40,8 @@ pub(crate) struct Written {
 
 impl Written {
     /// Makes the group durable (`fdatasync` of its segment) under `durability`, counting the
-    /// call and its time in `counters`; with [`Durability::None`] does nothing. An error leaves the file's contents unknown: the
-    /// caller poisons the store and never retries.
+    /// call and its time in `counters`; with [`Durability::None`] does nothing. An error leaves
+    /// the file's contents unknown: the caller poisons the store and never retries.
     pub fn sync(&self, durability: Durability, counters: &CommitCounters) -> io::Result<()> {
         match durability {
             Durability::Fsync => {
