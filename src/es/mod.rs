@@ -57,6 +57,7 @@ mod error;
 mod load;
 mod projection;
 mod repository;
+mod run;
 mod snapshot;
 
 pub use aggregate::{
