@@ -3,8 +3,10 @@
 //! the events with `ExpectedVersion::Exact` and, when another writer got there first, catches
 //! the state up and retries a bounded number of times.
 //!
-//! Commands on the same aggregate run one at a time; commands on different aggregates run in
-//! parallel. No lock is held across an append except the aggregates' own busy marks.
+//! Commands on the same aggregate run one at a time, in the order they came (blocking and async
+//! alike, see `busy.rs`); commands on different aggregates run in parallel. No lock is held
+//! across an append except the aggregates' own busy marks. The async forms are in
+//! `async_commands.rs`.
 
 use std::{
     collections::HashSet,
@@ -18,7 +20,8 @@ use std::{
 
 use super::{
     aggregate::{Aggregate, stream_of, validate_id, validate_type},
-    cache::{Busy, Cache, lock},
+    busy::Busy,
+    cache::{Cache, lock},
     codec::Codec,
     error::Error,
     load::Loaded,
@@ -95,6 +98,8 @@ pub struct RepositoryStats {
     pub snapshot_write_failures: u64,
     /// Attempts repeated after a concurrent append.
     pub retries: u64,
+    /// Commands (and reads) waiting now for an aggregate another command is running on.
+    pub waiting: usize,
     /// States dropped from the cache for idleness.
     pub passivated: u64,
     /// States dropped from the cache to make room.
@@ -119,7 +124,7 @@ pub struct Repository<A: Aggregate> {
     pub(crate) codec: Codec<A::Event>,
     pub(crate) options: RepositoryOptions,
     pub(crate) cache: Mutex<Cache<Loaded<A>>>,
-    busy: Busy,
+    pub(crate) busy: Busy,
     pub(crate) snapshots: SnapshotFiles,
     pub(crate) stats: Counters,
 }
@@ -152,7 +157,9 @@ impl<A: Aggregate> Repository<A> {
         })
     }
 
-    /// Runs `command` against aggregate `id` and records the events it produces.
+    /// Runs `command` against aggregate `id` and records the events it produces. Blocks this
+    /// thread while another command on `id` runs and while the append commits;
+    /// [`execute_async`](Self::execute_async) waits without blocking it.
     pub fn execute(&self, id: &str, command: &A::Command) -> Result<Outcome, Error<A::Error>> {
         self.execute_all(&[(id, command)])
     }
@@ -193,6 +200,15 @@ impl<A: Aggregate> Repository<A> {
     ) -> Result<R, Error> {
         let ids = self.checked_ids::<()>(&[(id, &())])?;
         let _busy = self.busy.acquire(&ids);
+        self.read_held(id, f)
+    }
+
+    /// [`read`](Self::read) once `id` is marked busy.
+    pub(crate) fn read_held<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&A, Option<StreamVersion>) -> R,
+    ) -> Result<R, Error> {
         let loaded = self.check_out(id)?;
         let result = f(&loaded.state, loaded.version.map(StreamVersion));
         put(&mut lock(&self.cache), id.to_owned(), loaded);
@@ -238,6 +254,7 @@ impl<A: Aggregate> Repository<A> {
             snapshots_written: get(&s.snapshots_written),
             snapshot_write_failures: get(&s.snapshot_write_failures),
             retries: get(&s.retries),
+            waiting: self.busy.waiting(),
             passivated: cache.passivated,
             evicted: cache.evicted,
         }
@@ -253,7 +270,7 @@ impl<A: Aggregate> Repository<A> {
         &self.codec
     }
 
-    fn checked_ids<C>(&self, commands: &[(&str, &C)]) -> Result<Vec<String>, Error> {
+    pub(crate) fn checked_ids<C>(&self, commands: &[(&str, &C)]) -> Result<Vec<String>, Error> {
         let mut seen = HashSet::new();
         for (id, _) in commands {
             validate_id(id)?;

@@ -5,6 +5,7 @@ mod basics;
 mod borrowed_reads;
 mod common;
 mod concurrency;
+mod es_async;
 mod es_codec;
 mod es_examples;
 mod es_model;
