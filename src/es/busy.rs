@@ -82,6 +82,9 @@ impl Table {
     /// Takes out the wakers of the queued tasks that may go now, and says whether a queued
     /// thread may.
     fn ready(&mut self) -> (Vec<Waker>, bool) {
+        if self.queue.is_empty() {
+            return (Vec::new(), false); // the usual case, without building `claimed`
+        }
         let mut claimed = HashSet::new();
         let mut ready = Vec::new();
         for (ticket, waiter) in &self.queue {
