@@ -1,5 +1,6 @@
 //! The repository's async forms on a current-thread executor: many commands on one aggregate
-//! apply one after another in arrival order with no lost update; blocking and async commands
+//! apply one after another in arrival order with no lost update; transfers in opposite
+//! directions on one thread neither deadlock nor lose money; blocking and async commands
 //! on one aggregate take turns; a command dropped while it waits, or while its append is in
 //! flight, releases the aggregate and leaves the state following the log; errors are the
 //! blocking form's.
@@ -152,6 +153,39 @@ fn es_async_commands_on_one_aggregate_apply_in_arrival_order_without_a_lost_upda
     assert_eq!(cached, rebuilt);
     let stats = accounts.stats();
     assert_eq!((stats.retries, stats.waiting, stats.rehydrations), (0, 0, 1));
+}
+
+#[test]
+fn es_async_transfers_in_opposite_directions_on_one_thread_neither_deadlock_nor_lose_money() {
+    const TRANSFERS: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let accounts = repo(&store, RepositoryOptions::default());
+    for (id, owner) in [("a", "ann"), ("b", "bob")] {
+        accounts.execute(id, &Command::Open(owner.into())).unwrap();
+        accounts.execute(id, &Command::Deposit(1_000)).unwrap();
+    }
+    // Even transfers go a → b, odd ones b → a; each marks both accounts at once.
+    let legs: Vec<[(&str, Command); 2]> = (0..TRANSFERS)
+        .map(|n| {
+            let (from, to) = if n % 2 == 0 { ("a", "b") } else { ("b", "a") };
+            [(from, Command::Withdraw(n + 1)), (to, Command::Deposit(n + 1))]
+        })
+        .collect();
+    let pairs: Vec<[(&str, &Command); 2]> =
+        legs.iter().map(|[(f, w), (t, d)]| [(*f, w), (*t, d)]).collect();
+    let futures = pairs.iter().map(|pair| accounts.execute_all_async(pair)).collect();
+    let outcomes = runtime().block_on(join_arrived_in_order(futures));
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap().attempts, 1);
+    }
+    // a → b moved 1 + 3 + … + 99 = 2,500; b → a moved 2 + 4 + … + 100 = 2,550.
+    let balance = |id| accounts.read(id, |acc, _| acc.balance).unwrap();
+    assert_eq!((balance("a"), balance("b")), (1_050, 950));
+    for id in ["a", "b"] {
+        let (cached, rebuilt) = cached_and_rebuilt(&accounts, id);
+        assert_eq!(cached, rebuilt);
+    }
 }
 
 #[test]
