@@ -1,6 +1,5 @@
 //! The in-memory side of the repository: a bounded cache of aggregate states that passivates
-//! idle ones, and the table of aggregates a command is running on (per-aggregate
-//! serialization).
+//! idle ones. (Which aggregates commands are running on is `busy.rs`'s.)
 //!
 //! A state is *taken out* of the cache while a command runs on it and put back afterwards, so
 //! the cache never holds more than its bounds (a count, and bytes as the aggregates estimate
@@ -8,8 +7,8 @@
 //! entries idle for longer than the idle timeout, oldest first; there is no background thread.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Condvar, Mutex, MutexGuard},
+    collections::{BTreeMap, HashMap},
+    sync::{Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -119,43 +118,6 @@ impl<T> Cache<T> {
         self.entries = HashMap::new();
         self.order.clear();
         self.bytes = 0;
-    }
-}
-
-/// The aggregates commands are running on. A command waits until none of its aggregates is
-/// busy, then marks them all at once, so commands on several aggregates never deadlock.
-#[derive(Default)]
-pub(crate) struct Busy {
-    ids: Mutex<HashSet<String>>,
-    freed: Condvar,
-}
-
-/// Marks aggregates busy until dropped.
-pub(crate) struct BusyGuard<'a> {
-    busy: &'a Busy,
-    ids: Vec<String>,
-}
-
-impl Busy {
-    /// Waits until none of `ids` is busy and marks them busy.
-    pub fn acquire(&self, ids: &[String]) -> BusyGuard<'_> {
-        let mut held = lock(&self.ids);
-        while ids.iter().any(|id| held.contains(id)) {
-            held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
-        }
-        held.extend(ids.iter().cloned());
-        BusyGuard { busy: self, ids: ids.to_vec() }
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        let mut held = lock(&self.busy.ids);
-        for id in &self.ids {
-            held.remove(id);
-        }
-        drop(held);
-        self.busy.freed.notify_all();
     }
 }
 

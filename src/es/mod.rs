@@ -5,7 +5,9 @@
 //!   schema versions, upcasters for old payloads;
 //! - [`Aggregate`] — the pure domain model: handle a command, apply an event;
 //! - [`Repository`] — runs commands: lazy load, cache with passivation, optimistic appends with
-//!   bounded retries, atomic commands over several aggregates, snapshots, time travel;
+//!   bounded retries, atomic commands over several aggregates, snapshots, time travel; each
+//!   command blocking ([`execute`](Repository::execute)) or as a future
+//!   ([`execute_async`](Repository::execute_async), runtime-agnostic);
 //! - [`Projection`] and [`ProjectionRunner`] — read models fed by a persistent subscription,
 //!   restartable, rebuildable, with read-your-writes waits.
 //!
@@ -13,6 +15,16 @@
 //! of the type selects them all. Snapshots live beside the log, in `<store>/snapshots/`
 //! (`docs/format.md`, "Snapshot files"); `docs/design.md` ("The event-sourcing layer") explains
 //! the choices.
+//!
+//! **Async.** [`Repository::execute_async`], [`execute_all_async`](Repository::execute_all_async)
+//! and [`read_async`](Repository::read_async) wait for a busy aggregate and for the append
+//! without blocking a thread (a waker in the aggregate's queue; the store's
+//! [`append_multi_async`](crate::Store::append_multi_async)), on any executor. Loading a state
+//! that is not cached (reading and folding its events from the memory-mapped log), `handle`
+//! and `apply` are CPU work on the polling thread, as is a snapshot write when one falls due.
+//! Dropping a pending command releases its aggregate; an append already in flight may still
+//! commit (see [`execute_all_async`](Repository::execute_all_async)). Blocking and async
+//! commands on one aggregate take turns in the order they came.
 //!
 //! ```
 //! use annal::es::{Aggregate, DomainEvent, Repository, RepositoryOptions};
@@ -51,12 +63,15 @@
 //! ```
 
 mod aggregate;
+mod async_commands;
+mod busy;
 mod cache;
 mod codec;
 mod error;
 mod load;
 mod projection;
 mod repository;
+mod run;
 mod snapshot;
 
 pub use aggregate::{

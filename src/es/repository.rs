@@ -3,8 +3,10 @@
 //! the events with `ExpectedVersion::Exact` and, when another writer got there first, catches
 //! the state up and retries a bounded number of times.
 //!
-//! Commands on the same aggregate run one at a time; commands on different aggregates run in
-//! parallel. No lock is held across an append except the aggregates' own busy marks.
+//! Commands on the same aggregate run one at a time, in the order they came (blocking and async
+//! alike, see `busy.rs`); commands on different aggregates run in parallel. No lock is held
+//! across an append except the aggregates' own busy marks. The async forms are in
+//! `async_commands.rs`.
 
 use std::{
     collections::HashSet,
@@ -16,17 +18,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use uuid::Uuid;
-
 use super::{
     aggregate::{Aggregate, stream_of, validate_id, validate_type},
-    cache::{Busy, Cache, lock},
+    busy::Busy,
+    cache::{Cache, lock},
     codec::Codec,
     error::Error,
     load::Loaded,
+    run::{Next, Run},
     snapshot::SnapshotFiles,
 };
-use crate::{ExpectedVersion, NewEvent, Position, Store, StreamAppend, StreamVersion};
+use crate::{Position, Store, StreamVersion};
 
 /// How a [`Repository`] caches, snapshots and retries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +98,8 @@ pub struct RepositoryStats {
     pub snapshot_write_failures: u64,
     /// Attempts repeated after a concurrent append.
     pub retries: u64,
+    /// Commands (and reads) waiting now for an aggregate another command is running on.
+    pub waiting: usize,
     /// States dropped from the cache for idleness.
     pub passivated: u64,
     /// States dropped from the cache to make room.
@@ -118,9 +122,9 @@ pub(crate) struct Counters {
 pub struct Repository<A: Aggregate> {
     pub(crate) store: Store,
     pub(crate) codec: Codec<A::Event>,
-    options: RepositoryOptions,
-    cache: Mutex<Cache<Loaded<A>>>,
-    busy: Busy,
+    pub(crate) options: RepositoryOptions,
+    pub(crate) cache: Mutex<Cache<Loaded<A>>>,
+    pub(crate) busy: Busy,
     pub(crate) snapshots: SnapshotFiles,
     pub(crate) stats: Counters,
 }
@@ -153,7 +157,9 @@ impl<A: Aggregate> Repository<A> {
         })
     }
 
-    /// Runs `command` against aggregate `id` and records the events it produces.
+    /// Runs `command` against aggregate `id` and records the events it produces. Blocks this
+    /// thread while another command on `id` runs and while the append commits;
+    /// [`execute_async`](Self::execute_async) waits without blocking it.
     pub fn execute(&self, id: &str, command: &A::Command) -> Result<Outcome, Error<A::Error>> {
         self.execute_all(&[(id, command)])
     }
@@ -167,18 +173,23 @@ impl<A: Aggregate> Repository<A> {
     ) -> Result<Outcome, Error<A::Error>> {
         let ids = self.checked_ids(commands).map_err(Error::widen)?;
         let _busy = self.busy.acquire(&ids);
-        let mut states = Vec::with_capacity(ids.len());
-        for id in &ids {
-            states.push(self.check_out(id).map_err(Error::widen)?);
+        let states = self.check_out_all(&ids).map_err(Error::widen)?;
+        let mut run = Run::new(ids, commands, states);
+        let result = self.attempts(&mut run);
+        self.put_back(run, result)
+    }
+
+    /// The attempts of `run`, each append waiting on this thread.
+    fn attempts(&self, run: &mut Run<'_, A>) -> Result<Outcome, Error<A::Error>> {
+        loop {
+            let parts = match self.next_attempt(run)? {
+                Next::Append(parts) => parts,
+                Next::Done(outcome) => return Ok(outcome),
+            };
+            if let Some(outcome) = self.appended(run, self.store.append_multi(parts))? {
+                return Ok(outcome);
+            }
         }
-        let result = self.run(&ids, &mut states, commands);
-        if matches!(result, Ok(_) | Err(Error::Domain(_) | Error::Conflict { .. })) {
-            // The states match the log, or are caught up when next taken out (after a store
-            // error the log's state may be unknown: drop them).
-            let mut cache = lock(&self.cache);
-            ids.into_iter().zip(states).for_each(|(id, state)| put(&mut cache, id, state));
-        }
-        result
     }
 
     /// Calls `f` with `id`'s current state and version (through the cache).
@@ -189,6 +200,15 @@ impl<A: Aggregate> Repository<A> {
     ) -> Result<R, Error> {
         let ids = self.checked_ids::<()>(&[(id, &())])?;
         let _busy = self.busy.acquire(&ids);
+        self.read_held(id, f)
+    }
+
+    /// [`read`](Self::read) once `id` is marked busy.
+    pub(crate) fn read_held<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&A, Option<StreamVersion>) -> R,
+    ) -> Result<R, Error> {
         let loaded = self.check_out(id)?;
         let result = f(&loaded.state, loaded.version.map(StreamVersion));
         put(&mut lock(&self.cache), id.to_owned(), loaded);
@@ -234,6 +254,7 @@ impl<A: Aggregate> Repository<A> {
             snapshots_written: get(&s.snapshots_written),
             snapshot_write_failures: get(&s.snapshot_write_failures),
             retries: get(&s.retries),
+            waiting: self.busy.waiting(),
             passivated: cache.passivated,
             evicted: cache.evicted,
         }
@@ -249,7 +270,7 @@ impl<A: Aggregate> Repository<A> {
         &self.codec
     }
 
-    fn checked_ids<C>(&self, commands: &[(&str, &C)]) -> Result<Vec<String>, Error> {
+    pub(crate) fn checked_ids<C>(&self, commands: &[(&str, &C)]) -> Result<Vec<String>, Error> {
         let mut seen = HashSet::new();
         for (id, _) in commands {
             validate_id(id)?;
@@ -262,7 +283,7 @@ impl<A: Aggregate> Repository<A> {
 
     /// `id`'s state, taken out of the cache (caught up if the log moved on meanwhile) or
     /// rehydrated. The caller holds `id` busy.
-    fn check_out(&self, id: &str) -> Result<Loaded<A>, Error> {
+    pub(crate) fn check_out(&self, id: &str) -> Result<Loaded<A>, Error> {
         let cached = lock(&self.cache).take(id);
         let Some(mut loaded) = cached else {
             return self.rehydrate(id);
@@ -276,108 +297,12 @@ impl<A: Aggregate> Repository<A> {
         }
         Ok(loaded)
     }
-
-    /// The attempts: handle, append; on a conflict catch up and go again.
-    fn run(
-        &self,
-        ids: &[String],
-        states: &mut [Loaded<A>],
-        commands: &[(&str, &A::Command)],
-    ) -> Result<Outcome, Error<A::Error>> {
-        let attempts = self.options.max_retries + 1;
-        let mut conflict = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                for (id, state) in ids.iter().zip(states.iter_mut()) {
-                    self.catch_up(id, state).map_err(Error::widen)?;
-                }
-            }
-            match self.attempt(ids, states, commands)? {
-                Ok(mut outcome) => {
-                    outcome.attempts = attempt;
-                    return Ok(outcome);
-                }
-                Err(stream) => conflict = stream,
-            }
-        }
-        Err(Error::Conflict { stream: conflict, attempts })
-    }
-
-    /// One attempt: the outcome, or the stream whose expected version failed.
-    fn attempt(
-        &self,
-        ids: &[String],
-        states: &mut [Loaded<A>],
-        commands: &[(&str, &A::Command)],
-    ) -> Result<Result<Outcome, String>, Error<A::Error>> {
-        let mut produced = Vec::with_capacity(states.len());
-        let mut parts = Vec::new();
-        for ((id, loaded), (_, command)) in ids.iter().zip(states.iter()).zip(commands) {
-            let events = loaded.state.handle(command).map_err(Error::Domain)?;
-            let new = self.encode_all(&events).map_err(Error::widen)?;
-            if !new.is_empty() {
-                let expected =
-                    loaded.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                parts.push(StreamAppend::new(stream_of::<A>(id), expected, new));
-            }
-            produced.push(events);
-        }
-        if parts.is_empty() {
-            let versions = versions_of(states);
-            return Ok(Ok(Outcome { events: 0, last_position: None, versions, attempts: 0 }));
-        }
-        let last_ids: Vec<Uuid> =
-            parts.iter().map(|p| p.events.last().and_then(|e| e.id).expect("an id")).collect();
-        let result = match self.store.append_multi(parts) {
-            Ok(result) => result,
-            Err(crate::Error::WrongExpectedVersion { stream, .. }) => return Ok(Err(stream)),
-            Err(e) => return Err(Error::Store(e)),
-        };
-        let mut appended = result.streams.iter().zip(last_ids);
-        let mut events = 0;
-        for ((id, loaded), new_events) in ids.iter().zip(states.iter_mut()).zip(produced) {
-            if new_events.is_empty() {
-                continue;
-            }
-            let ((_, part), last_id) = appended.next().expect("one part per producing command");
-            let before = loaded.version;
-            events += new_events.len();
-            new_events.into_iter().for_each(|event| loaded.state.apply(event));
-            loaded.version = Some(part.last_version.get());
-            loaded.last_event_id = Some(last_id);
-            if self.snapshot_due(before, part.last_version.get()) {
-                // Counted; the command's events are durable whatever happens here.
-                let _ = self.write_snapshot(id, loaded);
-            }
-        }
-        let versions = versions_of(states);
-        let last_position = Some(result.last_position);
-        Ok(Ok(Outcome { events, last_position, versions, attempts: 0 }))
-    }
-
-    fn encode_all(&self, events: &[A::Event]) -> Result<Vec<NewEvent>, Error> {
-        let encode = |e| self.codec.encode(e).map(|new| new.with_id(Uuid::new_v4()));
-        events.iter().map(encode).collect()
-    }
-
-    /// Whether the event count crossed a multiple of `snapshot_every` going from `before` to
-    /// `after` (versions of the last event).
-    fn snapshot_due(&self, before: Option<u64>, after: u64) -> bool {
-        let every = self.options.snapshot_every;
-        let count_before = before.map_or(0, |v| v + 1);
-        every > 0 && (after + 1) / every > count_before / every
-    }
 }
 
 /// Caches `loaded` as `id`'s state, sized by its own estimate plus the id.
-fn put<A: Aggregate>(cache: &mut Cache<Loaded<A>>, id: String, loaded: Loaded<A>) {
+pub(crate) fn put<A: Aggregate>(cache: &mut Cache<Loaded<A>>, id: String, loaded: Loaded<A>) {
     let bytes = (loaded.state.size_hint() + id.len()) as u64;
     cache.put(id, loaded, bytes);
-}
-
-fn versions_of<A>(states: &[Loaded<A>]) -> Vec<Option<StreamVersion>> {
-    states.iter().map(|s| s.version.map(StreamVersion)).collect()
 }
 
 impl<A: Aggregate> fmt::Debug for Repository<A> {

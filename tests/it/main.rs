@@ -6,6 +6,7 @@ mod borrowed_reads;
 mod commit_stats;
 mod common;
 mod concurrency;
+mod es_async;
 mod es_codec;
 mod es_examples;
 mod es_model;
