@@ -4,7 +4,11 @@
 //! append's return to its receipt; and `$all` read through the server against the embedded
 //! `read_all_forward`. Prints medians with their ranges over the rounds.
 //!
-//! `cargo run --release -p annal-server --example server_bench [-- --quick] [--rounds N]`
+//! `cargo run --release -p annal-server --example server_bench [-- --quick] [--rounds N]
+//! [--only appends|live|all] [--all-events N]`
+//!
+//! `--only` runs one part (for profiling one path under callgrind); `--all-events` sets how many
+//! events the `$all` read has (default 1M, 100k with `--quick`).
 
 use std::{
     collections::HashMap,
@@ -36,6 +40,7 @@ const PAYLOAD: &str = r#"{"account":"acc-0042","amount":125,"currency":"EUR","no
 
 struct Config {
     rounds: usize,
+    only: Option<String>,
     append_for: Duration,
     live_events: usize,
     all_events: usize,
@@ -49,19 +54,28 @@ fn main() {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if quick { 1 } else { 5 });
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let config = Config {
         rounds,
+        only: value("--only").cloned(),
         append_for: Duration::from_millis(if quick { 500 } else { 2000 }),
         live_events: if quick { 50 } else { 200 },
-        all_events: if quick { 100_000 } else { 1_000_000 },
+        all_events: value("--all-events").and_then(|n| n.parse().ok()).unwrap_or(if quick {
+            100_000
+        } else {
+            1_000_000
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut rows: HashMap<&str, Vec<f64>> = HashMap::new();
     for round in 0..config.rounds {
-        let embedded = embedded_appends(&config);
-        let served = runtime.block_on(served_appends(&config));
-        let live = runtime.block_on(live_delays(&config));
-        let (all_served, all_embedded) = runtime.block_on(read_all(&config));
+        let runs = |part: &str| config.only.as_deref().is_none_or(|only| only == part);
+        let nan = (f64::NAN, f64::NAN);
+        let embedded = if runs("appends") { embedded_appends(&config) } else { nan };
+        let served = if runs("appends") { runtime.block_on(served_appends(&config)) } else { nan };
+        let live = if runs("live") { runtime.block_on(live_delays(&config)) } else { f64::NAN };
+        let (all_served, all_embedded) =
+            if runs("all") { runtime.block_on(read_all(&config)) } else { nan };
         println!(
             "round {round}: embedded {:.0}/s p99 {:.2} ms | server {:.0}/s p99 {:.2} ms | live p99 \
              {:.2} ms | $all server {:.0}/s embedded {:.0}/s",
