@@ -101,15 +101,24 @@ fn main() {
             runtime.block_on(served_appends(&config))
         };
         let live = if runs("live") { runtime.block_on(live_delays(&config)) } else { f64::NAN };
-        let (all_served, all_raw, all_embedded) = if runs("all") {
+        let (all_served, all_raw, all_catch_up, all_embedded) = if runs("all") {
             runtime.block_on(read_all(&config))
         } else {
-            (f64::NAN, f64::NAN, f64::NAN)
+            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
         };
         println!(
             "round {round}: embedded {:.0}/s p99 {:.2} ms | server {:.0}/s p99 {:.2} ms | live p99 \
-             {:.2} ms | $all server {:.0}/s (counting client {:.0}/s) embedded {:.0}/s",
-            embedded.0, embedded.1, served.0, served.1, live, all_served, all_raw, all_embedded
+             {:.2} ms | $all server {:.0}/s (counting client {:.0}/s, catch-up {:.0}/s) embedded \
+             {:.0}/s",
+            embedded.0,
+            embedded.1,
+            served.0,
+            served.1,
+            live,
+            all_served,
+            all_raw,
+            all_catch_up,
+            all_embedded
         );
         let figures = [
             ("W2 embedded appends/s", embedded.0),
@@ -121,6 +130,7 @@ fn main() {
             ("live delay p99 ms", live),
             ("$all via server events/s", all_served),
             ("$all via server, counting client events/s", all_raw),
+            ("$all subscription catch-up, counting client events/s", all_catch_up),
             ("$all embedded events/s", all_embedded),
         ];
         for (name, value) in figures {
@@ -138,6 +148,7 @@ fn main() {
         "live delay p99 ms",
         "$all via server events/s",
         "$all via server, counting client events/s",
+        "$all subscription catch-up, counting client events/s",
         "$all embedded events/s",
     ] {
         let mut v = rows.remove(name).unwrap_or_default();
@@ -407,8 +418,9 @@ async fn live_delays(config: &Config) -> f64 {
 
 /// `$all` read forward through the server in one call, decoded by the generated client, then
 /// again by a client that only counts the event replies (so the figure is the server's more
-/// than the client's decoding), against `read_all_forward` embedded.
-async fn read_all(config: &Config) -> (f64, f64, f64) {
+/// than the client's decoding), then a `$all` subscription from the start caught up by that
+/// client, against `read_all_forward` embedded.
+async fn read_all(config: &Config) -> (f64, f64, f64, f64) {
     let server = start().await;
     let batch: Vec<NewEvent> = (0..1000).map(|_| event()).collect();
     for i in 0..config.all_events / batch.len() {
@@ -434,11 +446,19 @@ async fn read_all(config: &Config) -> (f64, f64, f64) {
     let served = events as f64 / t.elapsed().as_secs_f64();
     assert_eq!(events, n, "the server read every event");
     let t = Instant::now();
-    let counted = counting::read(server.addr, read_all_request(config)).await;
+    let counted = counting::read(server.addr, read_all_request(config), false).await;
     let raw = counted as f64 / t.elapsed().as_secs_f64();
     assert_eq!(counted, n, "the counting client saw every event");
+    let t = Instant::now();
+    let mut subscribe = read_all_request(config);
+    let options = subscribe.options.as_mut().unwrap();
+    options.count_option =
+        Some(options::CountOption::Subscription(options::SubscriptionOptions {}));
+    let caught_up = counting::read(server.addr, subscribe, true).await;
+    let catch_up = caught_up as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(caught_up, n, "the subscription caught up over every event");
     server.stop().await;
-    (served, raw, embedded)
+    (served, raw, catch_up, embedded)
 }
 
 fn read_all_request(config: &Config) -> ReadReq {
@@ -476,34 +496,45 @@ mod counting {
 
     impl Codec for Counting {
         type Encode = ReadReq;
-        type Decode = bool;
+        type Decode = u8;
         type Encoder = ProstEncoder<ReadReq>;
-        type Decoder = IsEvent;
+        type Decoder = FirstByte;
 
         fn encoder(&mut self) -> Self::Encoder {
             ProstEncoder::new(BufferSettings::default())
         }
 
-        fn decoder(&mut self) -> IsEvent {
-            IsEvent
+        fn decoder(&mut self) -> FirstByte {
+            FirstByte
         }
     }
 
-    struct IsEvent;
+    /// A reply's first byte: its `content` field's key (0 for an empty reply).
+    struct FirstByte;
 
-    impl Decoder for IsEvent {
-        type Item = bool;
+    impl Decoder for FirstByte {
+        type Item = u8;
         type Error = Status;
 
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<bool>, Status> {
-            let event = src.chunk().first() == Some(&0x0a);
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<u8>, Status> {
+            let first = src.chunk().first().copied().unwrap_or(0);
             src.advance(src.remaining());
-            Ok(Some(event))
+            Ok(Some(first))
         }
     }
 
-    /// Reads with `request` from the server at `addr`; how many replies were events.
-    pub async fn read(addr: std::net::SocketAddr, request: ReadReq) -> usize {
+    /// `ReadResp.event` (field 1, length-delimited).
+    const EVENT: u8 = 0x0a;
+    /// `ReadResp.caught_up` (field 8, length-delimited).
+    const CAUGHT_UP: u8 = 0x42;
+
+    /// Reads with `request` from the server at `addr` until the call ends or, if
+    /// `until_caught_up`, a `caught_up` arrives; how many replies were events.
+    pub async fn read(
+        addr: std::net::SocketAddr,
+        request: ReadReq,
+        until_caught_up: bool,
+    ) -> usize {
         let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
         let mut grpc = tonic::client::Grpc::new(channel.connect().await.unwrap());
         grpc.ready().await.unwrap();
@@ -512,8 +543,12 @@ mod counting {
         let mut replies =
             grpc.server_streaming(request, path, Counting).await.unwrap().into_inner();
         let mut events = 0;
-        while let Some(event) = replies.message().await.unwrap() {
-            events += usize::from(event);
+        while let Some(first) = replies.message().await.unwrap() {
+            match first {
+                EVENT => events += 1,
+                CAUGHT_UP if until_caught_up => break,
+                _ => {}
+            }
         }
         events
     }
