@@ -10,7 +10,7 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{
     Request, Response, Status,
     body::Body,
@@ -64,10 +64,7 @@ pub fn start(ctx: &Context, request: Request<ReadReq>) -> Result<ReplyStream, St
                 subscribe::run(&store, &plan, &mut sink).await;
                 drop(permit);
             });
-            Ok(Box::pin(
-                ReceiverStream::new(rx)
-                    .map(|reply| reply.map(|message| Reply::Message(Box::new(message)))),
-            ))
+            Ok(Box::pin(ReceiverStream::new(rx)))
         }
     }
 }
