@@ -4,7 +4,15 @@
 //! append's return to its receipt; and `$all` read through the server against the embedded
 //! `read_all_forward`. Prints medians with their ranges over the rounds.
 //!
-//! `cargo run --release -p annal-server --example server_bench [-- --quick] [--rounds N]`
+//! `cargo run --release -p annal-server --example server_bench [-- --quick] [--rounds N]
+//! [--only appends|embedded|served|live|all] [--all-events N] [--append-ms N]
+//! [--server-process]`
+//!
+//! `--only` runs one part (for profiling one path under callgrind); `--all-events` sets how many
+//! events the `$all` read has (default 1M, 100k with `--quick`); `--append-ms` how long each
+//! append part runs (default 2000, 500 with `--quick`); `--server-process` runs the server of
+//! the served appends in a child process (this binary again), so client and server have
+//! runtimes of their own, as over a real network (the same 2 cores serve both either way).
 
 use std::{
     collections::HashMap,
@@ -36,6 +44,8 @@ const PAYLOAD: &str = r#"{"account":"acc-0042","amount":125,"currency":"EUR","no
 
 struct Config {
     rounds: usize,
+    only: Option<String>,
+    server_process: bool,
     append_for: Duration,
     live_events: usize,
     all_events: usize,
@@ -49,23 +59,66 @@ fn main() {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(if quick { 1 } else { 5 });
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let config = Config {
         rounds,
-        append_for: Duration::from_millis(if quick { 500 } else { 2000 }),
+        only: value("--only").cloned(),
+        server_process: args.iter().any(|a| a == "--server-process"),
+        append_for: Duration::from_millis(
+            value("--append-ms").and_then(|n| n.parse().ok()).unwrap_or(if quick {
+                500
+            } else {
+                2000
+            }),
+        ),
         live_events: if quick { 50 } else { 200 },
-        all_events: if quick { 100_000 } else { 1_000_000 },
+        all_events: value("--all-events").and_then(|n| n.parse().ok()).unwrap_or(if quick {
+            100_000
+        } else {
+            1_000_000
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if args.iter().any(|a| a == CHILD_FLAG) {
+        runtime.block_on(serve_child());
+        return;
+    }
     let mut rows: HashMap<&str, Vec<f64>> = HashMap::new();
     for round in 0..config.rounds {
-        let embedded = embedded_appends(&config);
-        let served = runtime.block_on(served_appends(&config));
-        let live = runtime.block_on(live_delays(&config));
-        let (all_served, all_embedded) = runtime.block_on(read_all(&config));
+        // `--only appends` runs both append parts; `embedded` or `served` one of them.
+        let runs = |part: &str| {
+            config.only.as_deref().is_none_or(|only| {
+                only == part || (only == "appends" && ["embedded", "served"].contains(&part))
+            })
+        };
+        let nan = (f64::NAN, f64::NAN);
+        let embedded = if runs("embedded") { embedded_appends(&config) } else { nan };
+        let served = if !runs("served") {
+            nan
+        } else if config.server_process {
+            runtime.block_on(served_appends_from_child(&config))
+        } else {
+            runtime.block_on(served_appends(&config))
+        };
+        let live = if runs("live") { runtime.block_on(live_delays(&config)) } else { f64::NAN };
+        let (all_served, all_raw, all_catch_up, all_embedded) = if runs("all") {
+            runtime.block_on(read_all(&config))
+        } else {
+            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+        };
         println!(
             "round {round}: embedded {:.0}/s p99 {:.2} ms | server {:.0}/s p99 {:.2} ms | live p99 \
-             {:.2} ms | $all server {:.0}/s embedded {:.0}/s",
-            embedded.0, embedded.1, served.0, served.1, live, all_served, all_embedded
+             {:.2} ms | $all server {:.0}/s (counting client {:.0}/s, catch-up {:.0}/s) embedded \
+             {:.0}/s",
+            embedded.0,
+            embedded.1,
+            served.0,
+            served.1,
+            live,
+            all_served,
+            all_raw,
+            all_catch_up,
+            all_embedded
         );
         let figures = [
             ("W2 embedded appends/s", embedded.0),
@@ -76,6 +129,8 @@ fn main() {
             ("server p99 − embedded p99 ms", served.1 - embedded.1),
             ("live delay p99 ms", live),
             ("$all via server events/s", all_served),
+            ("$all via server, counting client events/s", all_raw),
+            ("$all subscription catch-up, counting client events/s", all_catch_up),
             ("$all embedded events/s", all_embedded),
         ];
         for (name, value) in figures {
@@ -92,6 +147,8 @@ fn main() {
         "server p99 − embedded p99 ms",
         "live delay p99 ms",
         "$all via server events/s",
+        "$all via server, counting client events/s",
+        "$all subscription catch-up, counting client events/s",
         "$all embedded events/s",
     ] {
         let mut v = rows.remove(name).unwrap_or_default();
@@ -162,8 +219,7 @@ async fn start() -> Served {
 
 impl Served {
     async fn client(&self) -> StreamsClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap();
-        StreamsClient::new(channel.connect().await.unwrap())
+        connect(self.addr).await
     }
 
     async fn stop(self) {
@@ -216,9 +272,21 @@ async fn append_one(
 /// 64 clients, one connection each, appending single events with exact expected revisions.
 async fn served_appends(config: &Config) -> (f64, f64) {
     let server = start().await;
+    let figures = run_appends(config, server.addr).await;
+    server.stop().await;
+    figures
+}
+
+async fn connect(addr: std::net::SocketAddr) -> StreamsClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
+    StreamsClient::new(channel.connect().await.unwrap())
+}
+
+/// The served appends' clients against the server at `addr`: appends per second and p99 ms.
+async fn run_appends(config: &Config, addr: std::net::SocketAddr) -> (f64, f64) {
     let mut clients = Vec::new();
     for _ in 0..WRITERS {
-        clients.push(server.client().await);
+        clients.push(connect(addr).await);
     }
     let started = Instant::now();
     let deadline = started + config.append_for;
@@ -244,8 +312,44 @@ async fn served_appends(config: &Config) -> (f64, f64) {
         latencies.extend(task.await.unwrap());
     }
     let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-    server.stop().await;
     (rate, p99_ms(&mut latencies))
+}
+
+/// The argument that makes this binary the child process serving a fresh store.
+const CHILD_FLAG: &str = "--serve-child";
+
+/// The child: serves a fresh store on a loopback port, prints the port, stops when its stdin
+/// closes.
+async fn serve_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap().port());
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    });
+    let stop = async {
+        let _ = stdin_closed.await;
+    };
+    annal_server::serve(store, listener, Limits::default(), stop).await.unwrap();
+}
+
+/// [`served_appends`] against a server in a child process.
+async fn served_appends_from_child(config: &Config) -> (f64, f64) {
+    use std::{io::BufRead, process::Stdio};
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg(CHILD_FLAG)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let addr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
+    let figures = run_appends(config, addr).await;
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "the server process stopped cleanly");
+    figures
 }
 
 fn subscribe_request(stream: &str) -> ReadReq {
@@ -312,8 +416,11 @@ async fn live_delays(config: &Config) -> f64 {
     p99_ms(&mut delays)
 }
 
-/// `$all` read forward through the server in one call, against `read_all_forward` embedded.
-async fn read_all(config: &Config) -> (f64, f64) {
+/// `$all` read forward through the server in one call, decoded by the generated client, then
+/// again by a client that only counts the event replies (so the figure is the server's more
+/// than the client's decoding), then a `$all` subscription from the start caught up by that
+/// client, against `read_all_forward` embedded.
+async fn read_all(config: &Config) -> (f64, f64, f64, f64) {
     let server = start().await;
     let batch: Vec<NewEvent> = (0..1000).map(|_| event()).collect();
     for i in 0..config.all_events / batch.len() {
@@ -328,25 +435,8 @@ async fn read_all(config: &Config) -> (f64, f64) {
     }
     let embedded = n as f64 / t.elapsed().as_secs_f64();
     let mut client = server.client().await;
-    let request = {
-        use options::{AllOptions, CountOption, FilterOption, StreamOption, all_options};
-        ReadReq {
-            options: Some(read_req::Options {
-                stream_option: Some(StreamOption::All(AllOptions {
-                    all_option: Some(all_options::AllOption::Start(Empty {})),
-                })),
-                read_direction: options::ReadDirection::Forwards as i32,
-                resolve_links: false,
-                count_option: Some(CountOption::Count(config.all_events as u64)),
-                filter_option: Some(FilterOption::NoFilter(Empty {})),
-                uuid_option: Some(options::UuidOption {
-                    content: Some(options::uuid_option::Content::String(Empty {})),
-                }),
-            }),
-        }
-    };
     let t = Instant::now();
-    let mut replies = client.read(request).await.unwrap().into_inner();
+    let mut replies = client.read(read_all_request(config)).await.unwrap().into_inner();
     let mut events = 0usize;
     while let Some(reply) = replies.message().await.unwrap() {
         if let Some(read_resp::Content::Event(_)) = reply.content {
@@ -355,6 +445,111 @@ async fn read_all(config: &Config) -> (f64, f64) {
     }
     let served = events as f64 / t.elapsed().as_secs_f64();
     assert_eq!(events, n, "the server read every event");
+    let t = Instant::now();
+    let counted = counting::read(server.addr, read_all_request(config), false).await;
+    let raw = counted as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(counted, n, "the counting client saw every event");
+    let t = Instant::now();
+    let mut subscribe = read_all_request(config);
+    let options = subscribe.options.as_mut().unwrap();
+    options.count_option =
+        Some(options::CountOption::Subscription(options::SubscriptionOptions {}));
+    let caught_up = counting::read(server.addr, subscribe, true).await;
+    let catch_up = caught_up as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(caught_up, n, "the subscription caught up over every event");
     server.stop().await;
-    (served, embedded)
+    (served, raw, catch_up, embedded)
+}
+
+fn read_all_request(config: &Config) -> ReadReq {
+    use options::{AllOptions, CountOption, FilterOption, StreamOption, all_options};
+    ReadReq {
+        options: Some(read_req::Options {
+            stream_option: Some(StreamOption::All(AllOptions {
+                all_option: Some(all_options::AllOption::Start(Empty {})),
+            })),
+            read_direction: options::ReadDirection::Forwards as i32,
+            resolve_links: false,
+            count_option: Some(CountOption::Count(config.all_events as u64)),
+            filter_option: Some(FilterOption::NoFilter(Empty {})),
+            uuid_option: Some(options::UuidOption {
+                content: Some(options::uuid_option::Content::String(Empty {})),
+            }),
+        }),
+    }
+}
+
+/// A Read client that decodes no reply: it counts those that are events (`ReadResp` field 1,
+/// length-delimited: first byte 0x0a).
+mod counting {
+    use annal_server::proto::streams::ReadReq;
+    use prost::bytes::Buf;
+    use tonic::{
+        Status,
+        codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+        codegen::http::uri::PathAndQuery,
+        transport::Channel,
+    };
+    use tonic_prost::ProstEncoder;
+
+    struct Counting;
+
+    impl Codec for Counting {
+        type Encode = ReadReq;
+        type Decode = u8;
+        type Encoder = ProstEncoder<ReadReq>;
+        type Decoder = FirstByte;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            ProstEncoder::new(BufferSettings::default())
+        }
+
+        fn decoder(&mut self) -> FirstByte {
+            FirstByte
+        }
+    }
+
+    /// A reply's first byte: its `content` field's key (0 for an empty reply).
+    struct FirstByte;
+
+    impl Decoder for FirstByte {
+        type Item = u8;
+        type Error = Status;
+
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<u8>, Status> {
+            let first = src.chunk().first().copied().unwrap_or(0);
+            src.advance(src.remaining());
+            Ok(Some(first))
+        }
+    }
+
+    /// `ReadResp.event` (field 1, length-delimited).
+    const EVENT: u8 = 0x0a;
+    /// `ReadResp.caught_up` (field 8, length-delimited).
+    const CAUGHT_UP: u8 = 0x42;
+
+    /// Reads with `request` from the server at `addr` until the call ends or, if
+    /// `until_caught_up`, a `caught_up` arrives; how many replies were events.
+    pub async fn read(
+        addr: std::net::SocketAddr,
+        request: ReadReq,
+        until_caught_up: bool,
+    ) -> usize {
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel.connect().await.unwrap());
+        grpc.ready().await.unwrap();
+        let path = PathAndQuery::from_static("/event_store.client.streams.Streams/Read");
+        let request = tonic::Request::new(request);
+        let mut replies =
+            grpc.server_streaming(request, path, Counting).await.unwrap().into_inner();
+        let mut events = 0;
+        while let Some(first) = replies.message().await.unwrap() {
+            match first {
+                EVENT => events += 1,
+                CAUGHT_UP if until_caught_up => break,
+                _ => {}
+            }
+        }
+        events
+    }
 }

@@ -1,6 +1,8 @@
 //! `Streams.Read` with a `count`: a stream or `$all`, forwards or backwards, from a revision or
 //! position or from the start or end, optionally filtered (`$all`). The events go out as they
-//! are read, through a bounded queue, from a blocking task; a client that goes away stops it.
+//! are read, encoded straight into protobuf bytes (see `encoded`) and gathered into batches of
+//! about [`READ_BATCH_BYTES`], through a bounded queue of [`READ_QUEUE_BATCHES`], from a
+//! blocking task; a client that goes away stops it.
 //!
 //! Where a read starts: a stream read from revision `r` includes `r` both ways; a `$all` read
 //! forwards from position `p` includes `p`, backwards from `p` returns the events before `p`
@@ -10,7 +12,7 @@ use annal::{Error, Position, RecordedEvent, Store, StreamVersion};
 use tonic::Status;
 
 use crate::{
-    errors,
+    encoded, errors,
     filter::EventFilter,
     metadata,
     outbox::Outbox,
@@ -19,8 +21,19 @@ use crate::{
         read_req::options::{self, AllOptions, StreamOptions, all_options, stream_options},
         read_resp::{self, StreamNotFound},
     },
-    recorded, wire,
+    recorded,
+    reply::{Batch, Reply},
+    wire,
 };
+
+/// Bytes of encoded replies a counted read gathers before handing them to the connection: about
+/// tonic's yield threshold (32 KiB), so one hand-off fills about one write.
+pub const READ_BATCH_BYTES: usize = 32 << 10;
+
+/// Batches a counted read may have queued for a slow client before its reader waits. With the
+/// batch being filled and the one being sent, a read holds at most this many + 2 batches of
+/// about [`READ_BATCH_BYTES`] (each may end with one event of any size).
+pub const READ_QUEUE_BATCHES: usize = 4;
 
 /// Where a read or subscription starts in a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +81,51 @@ pub struct Plan {
     pub structured_ids: bool,
 }
 
-/// Where a read's replies go.
-pub type Replies = Outbox<ReadResp>;
+/// Where a counted read's replies go: events gathered into batches, handed to the call's
+/// queue when a batch is full, before any other reply, and at the end.
+pub struct Replies {
+    outbox: Outbox<Vec<Reply>>,
+    batch: Batch,
+}
+
+/// A reply the client no longer waits for ends the read.
+struct Gone;
+
+impl Replies {
+    /// Replies through `outbox`.
+    pub fn new(outbox: Outbox<Vec<Reply>>) -> Replies {
+        Replies { outbox, batch: Batch::default() }
+    }
+
+    fn event(&mut self, event: &RecordedEvent, structured: bool) -> Result<(), Gone> {
+        self.batch.push(|out| encoded::event_reply(event, structured, out));
+        if self.batch.bytes_len() >= READ_BATCH_BYTES {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, message: ReadResp) -> Result<(), Gone> {
+        self.flush()?;
+        self.outbox.send(Ok(vec![Reply::Message(Box::new(message))])).map_err(|_| Gone)
+    }
+
+    fn flush(&mut self) -> Result<(), Gone> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.outbox.send(Ok(self.batch.take())).map_err(|_| Gone)
+    }
+
+    /// Sends what is gathered, then `status` (if any) as the call's end.
+    fn finish(&mut self, status: Option<Status>) {
+        if self.flush().is_ok()
+            && let Some(status) = status
+        {
+            let _ = self.outbox.send(Err(status));
+        }
+    }
+}
 
 /// Parses a Read request.
 pub fn plan(request: ReadReq) -> Result<Plan, Status> {
@@ -126,17 +182,7 @@ pub fn run_counted(store: &Store, plan: &Plan, count: u64, replies: &mut Replies
         Source::Stream(stream, from) => read_stream(store, plan, stream, *from, limit, replies),
         Source::All(from) => read_all(store, plan, *from, limit, replies),
     };
-    if let Err(status) = outcome {
-        let _ = replies.send(Err(status));
-    }
-}
-
-/// A reply the client no longer waits for ends the read.
-struct Gone;
-
-fn send(replies: &mut Replies, event: &RecordedEvent, structured: bool) -> Result<(), Gone> {
-    let content = read_resp::Content::Event(recorded::read_event(event, structured));
-    replies.send(Ok(ReadResp { content: Some(content) })).map_err(|_| Gone)
+    replies.finish(outcome.err());
 }
 
 fn read_stream(
@@ -171,7 +217,7 @@ fn read_stream(
     };
     for event in events {
         let event = event.map_err(errors::from_store)?;
-        if send(replies, &event, plan.structured_ids).is_err() {
+        if replies.event(&event, plan.structured_ids).is_err() {
             break;
         }
     }
@@ -193,7 +239,7 @@ fn read_metadata(
                 &json,
                 plan.structured_ids,
             ));
-            let _ = replies.send(Ok(ReadResp { content: Some(content) }));
+            let _ = replies.message(ReadResp { content: Some(content) });
             Ok(())
         }
         Ok(None) | Err(Error::StreamNotFound { .. }) => not_found(meta_stream, replies),
@@ -217,7 +263,7 @@ fn not_found(stream: &str, replies: &mut Replies) -> Result<(), Status> {
     let content = read_resp::Content::StreamNotFound(StreamNotFound {
         stream_identifier: Some(wire::stream_identifier(stream)),
     });
-    let _ = replies.send(Ok(ReadResp { content: Some(content) }));
+    let _ = replies.message(ReadResp { content: Some(content) });
     Ok(())
 }
 
@@ -235,7 +281,7 @@ fn read_all(
         {
             return Ok(true);
         }
-        send(replies, &event, plan.structured_ids)?;
+        replies.event(&event, plan.structured_ids)?;
         sent += 1;
         Ok(sent < limit)
     };

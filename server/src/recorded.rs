@@ -12,7 +12,14 @@ use crate::{
     wire,
 };
 
-/// `event` as a read reply; `structured_ids` picks the id form.
+/// `event` as a read reply; `structured_ids` picks the id form. Reads and subscriptions send
+/// events as [`encoded::event_reply`](crate::encoded::event_reply) writes them; this is the
+/// same reply as a message, which the tests compare those bytes against.
+#[allow(
+    dead_code,
+    reason = "the reference the encoded replies are tested against; services whose messages \
+              embed a ReadEvent may build it"
+)]
 pub fn read_event(event: &RecordedEvent, structured_ids: bool) -> ReadEvent {
     let (content_type, custom) = content::unwrap(event.metadata());
     let body = Body { content_type, custom, data: event.data() };

@@ -24,6 +24,7 @@ use crate::{
         server_features::server_features_server::ServerFeaturesServer,
         streams::streams_server::StreamsServer, v2::streams_service_server::StreamsServiceServer,
     },
+    read_call::ReadRoute,
     service::{FeaturesService, GossipService, StreamsService, V2StreamsService},
     tls::TlsIdentity,
     users::Users,
@@ -131,9 +132,11 @@ pub async fn serve_with_options(
         .saturating_add(MESSAGE_BYTES_SLACK);
     let v2 = StreamsServiceServer::new(V2StreamsService { ctx: ctx.clone() })
         .max_decoding_message_size(message_max);
-    let streams = StreamsServer::new(StreamsService { ctx })
+    let streams = StreamsServer::new(StreamsService { ctx: ctx.clone() })
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
+    // Read goes around the generated service: its replies are mostly pre-encoded bytes.
+    let streams = ReadRoute::new(streams, ctx, message_max);
     let gossip = GossipServer::new(GossipService { instance: Uuid::new_v4(), advertised });
     let gate = users.map(|users| AuthLayer::new(Arc::new(Gate::new(users, Arc::clone(&metrics)))));
     let incoming =

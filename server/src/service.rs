@@ -1,21 +1,18 @@
 //! The gRPC service implementations: thin adapters from tonic's traits to the modules that do
-//! the work (`append`, `batch`, `read`, `subscribe`, `delete`, `session`, `features`,
+//! the work (`append`, `batch`, `read_call`, `delete`, `session`, `features`,
 //! `gossip`).
 
 use std::{net::SocketAddr, pin::Pin};
 
-use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::{
     append, batch,
-    connection::{self, ConnectionInfo},
-    context::{Context, READ_QUEUE_REPLIES},
+    context::Context,
     delete::{self, Expected, Kind},
     features, gossip,
-    outbox::Outbox,
     proto::{
         gossip::{ClusterInfo, gossip_server::Gossip},
         server_features::{SupportedMethods, server_features_server::ServerFeatures},
@@ -30,9 +27,7 @@ use crate::{
             streams_service_server::StreamsService as StreamsServiceV2,
         },
     },
-    read, session,
-    sink::Sink,
-    subscribe,
+    read_call, session,
 };
 
 /// A boxed reply stream.
@@ -49,40 +44,11 @@ impl Streams for StreamsService {
     type ReadStream = ReplyStream<ReadResp>;
     type BatchAppendStream = ReplyStream<BatchAppendResp>;
 
+    /// Served by [`ReadRoute`](crate::read_call::ReadRoute) in the server; here for callers
+    /// of the generated service alone, with encoded replies decoded back into messages.
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<Self::ReadStream>, Status> {
-        let connection = request.extensions().get::<ConnectionInfo>().cloned();
-        let plan = read::plan(request.into_inner())?;
-        tracing::debug!(subscription = plan.count.is_none(), "read");
-        // A subscription holds its permits until it ends.
-        let permit = match plan.count {
-            Some(_) => {
-                self.ctx.metrics.read();
-                None
-            }
-            None => Some(connection::admit_subscription(&self.ctx, connection.as_ref())?),
-        };
-        let (tx, rx) = mpsc::channel(READ_QUEUE_REPLIES);
-        let store = self.ctx.store.clone();
-        let shutdown = self.ctx.shutdown.clone();
-        // A panic in the task drops the queue: the client sees the stream end, never a hang.
-        match plan.count {
-            Some(count) => {
-                let mut outbox = Outbox::new(tx, shutdown, tokio::runtime::Handle::current());
-                tokio::task::spawn_blocking(move || {
-                    read::run_counted(&store, &plan, count, &mut outbox);
-                });
-            }
-            None => {
-                // An async task over the library's stream; it ends (dropping the stream) when
-                // the client drops the call.
-                let mut sink = Sink::new(tx, shutdown);
-                tokio::spawn(async move {
-                    subscribe::run(&store, &plan, &mut sink).await;
-                    drop(permit);
-                });
-            }
-        }
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let replies = read_call::start(&self.ctx, request)?;
+        Ok(Response::new(Box::pin(replies.map(|reply| reply?.into_message()))))
     }
 
     async fn append(

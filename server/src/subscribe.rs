@@ -17,7 +17,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::{
-    errors,
+    encoded, errors,
     filter::EventFilter,
     outbox::Stop,
     proto::streams::{
@@ -25,13 +25,14 @@ use crate::{
         read_resp::{self, CaughtUp, Checkpoint, FellBehind, SubscriptionConfirmation},
     },
     read::{AllFrom, Plan, Source, StreamFrom},
-    recorded,
+    reply::Reply,
     sink::Sink,
     wire,
 };
 
-/// Where a subscription's replies go.
-pub type Replies = Sink<ReadResp>;
+/// Where a subscription's replies go: events as their encoded bytes (see `encoded`), the rest
+/// as messages.
+pub type Replies = Sink<Reply>;
 
 /// What the feed has next.
 enum Next {
@@ -134,8 +135,8 @@ pub async fn run(store: &Store, plan: &Plan, replies: &mut Replies) {
     }
 }
 
-fn reply(content: read_resp::Content) -> ReadResp {
-    ReadResp { content: Some(content) }
+fn reply(content: read_resp::Content) -> Reply {
+    Reply::Message(Box::new(ReadResp { content: Some(content) }))
 }
 
 /// How a subscription ends when its replies stop: quietly for a client gone, `UNAVAILABLE` on
@@ -189,9 +190,9 @@ impl Progress<'_> {
             if self.live && replies.is_full() {
                 self.fell_behind(plan, replies).await?;
             }
-            let content =
-                read_resp::Content::Event(recorded::read_event(event, self.structured_ids));
-            replies.send(Ok(reply(content))).await?;
+            let mut bytes = Vec::new();
+            encoded::event_reply(event, self.structured_ids, &mut bytes);
+            replies.send(Ok(Reply::Encoded(bytes.into()))).await?;
             self.last_delivered = Some((event.version().get(), position));
         }
         if let Some(filter) = self.filter

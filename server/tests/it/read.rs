@@ -186,3 +186,41 @@ async fn read_events_carry_type_content_type_created_and_ids_in_the_form_asked()
     assert_eq!((s.most_significant_bits as u64, s.least_significant_bits as u64), (high, low));
     server.stop().await.unwrap();
 }
+
+/// Replies go out in batches of ~32 KiB (about 250 of these events each): a read spanning many
+/// batches returns every event once, in order, and stops at its count in the middle of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_spanning_many_batches_returns_every_event_in_order_up_to_the_count() {
+    let server = TestServer::start().await;
+    let mut client = server.streams().await;
+    let types: Vec<String> = (0..500).map(|i| format!("T{i}")).collect();
+    let types: Vec<&str> = types.iter().map(String::as_str).collect();
+    for stream in ["a", "b", "c", "d"] {
+        append(&mut client, stream, Expected::Any(empty()), &types).await.unwrap();
+    }
+    let forward = read_request(
+        all_from(AllOption::Start(empty())),
+        false,
+        CountOption::Count(1_777),
+        FilterOption::NoFilter(empty()),
+    );
+    let replies = read_all_replies(&mut client, forward).await.unwrap();
+    let expected: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .flat_map(|s| (0..500).map(move |r| ev(s, r, &format!("T{r}"))))
+        .take(1_777)
+        .collect();
+    assert_eq!(replies.len(), 1_777, "events only");
+    assert_eq!(events(&replies), expected);
+
+    let backward = read_request(
+        stream_from("c", RevisionOption::End(empty())),
+        true,
+        CountOption::Count(1_000),
+        FilterOption::NoFilter(empty()),
+    );
+    let replies = read_all_replies(&mut client, backward).await.unwrap();
+    let expected: Vec<_> = (0..500).rev().map(|r| ev("c", r, &format!("T{r}"))).collect();
+    assert_eq!(events(&replies), expected);
+    server.stop().await.unwrap();
+}
