@@ -131,14 +131,14 @@ impl Committer {
         self.answer(group);
     }
 
-    /// Answers a group's callers: with their results if the store is not poisoned (the group
-    /// is published), else with the poison (nothing of it was acknowledged or published).
+    /// Answers a group's callers: with their results (or the refusals that waited for the
+    /// group) if the store is not poisoned (the group is published), else with the poison
+    /// (nothing of it was acknowledged or published).
     fn answer(&mut self, mut group: Group) {
         let (shared, poisoned) = (&self.shared, self.shared.poisoned().is_some());
         let inline = group.answers.len() <= ANSWER_INLINE_MAX;
         let answers = group.answers.drain(..).map(|(reply, result)| {
-            let answer =
-                if poisoned { Err(shared.poisoned().expect("poisoned")) } else { Ok(result) };
+            let answer = if poisoned { Err(shared.poisoned().expect("poisoned")) } else { result };
             (reply, answer)
         });
         if inline {

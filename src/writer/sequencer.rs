@@ -10,6 +10,14 @@
 //! sequencer until the writer has published it (`release_behind`): until then the stream index
 //! does not show it, so the checks of the next group read its effects (versions, metadata,
 //! records for the idempotency window) from it, and so see the log in commit order.
+//!
+//! An answer that rests on events not yet durable waits for them: a retry is answered with
+//! the group it repeats, and so is a refusal (wrong expected version, deleted stream, an id of
+//! another append) that an unpublished group's events caused. Told at once, such a refusal
+//! would name a version no reader can see yet, and that a failed sync may never make real (a
+//! caller that read the stream to retry would find nothing new); answered with the group, it
+//! comes after those events are published, or as the poison if they never are. A refusal
+//! that rests on the published log alone is answered at once.
 
 use std::{io, sync::Arc};
 
@@ -55,8 +63,9 @@ impl Checked {
 pub(crate) struct Group {
     /// The sealed records, for the appender.
     pub sealed: SealedGroup,
-    /// The group's callers and their results.
-    pub answers: Vec<(Reply, MultiAppendResult)>,
+    /// The group's callers and what each is told once the group is published: its result,
+    /// or a refusal that rests on this group's events (or the group's before it).
+    pub answers: Vec<(Reply, Result<MultiAppendResult>)>,
 }
 
 /// Checks appends and seals them into the group being assembled.
@@ -170,11 +179,12 @@ impl Sequencer {
             Verdict::New => {}
             Verdict::Retry(original) => {
                 // Answered with the group, so never before the original is durable.
-                self.current.answers.push((request.reply, original));
+                self.current.answers.push((request.reply, Ok(original)));
                 return None;
             }
             Verdict::Conflict(error) => {
-                request.reply.send(Err(error));
+                // The other append may be in this group: told no sooner than it is durable.
+                self.current.answers.push((request.reply, Err(error)));
                 return None;
             }
         }
@@ -182,6 +192,10 @@ impl Sequencer {
         for part in &request.parts {
             match self.check_part(part) {
                 Ok(current) => currents.push(current),
+                Err(error) if self.unpublished(&part.stream) => {
+                    self.current.answers.push((request.reply, Err(error)));
+                    return None;
+                }
                 Err(error) => {
                     request.reply.send(Err(error));
                     return None;
@@ -208,6 +222,18 @@ impl Sequencer {
             });
         }
         Ok(state.last)
+    }
+
+    /// Whether an unpublished group (behind, or this one) changed `stream`'s state or, for a
+    /// metadata stream, its stream's: a refusal that rests on it waits for that group.
+    fn unpublished(&self, stream: &str) -> bool {
+        let names = [Some(stream), metadata_target(stream)];
+        let groups = [self.behind.as_ref().map(|g| &g.sealed), Some(&self.current.sealed)];
+        groups.into_iter().flatten().any(|sealed| {
+            names.iter().flatten().any(|name| {
+                sealed.versions.contains_key(*name) || sealed.metadata.contains_key(*name)
+            })
+        })
     }
 
     /// The stream's state as of the group so far: the stream index, then the group behind
@@ -243,7 +269,7 @@ impl Sequencer {
             }
         };
         self.window.insert(result.first_position.get(), &request.ids);
-        self.current.answers.push((request.reply, result));
+        self.current.answers.push((request.reply, Ok(result)));
     }
 
     /// Copies the append's records into the group and fills in their commit-time fields.

@@ -217,7 +217,7 @@ fn group_commit_inline_commit_whose_sync_fails_acknowledges_nothing_after_it() {
 
 /// Runs `future` to completion on this thread, parking between polls: the smallest executor,
 /// enough to show that an append future needs no particular runtime.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: Arc<Self>) {

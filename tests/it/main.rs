@@ -33,6 +33,7 @@ mod persisted_listed;
 mod poison;
 mod readonly_scavenge;
 mod recovery;
+mod refusals;
 mod regressions;
 mod salvage;
 mod scavenge;
