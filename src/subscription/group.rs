@@ -116,6 +116,10 @@ pub struct GroupInfo {
 
 /// One consumer of a group; the group lives while any of its consumers does. Dropping it
 /// hands the events it holds (delivered and not acknowledged) to the other consumers.
+///
+/// It is `Sync`: one thread may wait in [`recv`](Self::recv) while another acknowledges
+/// (a server receives for a client on one thread and applies its acknowledgements as they
+/// arrive on others).
 pub struct GroupConsumer {
     group: Arc<Group>,
     id: u64,
@@ -369,7 +373,7 @@ impl Drop for Group {
 impl GroupConsumer {
     /// The next event handed to this consumer, waiting as long as it takes. Fails like
     /// [`PersistentSubscription::recv`] ([`Error::Closed`] once the store is closed).
-    pub fn recv(&mut self) -> Result<Delivery> {
+    pub fn recv(&self) -> Result<Delivery> {
         loop {
             if let Some(delivery) = self.group.recv_until(self.id, None)? {
                 return Ok(delivery);
@@ -379,12 +383,12 @@ impl GroupConsumer {
 
     /// The next event handed to this consumer, waiting at most `timeout`; `Ok(None)` if none
     /// came in time.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Delivery>> {
         self.group.recv_until(self.id, Some(Instant::now() + timeout))
     }
 
     /// The next event already handed to this consumer, without reading the log or waiting.
-    pub fn try_recv(&mut self) -> Result<Option<Delivery>> {
+    pub fn try_recv(&self) -> Result<Option<Delivery>> {
         self.group.recv_until(self.id, Some(Instant::now()))
     }
 
@@ -512,4 +516,15 @@ pub(crate) fn list_groups(shared: &Shared) -> Vec<String> {
         groups.iter().filter(|(_, g)| g.strong_count() > 0).map(|(n, _)| n.clone()).collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<GroupConsumer>();
+    }
 }

@@ -114,7 +114,7 @@ fn groups_two_threads_acknowledging_everything_see_each_event_exactly_once() {
     let acked = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let mut consumer = connect(&store, ConsumerStrategy::RoundRobin);
+            let consumer = connect(&store, ConsumerStrategy::RoundRobin);
             let (seen, acked) = (Arc::clone(&seen), Arc::clone(&acked));
             thread::spawn(move || {
                 while acked.load(Ordering::SeqCst) < EVENTS {
