@@ -8,7 +8,8 @@
 //! Layers: `proto` (generated messages) → `wire`, `content`, `errors`, `v2_errors`, `filter`
 //! (the protocol's values, errors and filters, each rule once), `outbox`, `sink` (reply queues)
 //! → `append`, `batch`, `read`, `subscribe`, `delete`, `session` (v2 AppendSession),
-//! `features`, `gossip` (one job per call) → `service` (tonic's traits)
+//! `features`, `gossip` (one job per call) → `service` (tonic's traits); `psub` is the
+//! PersistentSubscriptions service with its own layers (definitions, groups, consumers)
 //! → `server` (listening, connection limits and shutdown). `metrics` counts what the handlers
 //! do and `metrics_http` serves it to Prometheus.
 //!
@@ -39,6 +40,7 @@ pub mod metrics;
 mod metrics_http;
 mod outbox;
 pub mod proto;
+mod psub;
 mod read;
 mod recorded;
 mod server;
@@ -55,4 +57,5 @@ pub use context::{
 };
 pub use features::SERVER_VERSION;
 pub use metrics_http::serve_metrics;
+pub use psub::{CONFIG_EVENT_TYPE, CONFIG_STREAM};
 pub use server::{MESSAGE_BYTES_SLACK, ServeError, serve, serve_with_metrics};

@@ -1,6 +1,7 @@
 //! Serving a store: the listener (under the connection limit), the services (v1 Streams,
-//! ServerFeatures, Gossip; v2 StreamsService), and a graceful shutdown (stop accepting,
-//! end subscriptions, let in-flight calls finish, then close the store).
+//! PersistentSubscriptions, ServerFeatures, Gossip; v2 StreamsService), and a graceful
+//! shutdown (stop accepting, end subscriptions, let in-flight calls finish, then close the
+//! store).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -19,9 +20,11 @@ use crate::{
     metrics::Metrics,
     proto::{
         gossip::gossip_server::GossipServer,
+        persistent::persistent_subscriptions_server::PersistentSubscriptionsServer,
         server_features::server_features_server::ServerFeaturesServer,
         streams::streams_server::StreamsServer, v2::streams_service_server::StreamsServiceServer,
     },
+    psub::{Groups, PersistentService},
     service::{FeaturesService, GossipService, StreamsService, V2StreamsService},
 };
 
@@ -39,6 +42,9 @@ pub enum ServeError {
     /// The gRPC transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The persistent subscription groups could not be read from the store.
+    #[error("persistent subscription groups: {0}")]
+    Groups(#[from] annal::Error),
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then closes the store.
@@ -76,6 +82,16 @@ pub async fn serve_with_metrics(
         .saturating_add(MESSAGE_BYTES_SLACK);
     let v2 = StreamsServiceServer::new(V2StreamsService { ctx: ctx.clone() })
         .max_decoding_message_size(message_max);
+    let groups = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || Groups::load(store))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??
+    };
+    let persistent = PersistentSubscriptionsServer::new(PersistentService {
+        ctx: ctx.clone(),
+        groups: Arc::new(groups),
+    });
     let streams = StreamsServer::new(StreamsService { ctx })
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
@@ -105,6 +121,7 @@ pub async fn serve_with_metrics(
         .add_service(v2)
         .add_service(ServerFeaturesServer::new(FeaturesService))
         .add_service(gossip)
+        .add_service(persistent)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();

@@ -8,6 +8,7 @@ mod harness;
 mod live;
 mod metadata;
 mod ops;
+mod persistent;
 mod read;
 mod session;
 mod shutdown;
