@@ -461,3 +461,19 @@ async fn persistent_delete_right_after_the_last_consumer_leaves_succeeds() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_nack_stop_ends_the_call_and_hands_the_event_to_another_consumer() {
+    let server = TestServer::start().await;
+    let mut client = Client::new(server.channel().await);
+    create_on_stream(&mut client, "s", "g", settings("RoundRobin", 5)).await.unwrap();
+    append_n(&server, "s", 1).await;
+    let mut a = Consumer::connect(&mut client, "s", "g").await.unwrap();
+    let got = a.next().await;
+    let mut b = Consumer::connect(&mut client, "s", "g").await.unwrap();
+    a.nack(&[&got], read_req::nack::Action::Stop).await;
+    assert_eq!(a.reply().await.unwrap(), None, "the stopping consumer's call ends");
+    let again = b.next().await;
+    assert_eq!((again.0.as_str(), again.2), (got.0.as_str(), 1), "retried by the other");
+    server.stop().await.unwrap();
+}
