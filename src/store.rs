@@ -557,7 +557,7 @@ impl Store {
         settings: GroupSettings,
     ) -> Result<GroupConsumer> {
         self.writable()?;
-        subscription::connect_to_group(&self.inner.shared, name, filter, settings)
+        subscription::connect_to_group(&self.inner.shared, name, filter, settings, None)
     }
 
     /// The consumer group `name` as of now; `None` unless a consumer is connected to it.
