@@ -8,7 +8,8 @@ use std::time::Duration;
 use annal::{ConsumerStrategy, GroupSettings, PersistentOptions, Position};
 use serde::{Deserialize, Serialize};
 
-/// Most events one consumer holds unacknowledged; a larger `history_buffer_size` is cut to it.
+/// Most events one consumer holds unacknowledged; a larger `history_buffer_size` or Read
+/// `buffer_size` is cut to it.
 pub const CONSUMER_BUFFER_MAX: u32 = 10_000;
 
 /// Where a group reads from.
@@ -78,7 +79,8 @@ pub struct Settings {
     pub live_buffer_size: i32,
     /// Accepted and reported.
     pub read_batch_size: i32,
-    /// Events one consumer holds unacknowledged, at most (the library's consumer buffer).
+    /// Events one consumer holds unacknowledged, at most, when its Read call names no buffer
+    /// (the library's `consumer_buffer`).
     pub history_buffer_size: i32,
     /// How events are shared out.
     pub strategy: Strategy,

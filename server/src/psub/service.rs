@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     consumer::{self, Pick},
+    definition::CONSUMER_BUFFER_MAX,
     groups::{Groups, Key, not_found, when_free},
     info::info,
     request,
@@ -113,9 +114,16 @@ impl PersistentSubscriptions for PersistentService {
         let (pick, library_filter) = Pick::new(&definition)?;
         let store = self.ctx.store.clone();
         let d = definition.clone();
+        // The client's buffer is this consumer's own; without one, the group's.
+        let buffer = u32::try_from(o.buffer_size).ok().filter(|&b| b > 0);
+        let buffer =
+            buffer.map_or(d.group_settings().consumer_buffer, |b| b.min(CONSUMER_BUFFER_MAX));
         let consumer = tokio::task::spawn_blocking(move || {
             let name = d.library_name();
-            when_free(|| store.connect_to_group(&name, library_filter.clone(), d.group_settings()))
+            let (filter, settings) = (&library_filter, d.group_settings());
+            when_free(|| {
+                store.connect_to_group_with_buffer(&name, filter.clone(), settings.clone(), buffer)
+            })
         })
         .await
         .map_err(crate::errors::task_failed)?

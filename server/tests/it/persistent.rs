@@ -92,13 +92,23 @@ type Got = (String, u64, i32);
 
 impl Consumer {
     async fn connect(client: &mut Client, stream: &str, group: &str) -> Result<Consumer, Status> {
+        Consumer::connect_with(client, stream, group, 10).await
+    }
+
+    /// A consumer that holds at most `buffer` events unacknowledged.
+    async fn connect_with(
+        client: &mut Client,
+        stream: &str,
+        group: &str,
+        buffer: i32,
+    ) -> Result<Consumer, Status> {
         let (requests, rx) = mpsc::channel(16);
         let options = read_req::Options {
             stream_option: Some(read_req::options::StreamOption::StreamIdentifier(
                 id(stream).unwrap(),
             )),
             group_name: group.to_owned(),
-            buffer_size: 10,
+            buffer_size: buffer,
             uuid_option: Some(read_req::options::UuidOption {
                 content: Some(read_req::options::uuid_option::Content::String(empty())),
             }),
@@ -475,5 +485,20 @@ async fn persistent_nack_stop_ends_the_call_and_hands_the_event_to_another_consu
     assert_eq!(a.reply().await.unwrap(), None, "the stopping consumer's call ends");
     let again = b.next().await;
     assert_eq!((again.0.as_str(), again.2), (got.0.as_str(), 1), "retried by the other");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_each_consumer_holds_at_most_the_buffer_its_call_asked_for() {
+    let server = TestServer::start().await;
+    let mut client = Client::new(server.channel().await);
+    // The group's own buffer (history_buffer_size) is 10: the calls' buffers rule.
+    create_on_stream(&mut client, "s", "g", settings("DispatchToSingle", 1)).await.unwrap();
+    let mut a = Consumer::connect_with(&mut client, "s", "g", 2).await.unwrap();
+    let mut b = Consumer::connect_with(&mut client, "s", "g", 10).await.unwrap();
+    append_n(&server, "s", 5).await;
+    assert_eq!([a.next().await.1, a.next().await.1], [0, 1]);
+    let got_b = [b.next().await.1, b.next().await.1, b.next().await.1];
+    assert_eq!(got_b, [2, 3, 4], "the first consumer is full at 2");
     server.stop().await.unwrap();
 }
