@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 7] = [
+const PROTOS: [&str; 8] = [
     "kurrent/v1/shared.proto",
     "kurrent/v1/status.proto",
     "kurrent/v1/streams.proto",
     "kurrent/v1/serverfeatures.proto",
     "kurrent/v1/gossip.proto",
+    "kurrent/v1/persistent.proto",
     "kurrent/v2/streams.proto",
     "kurrent/v2/errors.proto",
 ];

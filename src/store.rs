@@ -561,7 +561,23 @@ impl Store {
         settings: GroupSettings,
     ) -> Result<GroupConsumer> {
         self.writable()?;
-        subscription::connect_to_group(&self.inner.shared, name, filter, settings)
+        subscription::connect_to_group(&self.inner.shared, name, filter, settings, None)
+    }
+
+    /// Like [`connect_to_group`](Store::connect_to_group), for a consumer that may hold at most
+    /// `buffer` events (queued for it or received, not yet acknowledged or nacked) instead of
+    /// the group's [`GroupSettings::consumer_buffer`]: each consumer of a group can have its
+    /// own (a server passes on what each client asked for). `buffer` 0 is
+    /// [`Error::InvalidOptions`].
+    pub fn connect_to_group_with_buffer(
+        &self,
+        name: &str,
+        filter: Filter,
+        settings: GroupSettings,
+        buffer: u32,
+    ) -> Result<GroupConsumer> {
+        self.writable()?;
+        subscription::connect_to_group(&self.inner.shared, name, filter, settings, Some(buffer))
     }
 
     /// The consumer group `name` as of now; `None` unless a consumer is connected to it.

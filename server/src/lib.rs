@@ -8,7 +8,9 @@
 //! Layers: `proto` (generated messages) → `wire`, `content`, `errors`, `v2_errors`, `filter`
 //! (the protocol's values, errors and filters, each rule once), `outbox`, `sink` (reply queues)
 //! → `append`, `batch`, `read`, `subscribe`, `delete`, `session` (v2 AppendSession),
-//! `features`, `gossip` (one job per call) → `service` (tonic's traits)
+//! `features`, `gossip` (one job per call; `encoded`, `reply` and `read_call` serve counted
+//! reads from pre-encoded bytes) → `service` (tonic's traits); `psub` is the
+//! PersistentSubscriptions service with its own layers (definitions, groups, consumers)
 //! → `server` (listening, connection limits and shutdown; `tls` for its certificate, `auth`
 //! and `users` for basic authentication). `metrics` counts what the handlers do,
 //! `metrics_store` adds the store's figures, and `metrics_http` serves them to Prometheus.
@@ -43,6 +45,7 @@ mod metrics_http;
 mod metrics_store;
 mod outbox;
 pub mod proto;
+mod psub;
 mod read;
 mod read_call;
 mod recorded;
@@ -64,6 +67,7 @@ pub use context::{
 };
 pub use features::SERVER_VERSION;
 pub use metrics_http::serve_metrics;
+pub use psub::{CONFIG_EVENT_TYPE, CONFIG_STREAM};
 pub use server::{
     MESSAGE_BYTES_SLACK, ServeError, ServeOptions, serve, serve_with_metrics, serve_with_options,
 };

@@ -23,6 +23,10 @@ pub mod event_store {
         pub mod gossip {
             tonic::include_proto!("event_store.client.gossip");
         }
+        /// `event_store.client.persistent_subscriptions`: the PersistentSubscriptions service.
+        pub mod persistent_subscriptions {
+            tonic::include_proto!("event_store.client.persistent_subscriptions");
+        }
     }
 }
 
@@ -54,5 +58,7 @@ pub mod google {
 }
 
 pub use event_store::client as shared;
-pub use event_store::client::{gossip, server_features, streams};
+pub use event_store::client::{
+    gossip, persistent_subscriptions as persistent, server_features, streams,
+};
 pub use kurrentdb::protocol::v2::streams as v2;

@@ -1,7 +1,7 @@
 //! Serving a store: the listener (under the connection limit, plaintext or TLS), the services
-//! (v1 Streams, ServerFeatures, Gossip; v2 StreamsService) behind basic authentication when a
-//! users file is given, and a graceful shutdown (stop accepting, end subscriptions, let
-//! in-flight calls finish, then close the store).
+//! (v1 Streams, PersistentSubscriptions, ServerFeatures, Gossip; v2 StreamsService) behind
+//! basic authentication when a users file is given, and a graceful shutdown (stop accepting,
+//! end subscriptions, let in-flight calls finish, then close the store).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -21,9 +21,11 @@ use crate::{
     metrics::Metrics,
     proto::{
         gossip::gossip_server::GossipServer,
+        persistent::persistent_subscriptions_server::PersistentSubscriptionsServer,
         server_features::server_features_server::ServerFeaturesServer,
         streams::streams_server::StreamsServer, v2::streams_service_server::StreamsServiceServer,
     },
+    psub::{Groups, PersistentService},
     read_call::ReadRoute,
     service::{FeaturesService, GossipService, StreamsService, V2StreamsService},
     tls::TlsIdentity,
@@ -50,6 +52,9 @@ pub enum ServeError {
          would cross the network in plaintext"
     )]
     UsersWithoutTls,
+    /// The persistent subscription groups could not be read from the store.
+    #[error("persistent subscription groups: {0}")]
+    Groups(#[from] annal::Error),
 }
 
 /// How to serve: limits, where to count, and the optional TLS identity and users.
@@ -132,6 +137,11 @@ pub async fn serve_with_options(
         .saturating_add(MESSAGE_BYTES_SLACK);
     let v2 = StreamsServiceServer::new(V2StreamsService { ctx: ctx.clone() })
         .max_decoding_message_size(message_max);
+    let groups = load_groups(&store).await?;
+    let persistent = PersistentSubscriptionsServer::new(PersistentService {
+        ctx: ctx.clone(),
+        groups: Arc::new(groups),
+    });
     let streams = StreamsServer::new(StreamsService { ctx: ctx.clone() })
         .max_decoding_message_size(message_max)
         .max_encoding_message_size(usize::MAX);
@@ -156,6 +166,7 @@ pub async fn serve_with_options(
         .add_service(v2)
         .add_service(ServerFeaturesServer::new(FeaturesService))
         .add_service(gossip)
+        .add_service(persistent)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     let closing = store.clone();
@@ -195,4 +206,19 @@ fn admitted(
         }
         Connection::admit(stream, &connections, subscriptions_per_connection, &metrics).map(Ok)
     })
+}
+
+/// The persistent subscription groups defined in `store`, read off the async workers; on a
+/// failure the store is closed, as for every refusal to serve.
+async fn load_groups(store: &Store) -> Result<Groups, ServeError> {
+    let reading = store.clone();
+    let loaded = match tokio::task::spawn_blocking(move || Groups::load(reading)).await {
+        Ok(loaded) => loaded.map_err(ServeError::Groups),
+        // The load panicked (a defect): reported as an I/O failure of serving.
+        Err(e) => Err(ServeError::Listener(std::io::Error::other(e.to_string()))),
+    };
+    if loaded.is_err() {
+        store.close();
+    }
+    loaded
 }

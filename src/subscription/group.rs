@@ -116,6 +116,10 @@ pub struct GroupInfo {
 
 /// One consumer of a group; the group lives while any of its consumers does. Dropping it
 /// hands the events it holds (delivered and not acknowledged) to the other consumers.
+///
+/// It is `Sync`: one thread may wait in [`recv`](Self::recv) while another acknowledges
+/// (a server receives for a client on one thread and applies its acknowledgements as they
+/// arrive on others).
 pub struct GroupConsumer {
     group: Arc<Group>,
     id: u64,
@@ -158,6 +162,8 @@ struct Dispatch {
 
 struct Slot {
     id: u64,
+    /// Events this consumer may hold (queued or received, not yet settled), at most.
+    buffer: usize,
     /// Handed to this consumer, not yet received.
     queue: VecDeque<Entry>,
     /// Received, not yet acknowledged or nacked.
@@ -168,25 +174,29 @@ impl Slot {
     fn held(&self) -> usize {
         self.queue.len() + self.leased.len()
     }
+
+    fn has_room(&self) -> bool {
+        self.held() < self.buffer
+    }
 }
 
 impl Dispatch {
     /// The consumer the next event goes to; `None` while every buffer is full.
-    fn choose(&mut self, strategy: ConsumerStrategy, buffer: usize) -> Option<usize> {
+    fn choose(&mut self, strategy: ConsumerStrategy) -> Option<usize> {
         let n = self.consumers.len();
         let start = match strategy {
             ConsumerStrategy::RoundRobin => self.turn,
             ConsumerStrategy::DispatchToSingle => 0,
         };
-        let i = (0..n).map(|k| (start + k) % n).find(|&i| self.consumers[i].held() < buffer)?;
+        let i = (0..n).map(|k| (start + k) % n).find(|&i| self.consumers[i].has_room())?;
         self.turn = i + 1;
         Some(i)
     }
 
     /// Hands out the orphans, as far as buffers have room.
-    fn adopt(&mut self, strategy: ConsumerStrategy, buffer: usize) {
+    fn adopt(&mut self, strategy: ConsumerStrategy) {
         while !self.orphans.is_empty() {
-            let Some(i) = self.choose(strategy, buffer) else { return };
+            let Some(i) = self.choose(strategy) else { return };
             let entry = self.orphans.pop_front().expect("not empty");
             self.consumers[i].queue.push_back(entry);
         }
@@ -202,16 +212,14 @@ impl Group {
         sync::lock(&self.state)
     }
 
-    fn buffer(&self) -> usize {
-        self.settings.consumer_buffer as usize
-    }
-
-    fn connect(self: &Arc<Group>) -> GroupConsumer {
+    /// A new consumer that may hold `buffer` events (`None`: the group's `consumer_buffer`).
+    fn connect(self: &Arc<Group>, buffer: Option<u32>) -> GroupConsumer {
+        let buffer = buffer.unwrap_or(self.settings.consumer_buffer) as usize;
         let mut d = self.state();
         let id = d.next_id;
         d.next_id += 1;
-        d.consumers.push(Slot { id, queue: VecDeque::new(), leased: Vec::new() });
-        d.adopt(self.settings.strategy, self.buffer());
+        d.consumers.push(Slot { id, buffer, queue: VecDeque::new(), leased: Vec::new() });
+        d.adopt(self.settings.strategy);
         drop(d);
         self.changed.notify_all();
         GroupConsumer { group: Arc::clone(self), id }
@@ -240,7 +248,7 @@ impl Group {
         let Some(event) = reader.recv_timeout(left)? else { return Ok(false) };
         let mut d = self.state();
         d.orphans.push_back(Entry { event, retry_count: 0 });
-        d.adopt(self.settings.strategy, self.buffer());
+        d.adopt(self.settings.strategy);
         drop(d);
         self.changed.notify_all();
         Ok(true)
@@ -250,7 +258,7 @@ impl Group {
         loop {
             let d = {
                 let mut d = self.state();
-                d.adopt(self.settings.strategy, self.buffer());
+                d.adopt(self.settings.strategy);
                 let slot = d.slot(id);
                 if let Some(entry) = slot.queue.pop_front() {
                     let delivery =
@@ -264,7 +272,7 @@ impl Group {
                 d
             };
             // Read on only if someone has room for what comes, and nobody else is reading.
-            let room = d.orphans.is_empty() && d.consumers.iter().any(|s| s.held() < self.buffer());
+            let room = d.orphans.is_empty() && d.consumers.iter().any(Slot::has_room);
             if !room {
                 self.wait(d, deadline);
                 continue;
@@ -308,7 +316,7 @@ impl Group {
             NackAction::Retry if entry.retry_count < self.settings.max_retry_count => {
                 entry.retry_count += 1;
                 d.orphans.push_back(entry);
-                d.adopt(self.settings.strategy, self.buffer());
+                d.adopt(self.settings.strategy);
             }
             NackAction::Retry | NackAction::Park => d.parked.push(entry),
         }
@@ -324,7 +332,7 @@ impl Group {
         let mut held: Vec<Entry> = slot.leased.into_iter().chain(slot.queue).collect();
         held.sort_by_key(|e| e.event.position());
         d.orphans.extend(held);
-        d.adopt(self.settings.strategy, self.buffer());
+        d.adopt(self.settings.strategy);
         drop(d);
         self.changed.notify_all();
     }
@@ -334,7 +342,7 @@ impl Group {
         let parked = std::mem::take(&mut d.parked);
         let count = parked.len();
         d.orphans.extend(parked.into_iter().map(|e| Entry { retry_count: 0, ..e }));
-        d.adopt(self.settings.strategy, self.buffer());
+        d.adopt(self.settings.strategy);
         drop(d);
         self.changed.notify_all();
         count
@@ -369,7 +377,7 @@ impl Drop for Group {
 impl GroupConsumer {
     /// The next event handed to this consumer, waiting as long as it takes. Fails like
     /// [`PersistentSubscription::recv`] ([`Error::Closed`] once the store is closed).
-    pub fn recv(&mut self) -> Result<Delivery> {
+    pub fn recv(&self) -> Result<Delivery> {
         loop {
             if let Some(delivery) = self.group.recv_until(self.id, None)? {
                 return Ok(delivery);
@@ -379,12 +387,12 @@ impl GroupConsumer {
 
     /// The next event handed to this consumer, waiting at most `timeout`; `Ok(None)` if none
     /// came in time.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Delivery>> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Delivery>> {
         self.group.recv_until(self.id, Some(Instant::now() + timeout))
     }
 
     /// The next event already handed to this consumer, without reading the log or waiting.
-    pub fn try_recv(&mut self) -> Result<Option<Delivery>> {
+    pub fn try_recv(&self) -> Result<Option<Delivery>> {
         self.group.recv_until(self.id, Some(Instant::now()))
     }
 
@@ -456,18 +464,20 @@ pub(super) type Groups = HashMap<String, Weak<Group>>;
 
 /// Connects a consumer to group `name`, opening the group (its persistent subscription, with
 /// `filter` and `settings`) if no consumer is connected; a live group keeps its own settings.
+/// The consumer may hold `buffer` events (`None`: the group's `consumer_buffer`).
 pub(crate) fn connect_to_group(
     shared: &Arc<Shared>,
     name: &str,
     filter: Filter,
     settings: GroupSettings,
+    buffer: Option<u32>,
 ) -> Result<GroupConsumer> {
-    if settings.consumer_buffer == 0 {
+    if settings.consumer_buffer == 0 || buffer == Some(0) {
         return Err(Error::InvalidOptions("consumer_buffer must be positive".to_owned()));
     }
     let mut groups = shared.subscriptions().groups();
     if let Some(group) = groups.get(name).and_then(Weak::upgrade) {
-        return Ok(group.connect());
+        return Ok(group.connect(buffer));
     }
     let reader = subscribe_persistent(shared, name, filter, settings.persistent.clone())?;
     let (acks, acker) = (Arc::clone(&reader.acks), reader.acker());
@@ -489,7 +499,7 @@ pub(crate) fn connect_to_group(
     });
     groups.insert(name.to_owned(), Arc::downgrade(&group));
     drop(groups);
-    Ok(group.connect())
+    Ok(group.connect(buffer))
 }
 
 /// The live group `name`, as of now; `None` if no consumer is connected to it.
@@ -512,4 +522,15 @@ pub(crate) fn list_groups(shared: &Shared) -> Vec<String> {
         groups.iter().filter(|(_, g)| g.strong_count() > 0).map(|(n, _)| n.clone()).collect();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<GroupConsumer>();
+    }
 }

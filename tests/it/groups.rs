@@ -1,5 +1,5 @@
 //! Consumer groups (competing consumers on one persistent subscription): round robin and
-//! dispatch to single, every event acknowledged exactly once, nack retry / park / skip, parked
+//! dispatch to single, a buffer per consumer, every event acknowledged exactly once, nack retry / park / skip, parked
 //! events replayed, events of a consumer that leaves redelivered to another, and a group
 //! resuming from its checkpoint after a reopen.
 
@@ -89,6 +89,26 @@ fn groups_dispatch_to_single_feeds_one_consumer_until_it_leaves() {
 }
 
 #[test]
+fn groups_each_consumer_holds_at_most_its_own_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), fast_options());
+    append_n(&store, 5);
+    let single = single_settings();
+    let mut a = store.connect_to_group_with_buffer("workers", Filter::all(), single, 2).unwrap();
+    let mut b = connect(&store, ConsumerStrategy::DispatchToSingle);
+    assert_eq!([next(&mut a).0, next(&mut a).0], [0, 1]);
+    // `a` is full at 2 (the group's default is 10): the rest go to `b`.
+    let got_b: Vec<u64> = (0..3).map(|_| next(&mut b).0).collect();
+    assert_eq!(got_b, [2, 3, 4]);
+    let zero = store.connect_to_group_with_buffer("workers", Filter::all(), single_settings(), 0);
+    assert!(matches!(zero, Err(Error::InvalidOptions(_))));
+}
+
+fn single_settings() -> GroupSettings {
+    settings(ConsumerStrategy::DispatchToSingle)
+}
+
+#[test]
 fn groups_consumer_dropped_with_events_in_flight_hands_them_to_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), fast_options());
@@ -114,7 +134,7 @@ fn groups_two_threads_acknowledging_everything_see_each_event_exactly_once() {
     let acked = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let mut consumer = connect(&store, ConsumerStrategy::RoundRobin);
+            let consumer = connect(&store, ConsumerStrategy::RoundRobin);
             let (seen, acked) = (Arc::clone(&seen), Arc::clone(&acked));
             thread::spawn(move || {
                 while acked.load(Ordering::SeqCst) < EVENTS {

@@ -19,6 +19,11 @@ import {
   StreamDeletedError,
   streamNameFilter,
   eventTypeFilter,
+  ROUND_ROBIN,
+  persistentSubscriptionToStreamSettingsFromDefaults,
+  persistentSubscriptionToAllSettingsFromDefaults,
+  PersistentSubscriptionExistsError,
+  PersistentSubscriptionDoesNotExistError,
 } from "@kurrent/kurrentdb-client";
 
 const endpoint = process.env.ANNAL_SERVER;
@@ -58,6 +63,67 @@ function take(subscription, n, seconds = 20) {
     subscription.on("data", onData);
     subscription.on("error", onError);
     subscription.resume();
+  });
+}
+
+/**
+ * Takes the next `n` deliveries (resolved events with their retry count) from a persistent
+ * subscription, failing rather than hanging.
+ */
+function deliveries(subscription, n, seconds = 20) {
+  return new Promise((resolve, reject) => {
+    const out = [];
+    const done = (finish) => {
+      clearTimeout(timer);
+      subscription.off("data", onData);
+      subscription.off("error", onError);
+      subscription.pause();
+      finish();
+    };
+    const onData = (resolved) => {
+      out.push(resolved);
+      if (out.length === n) done(() => resolve(out));
+    };
+    const onError = (error) => done(() => reject(error));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`only ${out.length} of ${n} deliveries arrived`))),
+      seconds * 1000,
+    );
+    subscription.on("data", onData);
+    subscription.on("error", onError);
+    subscription.resume();
+  });
+}
+
+/** Acks everything two competing subscriptions get until `n` events arrived; what each got. */
+function shareOut(first, second, n, seconds = 20) {
+  return new Promise((resolve, reject) => {
+    const got = [[], []];
+    const subs = [first, second];
+    const listeners = subs.map((sub, i) => async (resolved) => {
+      got[i].push(resolved.event);
+      await sub.ack(resolved);
+      if (got[0].length + got[1].length === n) finish(() => resolve(got));
+    });
+    const onError = (error) => finish(() => reject(error));
+    const timer = setTimeout(
+      () => finish(() => reject(new Error(`only ${got[0].length + got[1].length} of ${n} arrived`))),
+      seconds * 1000,
+    );
+    const finish = (then) => {
+      clearTimeout(timer);
+      subs.forEach((sub, i) => {
+        sub.off("data", listeners[i]);
+        sub.off("error", onError);
+        sub.pause();
+      });
+      then();
+    };
+    subs.forEach((sub, i) => {
+      sub.on("data", listeners[i]);
+      sub.on("error", onError);
+      sub.resume();
+    });
   });
 }
 
@@ -291,4 +357,112 @@ test("a +discover connection string finds the node through gossip", async () => 
   } finally {
     await discovered.dispose();
   }
+});
+
+test("persistent subscription to a stream: create, info, list, ack, nack retry/park/skip, replay parked, delete", async () => {
+  const stream = unique("psub");
+  const group = unique("group");
+  const settings = persistentSubscriptionToStreamSettingsFromDefaults({
+    startFrom: START,
+    consumerStrategyName: ROUND_ROBIN,
+    maxRetryCount: 3,
+  });
+  await client.createPersistentSubscriptionToStream(stream, group, settings);
+  await assert.rejects(
+    client.createPersistentSubscriptionToStream(stream, group, settings),
+    PersistentSubscriptionExistsError,
+  );
+  let info = await client.getPersistentSubscriptionToStreamInfo(stream, group);
+  assert.equal(info.groupName, group);
+  assert.equal(info.eventSource, stream);
+  assert.equal(info.settings.consumerStrategyName, ROUND_ROBIN);
+  assert.equal(info.settings.maxRetryCount, 3);
+  assert.equal(info.settings.startFrom, START);
+  const listed = await client.listAllPersistentSubscriptions();
+  assert.ok(listed.some((s) => s.groupName === group && s.eventSource === stream), "listed");
+
+  await client.appendToStream(stream, [0, 1, 2, 3].map((i) => event(`E${i}`, { i })));
+  const subscription = client.subscribeToPersistentSubscriptionToStream(stream, group);
+  const first = await deliveries(subscription, 4);
+  assert.deepEqual(first.map((r) => [r.event.type, r.retryCount]), [["E0", 0], ["E1", 0], ["E2", 0], ["E3", 0]]);
+  await subscription.ack(first[1]);
+  await subscription.nack("retry", "try again", first[0]);
+  const [retried] = await deliveries(subscription, 1);
+  assert.deepEqual([retried.event.type, retried.retryCount], ["E0", 1]);
+  await subscription.ack(retried);
+  await subscription.nack("park", "cannot handle", first[2]);
+  await subscription.nack("skip", "not interesting", first[3]);
+
+  // Acks and nacks are one-way messages: wait until the server has applied the park.
+  for (let tries = 0; ; tries++) {
+    info = await client.getPersistentSubscriptionToStreamInfo(stream, group);
+    if (info.stats.parkedMessageCount === 1n || tries >= 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(info.stats.parkedMessageCount, 1n);
+  assert.equal(info.connections.length, 1);
+  await client.replayParkedMessagesToStream(stream, group);
+  const [replayed] = await deliveries(subscription, 1);
+  assert.deepEqual([replayed.event.type, replayed.retryCount], ["E2", 0]);
+  await subscription.ack(replayed);
+  // The skipped event is not delivered again: the next delivery is a new event.
+  await client.appendToStream(stream, event("E4", {}));
+  const [next] = await deliveries(subscription, 1);
+  assert.equal(next.event.type, "E4");
+  await subscription.ack(next);
+  await subscription.unsubscribe();
+
+  await client.deletePersistentSubscriptionToStream(stream, group);
+  await assert.rejects(
+    client.getPersistentSubscriptionToStreamInfo(stream, group),
+    PersistentSubscriptionDoesNotExistError,
+  );
+});
+
+test("persistent subscription: two competing consumers share the events, each exactly once", async () => {
+  const stream = unique("psub-pool");
+  const group = unique("pool");
+  await client.createPersistentSubscriptionToStream(
+    stream,
+    group,
+    persistentSubscriptionToStreamSettingsFromDefaults({ consumerStrategyName: ROUND_ROBIN }),
+  );
+  const first = client.subscribeToPersistentSubscriptionToStream(stream, group);
+  const second = client.subscribeToPersistentSubscriptionToStream(stream, group);
+  // Both are connected once the server lists both.
+  for (let tries = 0; ; tries++) {
+    const info = await client.getPersistentSubscriptionToStreamInfo(stream, group);
+    if (info.connections.length === 2) break;
+    assert.ok(tries < 200, "both consumers connect");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const n = 20;
+  await client.appendToStream(stream, Array.from({ length: n }, (_, i) => event("Job", { i })));
+  const [a, b] = await shareOut(first, second, n);
+  assert.ok(a.length > 0 && b.length > 0, `each got a share: ${a.length} / ${b.length}`);
+  const revisions = [...a, ...b].map((e) => e.revision).sort((x, y) => (x < y ? -1 : 1));
+  assert.deepEqual(revisions, Array.from({ length: n }, (_, i) => BigInt(i)));
+  await first.unsubscribe();
+  await second.unsubscribe();
+  await client.deletePersistentSubscriptionToStream(stream, group);
+});
+
+test("persistent subscription to $all with a stream-name filter", async () => {
+  const prefix = unique("psub-all");
+  const group = unique("all-group");
+  await client.createPersistentSubscriptionToAll(
+    group,
+    persistentSubscriptionToAllSettingsFromDefaults({ startFrom: END }),
+    { filter: streamNameFilter({ prefixes: [prefix] }) },
+  );
+  const info = await client.getPersistentSubscriptionToAllInfo(group);
+  assert.equal(info.eventSource, "$all");
+  const subscription = client.subscribeToPersistentSubscriptionToAll(group);
+  await client.appendToStream(unique("elsewhere"), event("Other", {}));
+  await client.appendToStream(`${prefix}-1`, event("Wanted", {}));
+  const [got] = await deliveries(subscription, 1);
+  assert.deepEqual([got.event.streamId, got.event.type], [`${prefix}-1`, "Wanted"]);
+  await subscription.ack(got);
+  await subscription.unsubscribe();
+  await client.deletePersistentSubscriptionToAll(group);
 });

@@ -7,6 +7,7 @@ line per check and closes with "N passed, N failed"; exits non-zero if any check
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -14,6 +15,7 @@ import uuid
 from kurrentdbclient import KurrentDBClient, NewEvent, NewEvents, StreamState
 from kurrentdbclient.events import CaughtUp, Checkpoint
 from kurrentdbclient.exceptions import (
+    AlreadyExistsError,
     FailedPreconditionError,
     MaximumAppendSizeExceededError,
     NotFoundError,
@@ -246,6 +248,99 @@ def check_a_discover_connection_string_finds_the_node_through_gossip():
         assert [e.type for e in discovered.get_stream(stream)] == ["Found"]
     finally:
         discovered.close()
+
+
+def check_persistent_subscription_to_a_stream_ack_nack_park_replay_and_delete():
+    stream, group = unique("psub"), unique("group")
+    client.create_subscription_to_stream(group, stream, consumer_strategy="RoundRobin", max_retry_count=3)
+    expect_error(AlreadyExistsError, client.create_subscription_to_stream, group, stream)
+    info = client.get_subscription_info(group, stream)
+    assert (info.group_name, info.event_source) == (group, stream), info
+    assert (info.consumer_strategy, info.max_retry_count) == ("RoundRobin", 3), info
+    assert any(s.group_name == group and s.event_source == stream for s in client.list_subscriptions())
+
+    client.append_to_stream(stream, current_version=StreamState.ANY, events=[event(f"E{i}") for i in range(4)])
+    subscription = client.read_subscription_to_stream(group, stream, timeout=60)
+    try:
+        first = take(subscription, 4)
+        assert [(e.type, e.retry_count) for e in first] == [(f"E{i}", 0) for i in range(4)], first
+        subscription.ack(first[1])
+        subscription.nack(first[0], action="retry")
+        (retried,) = take(subscription, 1)
+        assert (retried.type, retried.retry_count) == ("E0", 1), retried
+        subscription.ack(retried)
+        subscription.nack(first[2], action="park")
+        subscription.nack(first[3], action="skip")
+        # The client sends acks and nacks in batches: wait until the server has the park.
+        for _ in range(200):
+            if client.get_subscription_info(group, stream).parked_message_count == 1:
+                break
+            time.sleep(0.05)
+        info = client.get_subscription_info(group, stream)
+        assert info.parked_message_count == 1 and len(info.connections) == 1, info
+        client.replay_parked_events(group, stream)
+        (replayed,) = take(subscription, 1)
+        assert (replayed.type, replayed.retry_count) == ("E2", 0), replayed
+        subscription.ack(replayed)
+        # The skipped event is not delivered again: the next delivery is a new event.
+        client.append_to_stream(stream, current_version=StreamState.ANY, events=[event("E4")])
+        (nxt,) = take(subscription, 1)
+        assert nxt.type == "E4", nxt
+        subscription.ack(nxt)
+    finally:
+        subscription.stop()
+    client.delete_subscription(group, stream)
+    expect_error(NotFoundError, client.get_subscription_info, group, stream)
+
+
+def check_persistent_subscription_two_competing_consumers_each_event_once():
+    stream, group, n = unique("psub-pool"), unique("pool"), 20
+    client.create_subscription_to_stream(group, stream, consumer_strategy="RoundRobin")
+    subscriptions = [client.read_subscription_to_stream(group, stream, timeout=60) for _ in range(2)]
+    for _ in range(200):
+        if len(client.get_subscription_info(group, stream).connections) == 2:
+            break
+        time.sleep(0.05)
+    got = [[], []]
+    enough = threading.Event()
+    lock = threading.Lock()
+
+    def consume(i):
+        for e in subscriptions[i]:
+            subscriptions[i].ack(e)
+            with lock:
+                got[i].append(e.stream_position)
+                if len(got[0]) + len(got[1]) >= n:
+                    enough.set()
+            if enough.is_set():
+                return
+
+    threads = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(2)]
+    for t in threads:
+        t.start()
+    client.append_to_stream(stream, current_version=StreamState.ANY, events=[event("Job", i=i) for i in range(n)])
+    assert enough.wait(30), got
+    for s in subscriptions:
+        s.stop()
+    assert got[0] and got[1], f"each got a share: {got}"
+    assert sorted(got[0] + got[1]) == list(range(n)), got
+    client.delete_subscription(group, stream)
+
+
+def check_persistent_subscription_to_all_with_a_filter():
+    prefix, group = unique("psub-all"), unique("all-group")
+    client.create_subscription_to_all(group, from_end=True, filter_include=[f"{prefix}-.*"], filter_by_stream_name=True)
+    assert client.get_subscription_info(group).event_source == "$all"
+    subscription = client.read_subscription_to_all(group, timeout=60)
+    try:
+        client.append_to_stream(unique("elsewhere"), current_version=StreamState.ANY, events=[event("Other")])
+        client.append_to_stream(f"{prefix}-1", current_version=StreamState.ANY, events=[event("Wanted")])
+        (got,) = take(subscription, 1)
+        assert (got.stream_name, got.type) == (f"{prefix}-1", "Wanted"), got
+        subscription.ack(got)
+    finally:
+        subscription.stop()
+    client.delete_subscription(group)
 
 
 def main():

@@ -21,6 +21,15 @@ async fn server_features_lists_exactly_the_served_methods_and_a_version() {
         listed,
         [
             "event_store.client.gossip.gossip/read",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/create",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/delete",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/getinfo",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/list",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/read",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/replayparked",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/\
+             restartsubsystem",
+            "event_store.client.persistent_subscriptions.persistentsubscriptions/update",
             "event_store.client.server_features.serverfeatures/getsupportedmethods",
             "event_store.client.streams.streams/append",
             "event_store.client.streams.streams/batchappend",
@@ -30,6 +39,12 @@ async fn server_features_lists_exactly_the_served_methods_and_a_version() {
             "kurrentdb.protocol.v2.streams.streamsservice/appendsession",
         ]
     );
+    for m in &methods.methods {
+        let persistent = m.service_name.ends_with("persistentsubscriptions")
+            && m.method_name != "restartsubsystem";
+        let expected: &[&str] = if persistent { &["stream", "all"] } else { &[] };
+        assert_eq!(m.features, expected, "{}/{}", m.service_name, m.method_name);
+    }
     server.stop().await.unwrap();
 }
 

@@ -29,7 +29,7 @@ pub struct TestServer {
     pub metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -39,7 +39,14 @@ impl TestServer {
 
     pub async fn start_with(limits: Limits) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = annal::Store::open(dir.path()).unwrap();
+        let mut server = TestServer::start_in(dir.path(), limits).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server over the store in `dir`, which outlives it (to start another over it later).
+    pub async fn start_in(dir: &std::path::Path, limits: Limits) -> TestServer {
+        let store = annal::Store::open(dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let scrape = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,7 +64,7 @@ impl TestServer {
                 let _ = stopped.await;
             },
         ));
-        TestServer { addr, metrics_addr, stop: Some(stop), task: Some(task), _dir: dir }
+        TestServer { addr, metrics_addr, stop: Some(stop), task: Some(task), _dir: None }
     }
 
     /// Sends `GET path` to the metrics endpoint: the status line and the body.

@@ -9,6 +9,7 @@ mod harness;
 mod live;
 mod metadata;
 mod ops;
+mod persistent;
 mod read;
 mod security;
 mod session;
