@@ -125,14 +125,13 @@ async fn tls_server_serves_a_client_trusting_its_ca_and_refuses_plaintext() {
     assert_eq!(server.store.head().get(), 2);
 
     // A plaintext HTTP/2 client gets no answer from the TLS listener: its connection or its
-    // call fails at the transport, and nothing is written.
+    // call fails at the transport, and nothing is written. (Which status code the client makes
+    // of the cut connection depends on when it sees it: under load it was once none of
+    // Unavailable, Unknown and Internal, so only the failure is asserted.)
     let plain = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await;
     if let Ok(channel) = plain {
-        let status = append_as(&mut StreamsClient::new(channel), "s", None).await.unwrap_err();
-        assert!(
-            matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal),
-            "{status:?}"
-        );
+        let refused = append_as(&mut StreamsClient::new(channel), "s", None).await;
+        assert!(refused.is_err(), "a plaintext call to a TLS listener went through");
     }
     assert_eq!(server.store.head().get(), 2);
     server.stop().await;
