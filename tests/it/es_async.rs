@@ -7,11 +7,9 @@
 
 use std::{
     future::{Future, poll_fn},
-    io,
-    path::Path,
     pin::{Pin, pin},
     sync::{
-        Arc, Condvar, Mutex,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
         mpsc,
     },
@@ -22,11 +20,14 @@ use std::{
 use annal::{
     Options, Store, StreamVersion,
     es::{Error, Outcome, Repository, RepositoryOptions},
-    io::{Interpose, Interposed, ReadView, StorageFile},
+    io::Interposed,
 };
 use tokio::runtime::{Builder, Runtime};
 
-use crate::es_model::{Account, AccountEvent, Command, Hook, Rejected, store};
+use crate::{
+    es_model::{Account, AccountEvent, Command, Hook, Rejected, store},
+    sync_gate::{OpenOnDrop, SyncGate},
+};
 
 fn runtime() -> Runtime {
     Builder::new_current_thread().build().expect("current-thread runtime")
@@ -271,81 +272,11 @@ fn es_async_command_dropped_while_waiting_passes_its_turn_and_writes_nothing() {
     assert_eq!(accounts.stats().waiting, 0);
 }
 
-/// A gate the store's `fdatasync`s wait at while it is shut: the writer stalls before it can
-/// acknowledge anything.
-#[derive(Clone, Default)]
-struct FsyncGate(Arc<(Mutex<bool>, Condvar)>);
-
-impl FsyncGate {
-    fn set_shut(&self, shut: bool) {
-        *self.0.0.lock().unwrap() = shut;
-        self.0.1.notify_all();
-    }
-
-    fn pass(&self) {
-        let mut shut = self.0.0.lock().unwrap();
-        while *shut {
-            shut = self.0.1.wait(shut).unwrap();
-        }
-    }
-}
-
-/// Opens the gate when dropped, so that a failing test does not leave the writer stuck.
-struct OpenOnDrop(FsyncGate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.set_shut(false);
-    }
-}
-
-impl Interpose for FsyncGate {
-    fn file(&self, _: &Path, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
-        Box::new(GatedFile { file, gate: self.clone() })
-    }
-}
-
-struct GatedFile {
-    file: Box<dyn StorageFile>,
-    gate: FsyncGate,
-}
-
-impl StorageFile for GatedFile {
-    fn len(&self) -> io::Result<u64> {
-        self.file.len()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_at(offset, buf)
-    }
-
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.file.write_at(offset, buf)
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.gate.pass();
-        self.file.sync_data()
-    }
-
-    fn view(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
-        self.file.view(len)
-    }
-
-    fn view_random(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
-        self.file.view_random(len)
-    }
-}
-
 #[test]
 fn es_async_command_dropped_during_its_append_releases_the_aggregate_and_the_state_follows_the_log()
 {
     let dir = tempfile::tempdir().unwrap();
-    let gate = FsyncGate::default();
+    let gate = SyncGate::default();
     let options = Options { storage: Arc::new(Interposed(gate.clone())), ..Options::default() };
     let store = Store::open_with(dir.path(), options).unwrap();
     let _open = OpenOnDrop(gate.clone());

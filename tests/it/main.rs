@@ -43,5 +43,6 @@ mod scavenge_model;
 mod sim_model;
 mod simulation;
 mod subscriptions;
+mod sync_gate;
 mod validation;
 mod verify_counts;

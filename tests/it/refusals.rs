@@ -5,122 +5,21 @@
 //! group is between its checks and its sync is seen exactly, without timing.
 
 use std::{
-    io,
-    path::Path,
     pin::pin,
-    sync::{Arc, Condvar, Mutex},
+    sync::Arc,
     task::{Context, Waker},
     thread,
 };
 
 use annal::{
-    Error, ExpectedVersion, NewEvent, Options, Position, Store, StreamVersion,
-    io::{Interpose, Interposed, ReadView, StorageFile},
+    Error, ExpectedVersion, NewEvent, Options, Position, Store, StreamVersion, io::Interposed,
 };
 use uuid::Uuid;
 
-use crate::group_commit::block_on;
-
-/// What the gate does with the syncs that reach it.
-#[derive(Default)]
-struct GateState {
-    /// Shut: each sync waits for a pass (or for the gate to open).
-    shut: bool,
-    /// Syncs that may go through while shut.
-    passes: usize,
-    /// Whether the next sync to go through fails.
-    fail_next: bool,
-    /// Syncs waiting at the gate now.
-    waiting: usize,
-}
-
-/// A gate every `fdatasync` of the store's files goes through.
-#[derive(Clone, Default)]
-struct SyncGate(Arc<(Mutex<GateState>, Condvar)>);
-
-impl SyncGate {
-    fn change(&self, f: impl FnOnce(&mut GateState)) {
-        f(&mut self.0.0.lock().unwrap());
-        self.0.1.notify_all();
-    }
-
-    /// Waits until `n` syncs wait at the gate.
-    fn await_waiting(&self, n: usize) {
-        let mut state = self.0.0.lock().unwrap();
-        while state.waiting != n {
-            state = self.0.1.wait(state).unwrap();
-        }
-    }
-
-    fn pass(&self) -> io::Result<()> {
-        let mut state = self.0.0.lock().unwrap();
-        state.waiting += 1;
-        self.0.1.notify_all();
-        while state.shut && state.passes == 0 {
-            state = self.0.1.wait(state).unwrap();
-        }
-        if state.shut {
-            state.passes -= 1;
-        }
-        state.waiting -= 1;
-        self.0.1.notify_all();
-        if std::mem::take(&mut state.fail_next) {
-            return Err(io::Error::other("the gate failed this sync"));
-        }
-        Ok(())
-    }
-}
-
-/// Opens the gate when dropped, so that a failing test does not leave the writer stuck.
-struct OpenOnDrop(SyncGate);
-
-impl Drop for OpenOnDrop {
-    fn drop(&mut self) {
-        self.0.change(|s| s.shut = false);
-    }
-}
-
-impl Interpose for SyncGate {
-    fn file(&self, _: &Path, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
-        Box::new(GatedFile { file, gate: self.clone() })
-    }
-}
-
-struct GatedFile {
-    file: Box<dyn StorageFile>,
-    gate: SyncGate,
-}
-
-impl StorageFile for GatedFile {
-    fn len(&self) -> io::Result<u64> {
-        self.file.len()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_at(offset, buf)
-    }
-
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.file.write_at(offset, buf)
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.gate.pass()?;
-        self.file.sync_data()
-    }
-
-    fn view(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
-        self.file.view(len)
-    }
-
-    fn view_random(&self, len: u64) -> io::Result<Arc<dyn ReadView>> {
-        self.file.view_random(len)
-    }
-}
+use crate::{
+    group_commit::block_on,
+    sync_gate::{OpenOnDrop, SyncGate},
+};
 
 fn event() -> NewEvent {
     NewEvent::new("E", b"{}".to_vec())
@@ -150,7 +49,7 @@ impl Scene {
     /// Holds the writer at the sync of a group of its own (a blocking append to `"first"`,
     /// committed inline by a thread of its own), so that appends made now queue up.
     fn hold_writer(&self) -> thread::JoinHandle<()> {
-        self.gate.change(|s| s.shut = true);
+        self.gate.set_shut(true);
         let store = self.store.clone();
         let first = thread::spawn(move || {
             store.append("first", ExpectedVersion::NoStream, [event()]).unwrap();
@@ -162,7 +61,7 @@ impl Scene {
     /// Lets the held group through and waits until the next one waits at its sync: every
     /// append queued meanwhile has been checked by then.
     fn next_group_at_its_sync(&self, first: thread::JoinHandle<()>) {
-        self.gate.change(|s| s.passes = 1);
+        self.gate.let_through(1);
         first.join().unwrap();
         self.gate.await_waiting(1);
     }
@@ -187,7 +86,7 @@ fn refusals_caused_by_the_same_group_wait_for_it_and_name_a_readable_version() {
         store.read_stream_forward("s", StreamVersion::START, 10),
         Err(Error::StreamNotFound { .. })
     ));
-    scene.gate.change(|s| s.shut = false);
+    scene.gate.set_shut(false);
     assert_eq!(block_on(a).unwrap().first_version, StreamVersion(0));
     match block_on(b) {
         Err(Error::WrongExpectedVersion { stream, actual: Some(0), .. }) => assert_eq!(stream, "s"),
@@ -213,10 +112,8 @@ fn refusals_caused_by_a_group_whose_sync_fails_hear_the_poison() {
     let (mut b, mut d) = (b, d);
     assert!(!answered(b.as_mut()), "b's refusal rests on a, which is not durable yet");
     assert!(!answered(d.as_mut()), "d's id conflict rests on a, which is not durable yet");
-    scene.gate.change(|s| {
-        s.fail_next = true;
-        s.shut = false;
-    });
+    scene.gate.fail_next();
+    scene.gate.set_shut(false);
     assert!(matches!(block_on(a), Err(Error::Poisoned { .. })));
     // Neither hears of a's version or id: a never became durable.
     assert!(matches!(block_on(b), Err(Error::Poisoned { .. })));
