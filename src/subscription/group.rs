@@ -7,6 +7,11 @@
 //! Delivery stays at least once: an event counts as processed for the checkpoint only when a
 //! consumer acknowledges or skips it, so an event held by a consumer that leaves, queued for
 //! redelivery, or parked holds the checkpoint back, and a restart delivers it again.
+//!
+//! An event a consumer holds longer than [`GroupSettings::message_timeout`] is taken back as
+//! if nacked for a retry. There is no timer thread: the consumers check for expired events
+//! under the group's lock each time they look for work, which a waiting consumer does at
+//! least every read slice; a group with no consumer waiting has nobody to redeliver to.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -32,6 +37,9 @@ use super::{
 /// The longest a consumer waits for the log in one go while it reads for the group, so that
 /// it notices events handed to it by the others (nacked, or from a consumer that left) soon.
 const READ_SLICE: Duration = Duration::from_millis(50);
+
+/// KurrentDB's default message timeout, which its users expect.
+const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a group picks the consumer of the next event, among those with room in their buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -71,6 +79,17 @@ pub struct GroupSettings {
     /// Events handed to one consumer and not yet acknowledged or nacked, at most; a consumer
     /// with a full buffer is passed over. Default: 10.
     pub consumer_buffer: u32,
+    /// How long a consumer may hold an event (from when it is handed to it, which may be
+    /// before it receives it from its buffer) before the group takes it back as if nacked
+    /// with [`NackAction::Retry`]: retry count plus one, parked once past `max_retry_count`. `None`: no limit, an event stays with its consumer until
+    /// acknowledged, nacked or the consumer leaves. Default: 30 seconds, as KurrentDB's.
+    ///
+    /// It is checked while some consumer of the group waits in `recv`, so an expired event
+    /// is taken back within a read slice (50 ms) of its deadline. An acknowledgement or
+    /// nack of an event already taken back is [`Error::NotDelivered`] and changes nothing,
+    /// unless the event was redelivered to the same consumer and received again: then it
+    /// settles that delivery (the consumer processed the event).
+    pub message_timeout: Option<Duration>,
 }
 
 impl Default for GroupSettings {
@@ -80,6 +99,7 @@ impl Default for GroupSettings {
             strategy: ConsumerStrategy::RoundRobin,
             max_retry_count: 10,
             consumer_buffer: 10,
+            message_timeout: Some(DEFAULT_MESSAGE_TIMEOUT),
         }
     }
 }
@@ -89,7 +109,8 @@ impl Default for GroupSettings {
 pub struct Delivery {
     /// The event.
     pub event: RecordedEvent,
-    /// How many times it was nacked with [`NackAction::Retry`] before this delivery.
+    /// How many times it was nacked with [`NackAction::Retry`] or timed out (see
+    /// [`GroupSettings::message_timeout`]) before this delivery.
     pub retry_count: u32,
 }
 
@@ -145,6 +166,8 @@ pub(crate) struct Group {
 struct Entry {
     event: RecordedEvent,
     retry_count: u32,
+    /// When the consumer holding it loses it; set each time it is handed to a consumer.
+    deadline: Option<Instant>,
 }
 
 /// Who holds which event.
@@ -158,6 +181,8 @@ struct Dispatch {
     orphans: VecDeque<Entry>,
     parked: Vec<Entry>,
     next_id: u64,
+    /// The group's message timeout.
+    timeout: Option<Duration>,
 }
 
 struct Slot {
@@ -197,9 +222,41 @@ impl Dispatch {
     fn adopt(&mut self, strategy: ConsumerStrategy) {
         while !self.orphans.is_empty() {
             let Some(i) = self.choose(strategy) else { return };
-            let entry = self.orphans.pop_front().expect("not empty");
+            let mut entry = self.orphans.pop_front().expect("not empty");
+            entry.deadline = self.timeout.map(|t| Instant::now() + t);
             self.consumers[i].queue.push_back(entry);
         }
+    }
+
+    /// Takes back every event held past its deadline, as a retry: back to the orphans with
+    /// its retry count plus one, or parked once that would pass `max_retry_count`. Whether
+    /// any expired.
+    fn expire(&mut self, now: Instant, max_retry_count: u32) -> bool {
+        let due = |e: &Entry| e.deadline.is_some_and(|d| d <= now);
+        // The common case (nothing due) costs one scan of the held events, no allocation.
+        let held = |s: &Slot| s.queue.iter().chain(&s.leased).any(due);
+        if self.timeout.is_none() || !self.consumers.iter().any(held) {
+            return false;
+        }
+        let mut expired = Vec::new();
+        for slot in &mut self.consumers {
+            for entry in std::mem::take(&mut slot.queue) {
+                if due(&entry) { expired.push(entry) } else { slot.queue.push_back(entry) }
+            }
+            expired.extend(slot.leased.extract_if(.., |e| due(e)));
+        }
+        expired.sort_by_key(|e| e.event.position());
+        let any = !expired.is_empty();
+        for mut entry in expired {
+            entry.deadline = None;
+            if entry.retry_count < max_retry_count {
+                entry.retry_count += 1;
+                self.orphans.push_back(entry);
+            } else {
+                self.parked.push(entry);
+            }
+        }
+        any
     }
 
     fn slot(&mut self, id: u64) -> &mut Slot {
@@ -247,7 +304,7 @@ impl Group {
         }
         let Some(event) = reader.recv_timeout(left)? else { return Ok(false) };
         let mut d = self.state();
-        d.orphans.push_back(Entry { event, retry_count: 0 });
+        d.orphans.push_back(Entry { event, retry_count: 0, deadline: None });
         d.adopt(self.settings.strategy);
         drop(d);
         self.changed.notify_all();
@@ -258,6 +315,9 @@ impl Group {
         loop {
             let d = {
                 let mut d = self.state();
+                if d.expire(Instant::now(), self.settings.max_retry_count) {
+                    self.changed.notify_all();
+                }
                 d.adopt(self.settings.strategy);
                 let slot = d.slot(id);
                 if let Some(entry) = slot.queue.pop_front() {
@@ -475,12 +535,16 @@ pub(crate) fn connect_to_group(
     if settings.consumer_buffer == 0 || buffer == Some(0) {
         return Err(Error::InvalidOptions("consumer_buffer must be positive".to_owned()));
     }
+    if settings.message_timeout == Some(Duration::ZERO) {
+        return Err(Error::InvalidOptions("message_timeout must be positive (or None)".to_owned()));
+    }
     let mut groups = shared.subscriptions().groups();
     if let Some(group) = groups.get(name).and_then(Weak::upgrade) {
         return Ok(group.connect(buffer));
     }
     let reader = subscribe_persistent(shared, name, filter, settings.persistent.clone())?;
     let (acks, acker) = (Arc::clone(&reader.acks), reader.acker());
+    let timeout = settings.message_timeout;
     let group = Arc::new(Group {
         name: name.to_owned(),
         settings,
@@ -494,6 +558,7 @@ pub(crate) fn connect_to_group(
             orphans: VecDeque::new(),
             parked: Vec::new(),
             next_id: 0,
+            timeout,
         }),
         changed: Condvar::new(),
     });

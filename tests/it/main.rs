@@ -20,6 +20,7 @@ mod fuzz_checks;
 mod fuzz_corpus;
 mod group_commit;
 mod group_sequence;
+mod group_timeout;
 mod groups;
 mod idempotency;
 mod kill9;

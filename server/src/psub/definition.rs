@@ -62,7 +62,8 @@ pub struct Settings {
     pub resolve_links: bool,
     /// Accepted and reported, without effect.
     pub extra_statistics: bool,
-    /// Accepted and reported; the library has no acknowledgement timeout (see server.md).
+    /// How long a consumer may hold an event unacknowledged before it is retried (the
+    /// library's `message_timeout`); 0 or less is no timeout, as the reference server takes 0.
     pub message_timeout_ms: i32,
     /// Retries before an event is parked.
     pub max_retry_count: i32,
@@ -154,6 +155,10 @@ impl Definition {
             Strategy::DispatchToSingle => ConsumerStrategy::DispatchToSingle,
         };
         settings.max_retry_count = u32::try_from(s.max_retry_count).unwrap_or(0);
+        settings.message_timeout = u64::try_from(s.message_timeout_ms)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
         settings.consumer_buffer =
             positive(s.history_buffer_size, settings.consumer_buffer).min(CONSUMER_BUFFER_MAX);
         settings
@@ -216,6 +221,18 @@ mod tests {
         assert_eq!(g.persistent.checkpoint_every_acks, 50);
         assert_eq!(g.persistent.checkpoint_interval, Duration::from_secs(2));
         assert_eq!(g.persistent.start, Position::from(123));
+        assert_eq!(g.message_timeout, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_message_timeout_of_zero_or_less_is_none() {
+        let mut d = definition(Source::All, Start::First);
+        for ms in [0, -1, i32::MIN] {
+            d.settings.message_timeout_ms = ms;
+            assert_eq!(d.group_settings().message_timeout, None, "{ms}");
+        }
+        d.settings.message_timeout_ms = 1;
+        assert_eq!(d.group_settings().message_timeout, Some(Duration::from_millis(1)));
     }
 
     #[test]

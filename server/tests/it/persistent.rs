@@ -502,3 +502,33 @@ async fn persistent_each_consumer_holds_at_most_the_buffer_its_call_asked_for() 
     assert_eq!(got_b, [2, 3, 4], "the first consumer is full at 2");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_message_timeout_retries_an_unacked_event_on_another_consumer() {
+    let server = TestServer::start().await;
+    let mut client = Client::new(server.channel().await);
+    let mut timed = settings("RoundRobin", 5);
+    timed.message_timeout = Some(create_req::settings::MessageTimeout::MessageTimeoutMs(1_000));
+    create_on_stream(&mut client, "s", "g", timed).await.unwrap();
+    // Both connected before the event exists, so round robin gives it to `a` first.
+    let mut a = Consumer::connect(&mut client, "s", "g").await.unwrap();
+    let mut b = Consumer::connect(&mut client, "s", "g").await.unwrap();
+    append_n(&server, "s", 1).await;
+    let got = a.next().await;
+    assert_eq!((got.1, got.2), (0, 0));
+    let again = b.next().await;
+    assert_eq!((again.0.as_str(), again.2), (got.0.as_str(), 1), "a never acked: retried");
+    // A late ack is ignored (the reference server does the same) and ends nothing.
+    a.ack(&[&got]).await;
+    b.ack(&[&again]).await;
+    for _ in 0..400 {
+        if info(&mut client, "s", "g").await.unwrap().total_in_flight_messages == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(info(&mut client, "s", "g").await.unwrap().total_in_flight_messages, 0);
+    append_n(&server, "s", 2).await;
+    assert_eq!((a.next().await.1, b.next().await.1), (1, 2), "both calls live on");
+    server.stop().await.unwrap();
+}
