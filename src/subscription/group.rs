@@ -81,8 +81,9 @@ pub struct GroupSettings {
     pub consumer_buffer: u32,
     /// How long a consumer may hold an event (from when it is handed to it, which may be
     /// before it receives it from its buffer) before the group takes it back as if nacked
-    /// with [`NackAction::Retry`]: retry count plus one, parked once past `max_retry_count`. `None`: no limit, an event stays with its consumer until
-    /// acknowledged, nacked or the consumer leaves. Default: 30 seconds, as KurrentDB's.
+    /// with [`NackAction::Retry`]: retry count plus one, parked once past `max_retry_count`.
+    /// `None`: no limit, an event stays with its consumer until acknowledged, nacked or the
+    /// consumer leaves. Default: 30 seconds, as KurrentDB's.
     ///
     /// It is checked while some consumer of the group waits in `recv`, so an expired event
     /// is taken back within a read slice (50 ms) of its deadline. An acknowledgement or
