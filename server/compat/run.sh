@@ -24,6 +24,16 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# Stops the server (named $1 in the report) and counts an unclean shutdown as a failure: a
+# clean shutdown on SIGTERM is part of the check.
+stop_checked() {
+    if ! stop_server; then
+        echo "$1 did not shut down cleanly:"
+        cat "$work/server.log"
+        failed=1
+    fi
+    server_pid=""
+}
 
 # Starts annal-server with the flags given, logging to $work/server.log; sets server_pid and
 # endpoint (HOST:PORT, read from the line it prints once listening).
@@ -62,13 +72,7 @@ fi
 echo "== Python client"
 timeout 300 "$venv/bin/python" "$here/python/compat.py" || failed=1
 
-# A clean shutdown on SIGTERM is part of the check.
-if ! stop_server; then
-    echo "annal-server did not shut down cleanly:"
-    cat "$work/server.log"
-    failed=1
-fi
-server_pid=""
+stop_checked annal-server
 
 # TLS with basic authentication: a second server, a throwaway CA and a certificate it signs
 # for 127.0.0.1, one user with a random password.
@@ -85,10 +89,5 @@ echo "== Node client, TLS and basic authentication"
 (cd "$here/node" && node --test --test-timeout=60000 tls.test.mjs) || failed=1
 echo "== Python client, TLS and basic authentication"
 timeout 120 "$venv/bin/python" "$here/python/tls.py" || failed=1
-if ! stop_server; then
-    echo "annal-server (TLS) did not shut down cleanly:"
-    cat "$work/server.log"
-    failed=1
-fi
-server_pid=""
+stop_checked "annal-server (TLS)"
 exit "$failed"

@@ -40,32 +40,6 @@ async function collect(iterable) {
   return out;
 }
 
-/** Takes the next `n` events from a subscription, failing rather than hanging. */
-function take(subscription, n, seconds = 20) {
-  return new Promise((resolve, reject) => {
-    const out = [];
-    const done = (finish) => {
-      clearTimeout(timer);
-      subscription.off("data", onData);
-      subscription.off("error", onError);
-      subscription.pause();
-      finish();
-    };
-    const onData = (resolved) => {
-      out.push(resolved.event);
-      if (out.length === n) done(() => resolve(out));
-    };
-    const onError = (error) => done(() => reject(error));
-    const timer = setTimeout(
-      () => done(() => reject(new Error(`only ${out.length} of ${n} events arrived`))),
-      seconds * 1000,
-    );
-    subscription.on("data", onData);
-    subscription.on("error", onError);
-    subscription.resume();
-  });
-}
-
 /**
  * Takes the next `n` deliveries (resolved events with their retry count) from a persistent
  * subscription, failing rather than hanging.
@@ -93,6 +67,11 @@ function deliveries(subscription, n, seconds = 20) {
     subscription.on("error", onError);
     subscription.resume();
   });
+}
+
+/** Takes the next `n` events from a subscription, failing rather than hanging. */
+async function take(subscription, n, seconds = 20) {
+  return (await deliveries(subscription, n, seconds)).map((resolved) => resolved.event);
 }
 
 /** Acks everything two competing subscriptions get until `n` events arrived; what each got. */

@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 import uuid
 
 from kurrentdbclient import KurrentDBClient, NewEvent, NewEvents, StreamState
@@ -22,6 +21,8 @@ from kurrentdbclient.exceptions import (
     StreamIsDeletedError,
     WrongCurrentVersionError,
 )
+
+import checks
 
 ENDPOINT = os.environ["ANNAL_SERVER"]
 client = KurrentDBClient(uri=f"kurrentdb://{ENDPOINT}?tls=false")
@@ -344,21 +345,10 @@ def check_persistent_subscription_to_all_with_a_filter():
 
 
 def main():
-    checks = [v for k, v in globals().items() if k.startswith("check_")]
-    passed = failed = 0
-    for check in checks:
-        try:
-            check()
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            failed += 1
-            print(f"not ok - {check.__name__}")
-            traceback.print_exc()
-        else:
-            passed += 1
-            print(f"ok - {check.__name__}")
-    client.close()
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    try:
+        return checks.run(globals())
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

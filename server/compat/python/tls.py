@@ -7,11 +7,12 @@ ANNAL_TLS_PASSWORD. Closes with "N passed, N failed"; exits non-zero if any chec
 
 import os
 import sys
-import traceback
 import uuid
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import UnauthenticatedError
+
+import checks
 
 ENDPOINT = os.environ["ANNAL_TLS_SERVER"]
 CA = os.environ["ANNAL_TLS_CA"]
@@ -52,20 +53,7 @@ def check_wrong_password_is_unauthenticated():
 
 
 def main():
-    checks = [v for k, v in globals().items() if k.startswith("check_")]
-    passed = failed = 0
-    for check in checks:
-        try:
-            check()
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            failed += 1
-            print(f"not ok - {check.__name__}")
-            traceback.print_exc()
-        else:
-            passed += 1
-            print(f"ok - {check.__name__}")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.run(globals())
 
 
 if __name__ == "__main__":
