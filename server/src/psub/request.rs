@@ -73,33 +73,43 @@ fn group_name(name: String) -> Result<String, Status> {
     Ok(name)
 }
 
+/// [`Settings`] from the `settings` of a Create or an Update (`$req` is `create_req` or
+/// `update_req`: two generated types with the same fields), with the consumer strategy
+/// `$strategy` (the Update has no strategy name).
+macro_rules! settings {
+    ($req:ident, $s:ident, $strategy:expr) => {{
+        let message_timeout_ms = match $s.message_timeout {
+            Some($req::settings::MessageTimeout::MessageTimeoutMs(ms)) => ms,
+            Some($req::settings::MessageTimeout::MessageTimeoutTicks(t)) => ms_of_ticks(t),
+            None => 0,
+        };
+        let checkpoint_after_ms = match $s.checkpoint_after {
+            Some($req::settings::CheckpointAfter::CheckpointAfterMs(ms)) => ms,
+            Some($req::settings::CheckpointAfter::CheckpointAfterTicks(t)) => ms_of_ticks(t),
+            None => 0,
+        };
+        Settings {
+            resolve_links: $s.resolve_links,
+            extra_statistics: $s.extra_statistics,
+            message_timeout_ms,
+            max_retry_count: $s.max_retry_count,
+            min_checkpoint_count: $s.min_checkpoint_count,
+            max_checkpoint_count: $s.max_checkpoint_count,
+            checkpoint_after_ms,
+            max_subscriber_count: $s.max_subscriber_count,
+            live_buffer_size: $s.live_buffer_size,
+            read_batch_size: $s.read_batch_size,
+            history_buffer_size: $s.history_buffer_size,
+            strategy: $strategy,
+        }
+    }};
+}
+
 /// A Create request.
 pub fn create(request: create_req::Options) -> Result<Asked, Status> {
     let s = request.settings.unwrap_or_default();
-    let message_timeout_ms = match s.message_timeout {
-        Some(create_req::settings::MessageTimeout::MessageTimeoutMs(ms)) => ms,
-        Some(create_req::settings::MessageTimeout::MessageTimeoutTicks(t)) => ms_of_ticks(t),
-        None => 0,
-    };
-    let checkpoint_after_ms = match s.checkpoint_after {
-        Some(create_req::settings::CheckpointAfter::CheckpointAfterMs(ms)) => ms,
-        Some(create_req::settings::CheckpointAfter::CheckpointAfterTicks(t)) => ms_of_ticks(t),
-        None => 0,
-    };
-    let settings = Settings {
-        resolve_links: s.resolve_links,
-        extra_statistics: s.extra_statistics,
-        message_timeout_ms,
-        max_retry_count: s.max_retry_count,
-        min_checkpoint_count: s.min_checkpoint_count,
-        max_checkpoint_count: s.max_checkpoint_count,
-        checkpoint_after_ms,
-        max_subscriber_count: s.max_subscriber_count,
-        live_buffer_size: s.live_buffer_size,
-        read_batch_size: s.read_batch_size,
-        history_buffer_size: s.history_buffer_size,
-        strategy: strategy(&s.consumer_strategy, s.named_consumer_strategy)?,
-    };
+    let settings =
+        settings!(create_req, s, strategy(&s.consumer_strategy, s.named_consumer_strategy)?);
     use create_req::options::StreamOption;
     let (source, start, filter) = match request.stream_option {
         Some(StreamOption::Stream(o)) => {
@@ -140,30 +150,7 @@ fn filter(option: Option<all_options::FilterOption>) -> Option<FilterSpec> {
 /// An Update request; its `$all` filter, which Update cannot change, is `None`.
 pub fn update(request: update_req::Options) -> Result<Asked, Status> {
     let s = request.settings.unwrap_or_default();
-    let message_timeout_ms = match s.message_timeout {
-        Some(update_req::settings::MessageTimeout::MessageTimeoutMs(ms)) => ms,
-        Some(update_req::settings::MessageTimeout::MessageTimeoutTicks(t)) => ms_of_ticks(t),
-        None => 0,
-    };
-    let checkpoint_after_ms = match s.checkpoint_after {
-        Some(update_req::settings::CheckpointAfter::CheckpointAfterMs(ms)) => ms,
-        Some(update_req::settings::CheckpointAfter::CheckpointAfterTicks(t)) => ms_of_ticks(t),
-        None => 0,
-    };
-    let settings = Settings {
-        resolve_links: s.resolve_links,
-        extra_statistics: s.extra_statistics,
-        message_timeout_ms,
-        max_retry_count: s.max_retry_count,
-        min_checkpoint_count: s.min_checkpoint_count,
-        max_checkpoint_count: s.max_checkpoint_count,
-        checkpoint_after_ms,
-        max_subscriber_count: s.max_subscriber_count,
-        live_buffer_size: s.live_buffer_size,
-        read_batch_size: s.read_batch_size,
-        history_buffer_size: s.history_buffer_size,
-        strategy: strategy("", s.named_consumer_strategy)?,
-    };
+    let settings = settings!(update_req, s, strategy("", s.named_consumer_strategy)?);
     use update_req::options::StreamOption;
     let (source, start) = match request.stream_option {
         Some(StreamOption::Stream(o)) => {
