@@ -53,108 +53,94 @@ struct Config {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(if quick { 1 } else { 5 });
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let config = Config {
-        rounds,
-        only: value("--only").cloned(),
-        server_process: args.iter().any(|a| a == "--server-process"),
-        append_for: Duration::from_millis(
-            value("--append-ms").and_then(|n| n.parse().ok()).unwrap_or(if quick {
-                500
-            } else {
-                2000
-            }),
-        ),
-        live_events: if quick { 50 } else { 200 },
-        all_events: value("--all-events").and_then(|n| n.parse().ok()).unwrap_or(if quick {
-            100_000
-        } else {
-            1_000_000
-        }),
-    };
+    let config = Config::from_args(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     if args.iter().any(|a| a == CHILD_FLAG) {
         runtime.block_on(serve_child());
         return;
     }
-    let mut rows: HashMap<&str, Vec<f64>> = HashMap::new();
+    // Each figure's name and its value in every round, in the order they are printed.
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
     for round in 0..config.rounds {
-        // `--only appends` runs both append parts; `embedded` or `served` one of them.
-        let runs = |part: &str| {
-            config.only.as_deref().is_none_or(|only| {
-                only == part || (only == "appends" && ["embedded", "served"].contains(&part))
-            })
-        };
-        let nan = (f64::NAN, f64::NAN);
-        let embedded = if runs("embedded") { embedded_appends(&config) } else { nan };
-        let served = if !runs("served") {
-            nan
-        } else if config.server_process {
-            runtime.block_on(served_appends_from_child(&config))
-        } else {
-            runtime.block_on(served_appends(&config))
-        };
-        let live = if runs("live") { runtime.block_on(live_delays(&config)) } else { f64::NAN };
-        let (all_served, all_raw, all_catch_up, all_embedded) = if runs("all") {
-            runtime.block_on(read_all(&config))
-        } else {
-            (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
-        };
-        println!(
-            "round {round}: embedded {:.0}/s p99 {:.2} ms | server {:.0}/s p99 {:.2} ms | live p99 \
-             {:.2} ms | $all server {:.0}/s (counting client {:.0}/s, catch-up {:.0}/s) embedded \
-             {:.0}/s",
-            embedded.0,
-            embedded.1,
-            served.0,
-            served.1,
-            live,
-            all_served,
-            all_raw,
-            all_catch_up,
-            all_embedded
-        );
-        let figures = [
-            ("W2 embedded appends/s", embedded.0),
-            ("W2 embedded p99 ms", embedded.1),
-            ("server appends/s", served.0),
-            ("server p99 ms", served.1),
-            ("server ÷ embedded rate", served.0 / embedded.0),
-            ("server p99 − embedded p99 ms", served.1 - embedded.1),
-            ("live delay p99 ms", live),
-            ("$all via server events/s", all_served),
-            ("$all via server, counting client events/s", all_raw),
-            ("$all subscription catch-up, counting client events/s", all_catch_up),
-            ("$all embedded events/s", all_embedded),
-        ];
-        for (name, value) in figures {
-            rows.entry(name).or_default().push(value);
+        let figures = one_round(&config, &runtime);
+        let text: Vec<String> = figures.iter().map(|(name, v)| format!("{name} {v:.3}")).collect();
+        println!("round {round}: {}", text.join(" | "));
+        for (i, (name, value)) in figures.into_iter().enumerate() {
+            if rows.len() == i {
+                rows.push((name, Vec::new()));
+            }
+            rows[i].1.push(value);
         }
     }
     println!("\nmedian (min–max) over {} rounds:", config.rounds);
-    for name in [
-        "W2 embedded appends/s",
-        "W2 embedded p99 ms",
-        "server appends/s",
-        "server p99 ms",
-        "server ÷ embedded rate",
-        "server p99 − embedded p99 ms",
-        "live delay p99 ms",
-        "$all via server events/s",
-        "$all via server, counting client events/s",
-        "$all subscription catch-up, counting client events/s",
-        "$all embedded events/s",
-    ] {
-        let mut v = rows.remove(name).unwrap_or_default();
+    for (name, mut v) in rows {
         v.sort_by(f64::total_cmp);
         println!("  {name}: {:.3} ({:.3}–{:.3})", v[v.len() / 2], v[0], v[v.len() - 1]);
     }
+}
+
+impl Config {
+    /// The run's configuration from the command line (see the module doc).
+    fn from_args(args: &[String]) -> Config {
+        let quick = args.iter().any(|a| a == "--quick");
+        let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+        let number = |flag: &str, quick_default: u64, default: u64| {
+            value(flag).and_then(|n| n.parse().ok()).unwrap_or(if quick {
+                quick_default
+            } else {
+                default
+            })
+        };
+        Config {
+            rounds: number("--rounds", 1, 5) as usize,
+            only: value("--only").cloned(),
+            server_process: args.iter().any(|a| a == "--server-process"),
+            append_for: Duration::from_millis(number("--append-ms", 500, 2000)),
+            live_events: if quick { 50 } else { 200 },
+            all_events: number("--all-events", 100_000, 1_000_000) as usize,
+        }
+    }
+
+    /// Whether this run measures `part`: `--only appends` runs both append parts, `embedded`
+    /// or `served` one of them.
+    fn runs(&self, part: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| {
+            only == part || (only == "appends" && ["embedded", "served"].contains(&part))
+        })
+    }
+}
+
+/// One round of every part the configuration runs (NaN for a part it skips): each figure's
+/// name and value.
+fn one_round(config: &Config, runtime: &tokio::runtime::Runtime) -> Vec<(&'static str, f64)> {
+    let nan = (f64::NAN, f64::NAN);
+    let embedded = if config.runs("embedded") { embedded_appends(config) } else { nan };
+    let served = if !config.runs("served") {
+        nan
+    } else if config.server_process {
+        runtime.block_on(served_appends_from_child(config))
+    } else {
+        runtime.block_on(served_appends(config))
+    };
+    let live = if config.runs("live") { runtime.block_on(live_delays(config)) } else { f64::NAN };
+    let (all_served, all_raw, all_catch_up, all_embedded) = if config.runs("all") {
+        runtime.block_on(read_all(config))
+    } else {
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+    };
+    vec![
+        ("W2 embedded appends/s", embedded.0),
+        ("W2 embedded p99 ms", embedded.1),
+        ("server appends/s", served.0),
+        ("server p99 ms", served.1),
+        ("server ÷ embedded rate", served.0 / embedded.0),
+        ("server p99 − embedded p99 ms", served.1 - embedded.1),
+        ("live delay p99 ms", live),
+        ("$all via server events/s", all_served),
+        ("$all via server, counting client events/s", all_raw),
+        ("$all subscription catch-up, counting client events/s", all_catch_up),
+        ("$all embedded events/s", all_embedded),
+    ]
 }
 
 fn event() -> NewEvent {
