@@ -341,8 +341,7 @@ fn open_space_memory(
     drop(store);
     let lite_disk = lite.disk_bytes();
     drop(lite);
-    table
-        .section("W6 open (recovery; the indexes read from their files), warm and cold page cache");
+    table.section("W6 open (recovery; indexes read from their files), warm and cold cache");
     let name = format!("{}k", layout.events / 1000);
     open_rows(table, &name, &run.path("1m"), Some(&run.path("1m-sqlite")), layout.events)?;
     table.section("W6 open + read the last event of a random stream, annal and SQLite in turns");
